@@ -1,0 +1,76 @@
+"""portside: WebSocket library and application server for asyncio.
+
+Servers: :func:`serve` and :func:`unix_serve`. Clients: :func:`connect` and
+:func:`unix_connect`. Handlers receive a :class:`ServerConnection`; clients get a
+:class:`ClientConnection`; both offer ``recv``, ``send``, ``ping``, ``close`` and
+``async for``. Code written for websockets ports by changing
+``import websockets`` into ``import portside as websockets``.
+"""
+
+from __future__ import annotations
+
+from . import exceptions
+from .aio.client import ClientConnection, connect, unix_connect
+from .aio.connection import Connection, Data
+from .aio.server import Server, ServerConnection, serve, unix_serve
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidState,
+    InvalidStatus,
+    InvalidURI,
+    InvalidUpgrade,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    WebSocketException,
+)
+from .protocol.close import Close, CloseCode
+from .protocol.deflate import Deflate
+from .protocol.headers import Headers
+from .protocol.http11 import Request, Response
+from .protocol.state import State
+from .version import __version__
+
+__all__ = [
+    "ClientConnection",
+    "Close",
+    "CloseCode",
+    "ConcurrencyError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Data",
+    "Deflate",
+    "Headers",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "Server",
+    "ServerConnection",
+    "State",
+    "WebSocketException",
+    "__version__",
+    "connect",
+    "exceptions",
+    "serve",
+    "unix_connect",
+    "unix_serve",
+]

@@ -1,0 +1,668 @@
+"""A WebSocket connection on asyncio: the object handlers and clients use.
+
+:class:`Connection` is the :class:`asyncio.BufferedProtocol` of its transport and
+drives a sans-I/O :class:`~portside.protocol.Protocol`. The kernel reads straight
+into a receive buffer shared by the connections of the event loop
+(:class:`~portside.protocol.Arena`); messages go to the coroutine waiting in
+:meth:`recv`, or to a bounded queue when none is waiting.
+
+Flow control, all per connection:
+
+- ``max_size``: the largest message; a larger one fails the connection (1009).
+- ``max_queue``: messages received and not yet read by the application. Past it,
+  the connection stops reading the socket and TCP pushes back on the peer;
+  reading resumes once the application drained the queue to a quarter.
+- ``read_limit``: the most bytes taken from the socket in one read, so the bytes
+  held besides queued messages are ``read_limit`` plus one partial frame.
+- ``write_limit``: bytes buffered by the transport above which :meth:`send`
+  waits for the buffer to drain (to a quarter of the limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, Union, cast
+from weakref import WeakKeyDictionary
+
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidState,
+    ProtocolError,
+)
+from ..protocol.close import Close
+from ..protocol.connection import Protocol
+from ..protocol.events import Pong
+from ..protocol.reader import Arena
+from ..protocol.state import State
+
+from ..protocol.headers import Headers
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..protocol.http11 import Request, Response
+
+__all__ = ["Connection", "Data", "arena_for"]
+
+Data = Union[str, bytes]
+"""A message: ``str`` for text, ``bytes`` for binary."""
+
+_arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
+
+
+def arena_for(loop: asyncio.AbstractEventLoop, read_limit: int) -> Arena:
+    """Return the receive buffer that the connections of ``loop`` share."""
+    arena = _arenas.get(loop)
+    if arena is None:
+        arena = _arenas[loop] = Arena(read_limit)
+    else:
+        arena.reserve(read_limit)
+    return arena
+
+
+class Connection(asyncio.BufferedProtocol):
+    """A WebSocket connection, either side: the ``ws`` object of the API.
+
+    Not created directly: :func:`~portside.serve` hands one to each handler and
+    :func:`~portside.connect` returns one.
+
+    Iterating with ``async for`` yields messages until the connection closes
+    normally; a closure with an error raises :class:`ConnectionClosedError`.
+    """
+
+    protocol: Protocol
+    request: Request | None
+    """The opening request (HTTP)."""
+    response: Response | None
+    """The answer to the opening request (HTTP)."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1 or None, not {max_queue}")
+        if write_limit < 0:
+            raise ValueError(f"write_limit must be >= 0, not {write_limit}")
+        self.protocol = protocol
+        self.logger = logger
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.request = None
+        self.response = None
+        self.latency = 0.0
+        """Round-trip time of the last keepalive ping, in seconds (0 before one)."""
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)
+        self._messages: collections.deque[Data] | None = None
+        self._waiter: asyncio.Future[Data] | None = None
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._fragmenting: asyncio.Future[None] | None = None
+        self._pending_error: ProtocolError | None = None
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._timer: asyncio.TimerHandle | None = None  # keepalive or close timeout
+        self._keepalive_ping: bytes | None = None
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._id: uuid.UUID | None = None
+        self._handshaking = False  # the opening handshake owns received bytes
+
+    # Properties.
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier of the connection, for logs."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
+
+    @property
+    def state(self) -> State:
+        """The :class:`~portside.protocol.State` of the connection."""
+        return self.protocol.state
+
+    @property
+    def open(self) -> bool:
+        """Whether messages can be sent (``state`` is ``OPEN``)."""
+        return self.protocol.state is State.OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Whether the TCP connection is closed."""
+        return self._lost
+
+    @property
+    def local_address(self) -> Any:
+        """The local socket address, as ``socket.getsockname()`` returns it."""
+        return self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's socket address, as ``socket.getpeername()`` returns it."""
+        return self.transport.get_extra_info("peername")
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated subprotocol, or ``None``."""
+        return cast(Union[str, None], getattr(self.protocol, "subprotocol", None))
+
+    @property
+    def path(self) -> str:
+        """The path of the opening request, such as ``/chat?room=1``."""
+        return self.request.path if self.request is not None else ""
+
+    @property
+    def request_headers(self) -> Headers:
+        """The headers of the opening request."""
+        return self.request.headers if self.request is not None else Headers()
+
+    @property
+    def response_headers(self) -> Headers:
+        """The headers of the answer to the opening request."""
+        return self.response.headers if self.response is not None else Headers()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received: 1005 if none was in the frame, 1006 if no
+        frame came; ``None`` while the connection is open."""
+        if not self._lost and self.protocol.state is not State.CLOSED:
+            return None
+        close = self.protocol.close_rcvd
+        return 1006 if close is None else close.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; ``None`` while the connection is open."""
+        if not self._lost and self.protocol.state is not State.CLOSED:
+            return None
+        close = self.protocol.close_rcvd
+        return "" if close is None else close.reason
+
+    # Receiving.
+
+    async def recv(self) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises:
+            ConnectionClosedOK: When the connection closed normally.
+            ConnectionClosedError: When it closed with an error.
+            ConcurrencyError: If another coroutine is already in :meth:`recv`.
+        """
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            if self._reading_paused and len(messages) <= cast(int, self.max_queue) >> 2:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            return message
+        if self._waiter is not None:
+            raise ConcurrencyError("another coroutine is already waiting for the next message")
+        if self._pending_error is not None:
+            self._fail_now()
+        if not self.protocol._reading:
+            raise self._closed_error()
+        waiter = self.loop.create_future()
+        self._waiter = waiter
+        try:
+            return await waiter
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        return self
+
+    async def __anext__(self) -> Data:
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    # asyncio.BufferedProtocol
+
+    def get_buffer(self, sizehint: int) -> memoryview:  # noqa: D102
+        return self.protocol.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:  # noqa: D102
+        if self._handshaking:
+            self._receive_handshake(nbytes)
+            return
+        protocol = self.protocol
+        events = protocol.buffer_updated(nbytes)
+        for event in events:
+            cls = event.__class__
+            if cls is bytes or cls is str:
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(cast(Data, event))
+                        continue
+                self._enqueue(cast(Data, event))
+            else:
+                self._on_event(event, len(events) == 1)
+        if protocol._out:
+            self._write_all(protocol.data_to_send())
+
+    def _receive_handshake(self, nbytes: int) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _feed(self, data: bytes) -> None:
+        """Process bytes received during the handshake that belong to frames."""
+        view = memoryview(data)
+        while view and not self._lost:
+            buffer = self.protocol.get_buffer(-1)
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            view = view[size:]
+            self.buffer_updated(size)
+
+    def _enqueue(self, message: Data) -> None:
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
+        messages.append(message)
+        if (
+            self.max_queue is not None
+            and len(messages) >= self.max_queue
+            and not self._reading_paused
+            and self.protocol._reading
+        ):
+            # Stop reading: TCP's flow control pushes back on the peer.
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _on_event(self, event: object, alone: bool) -> None:
+        if isinstance(event, Pong):
+            self._on_pong(event)
+        elif isinstance(event, Close):
+            self._on_close_frame()
+        elif isinstance(event, ProtocolError):
+            self._on_protocol_error(event, alone)
+        # Ping: the protocol queued the Pong already.
+
+    def _on_close_frame(self) -> None:
+        self._write_all(self.protocol.data_to_send())
+        self._wake_receiver()
+        self._closing_handshake_done()
+
+    def _on_protocol_error(self, exc: ProtocolError, alone: bool) -> None:
+        self.logger.info(
+            "%s: peer broke the protocol: %s; failing with close code %d",
+            self._peer_name(),
+            exc,
+            exc.code,
+        )
+        self._pending_error = exc
+        if alone and not self._messages:
+            # No message arrived before the error: nothing to let the
+            # application read first.
+            self._fail_now()
+        else:
+            # Let the application read the messages that arrived before the
+            # error (and answer them) before the Close frame goes out -- what
+            # Autobahn calls strict behaviour -- but not forever.
+            self._set_timer(self.close_timeout, self._fail_now)
+
+    def _fail_now(self) -> None:
+        exc = self._pending_error
+        if exc is None:
+            return
+        self._pending_error = None
+        self._fail(exc.code, str(exc))
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): Close frame, then close TCP."""
+        protocol = self.protocol
+        if protocol.state is State.CLOSED and protocol.close_sent is not None:
+            return
+        if len(reason.encode()) > 123:
+            reason = reason.encode()[:120].decode(errors="ignore") + "..."
+        self._write_all(protocol.fail(code, reason))
+        self._wake_receiver()
+        self._closing_handshake_done()
+
+    def _wake_receiver(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_exception(self._closed_error())
+
+    def _closed_error(self) -> ConnectionClosed:
+        exc = self.protocol.closed_error()
+        exc.__cause__ = None
+        return exc
+
+    def _closing_handshake_done(self) -> None:
+        """Close TCP once the protocol reached CLOSED; else arm the close timer."""
+        if self.protocol.state is State.CLOSED:
+            if self._is_server():
+                # RFC 6455 7.1.1: the server closes the TCP connection first.
+                self.transport.close()
+                self._set_timer(self.close_timeout, self._abort)
+            else:
+                # The client waits for the server to close, but not forever.
+                self._set_timer(self.close_timeout, self._close_transport)
+        else:
+            self._set_timer(self.close_timeout, self._abort)
+
+    def _is_server(self) -> bool:
+        return self.protocol._masked
+
+    def _close_transport(self) -> None:
+        self.transport.close()
+        self._set_timer(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        if not self._lost:
+            self.transport.abort()
+
+    def _set_timer(self, delay: float | None, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if delay is not None and not self._lost:
+            self._timer = self.loop.call_later(delay, callback)
+
+    def eof_received(self) -> bool:  # noqa: D102
+        return False  # close the transport
+
+    def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
+        self._lost = True
+        protocol = self.protocol
+        if not protocol.eof_rcvd:
+            protocol.receive_eof()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending_error = None
+        self._wake_receiver()
+        error = self._closed_error()
+        for future, _ in self._pings.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pings.clear()
+        self._write_paused = False
+        self._wake_writers(error)
+        if self._lost_waiter is not None and not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+
+    # Sending.
+
+    async def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+    ) -> None:
+        """Send a message.
+
+        Args:
+            message: ``str`` sends a text message; ``bytes``, ``bytearray`` or
+                ``memoryview`` a binary one. An iterable or async iterable of
+                ``str`` or of bytes-like objects sends one fragmented message,
+                a frame per item.
+
+        Raises:
+            ConnectionClosed: If the connection is closing or closed.
+            TypeError: If ``message`` has an unsupported type.
+        """
+        if self._fragmenting is not None:
+            await self._wait_fragmented()
+        cls = message.__class__
+        protocol = self.protocol
+        if cls is str:
+            frames = protocol.send_text(cast(str, message))
+        elif cls is bytes or cls is bytearray or cls is memoryview:
+            frames = protocol.send_binary(cast(bytes, message))
+        elif isinstance(message, str):
+            frames = protocol.send_text(message)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            frames = protocol.send_binary(message)
+        elif isinstance(message, dict):
+            raise TypeError("message must be str, bytes or an iterable of them, not dict")
+        elif isinstance(message, (Iterable, AsyncIterable)):
+            await self._send_fragments(message)
+            return
+        else:
+            raise TypeError(f"message has an unsupported type: {cls.__name__}")
+        transport = self.transport
+        if len(frames) == 1:
+            transport.write(frames[0])
+        else:
+            transport.writelines(frames)
+        if self._write_paused:
+            await self._drain()
+
+    async def _wait_fragmented(self) -> None:
+        while self._fragmenting is not None:
+            await asyncio.shield(self._fragmenting)
+
+    async def _send_fragments(self, message: Iterable[Data] | AsyncIterable[Data]) -> None:
+        # Each item goes out as soon as it is produced, in a frame with FIN
+        # clear; an empty continuation frame with FIN set ends the message.
+        protocol = self.protocol
+        done = self.loop.create_future()
+        self._fragmenting = done
+        try:
+            if isinstance(message, AsyncIterable):
+                async for item in message:
+                    await self._send_fragment(item)
+            else:
+                for item in message:
+                    await self._send_fragment(item)
+            if protocol._sending:
+                self.transport.writelines(protocol.send_continuation(b"", fin=True))
+        except BaseException:
+            if protocol._sending and protocol.state is State.OPEN:
+                # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
+                # so the connection is unusable.
+                self._fail(1011, "error while sending a fragmented message")
+            raise
+        finally:
+            self._fragmenting = None
+            done.set_result(None)
+
+    async def _send_fragment(self, item: object) -> None:
+        protocol = self.protocol
+        if isinstance(item, str):
+            text = True
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            text = False
+        else:
+            raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
+        sending = protocol._sending
+        if sending and (sending == 1) != text:
+            raise TypeError("fragments must all be str or all be bytes-like")
+        if sending:
+            frames = protocol.send_continuation(item, fin=False)  # type: ignore[arg-type]
+        elif text:
+            frames = protocol.send_text(item, fin=False)  # type: ignore[arg-type]
+        else:
+            frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
+        self.transport.writelines(frames)
+        if self._write_paused:
+            await self._drain()
+
+    def _write_all(self, frames: list[bytes]) -> None:
+        if frames and not self._lost:
+            self.transport.writelines(frames)
+
+    def pause_writing(self) -> None:  # noqa: D102
+        self._write_paused = True
+
+    def resume_writing(self) -> None:  # noqa: D102
+        self._write_paused = False
+        self._wake_writers(None)
+
+    def _wake_writers(self, error: BaseException | None) -> None:
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
+
+    async def _drain(self) -> None:
+        if self._lost:
+            raise self._closed_error()
+        waiter = self.loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    # Control frames.
+
+    async def ping(self, data: Data | None = None) -> Awaitable[float]:
+        """Send a Ping.
+
+        Args:
+            data: The ping's payload; 4 random bytes when ``None``.
+
+        Returns:
+            A future that resolves to the round-trip time in seconds when the
+            matching Pong arrives: ``latency = await (await ws.ping())``.
+
+        Raises:
+            ConnectionClosed: If the connection is closing or closed.
+            ConcurrencyError: If a ping with the same data awaits its pong.
+        """
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)  # pragma: no cover - 1 in 4 billion
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+        try:
+            frames = self.protocol.send_ping(payload)
+        except ValueError as exc:
+            if payload in self._pings:
+                raise ConcurrencyError(str(exc)) from None
+            raise
+        future: asyncio.Future[float] = self.loop.create_future()
+        self._pings[payload] = (future, time.monotonic())
+        self.transport.writelines(frames)
+        return future
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat).
+
+        Raises:
+            ConnectionClosed: If the connection is closing or closed.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self.transport.writelines(self.protocol.send_pong(payload))
+
+    def _on_pong(self, pong: Pong) -> None:
+        now = time.monotonic()
+        for payload in pong.acknowledged:
+            entry = self._pings.pop(payload, None)
+            if entry is None:
+                continue
+            future, sent = entry
+            if not future.done():
+                future.set_result(now - sent)
+            if payload == pong.data:
+                self.latency = now - sent
+            if payload == self._keepalive_ping:
+                self._keepalive_ping = None
+                self._schedule_keepalive(sent)
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None:
+            self._schedule_keepalive(time.monotonic())
+
+    def _schedule_keepalive(self, last: float) -> None:
+        if self.ping_interval is None or self._lost:
+            return
+        delay = max(0.0, last + self.ping_interval - time.monotonic())
+        self._set_timer(delay, self._send_keepalive)
+
+    def _send_keepalive(self) -> None:
+        self._timer = None
+        if self.protocol.state is not State.OPEN:
+            return
+        payload = os.urandom(4)
+        while payload in self._pings:
+            payload = os.urandom(4)  # pragma: no cover - 1 in 4 billion
+        future: asyncio.Future[float] = self.loop.create_future()
+        future.add_done_callback(_consume_exception)
+        self._pings[payload] = (future, time.monotonic())
+        self._keepalive_ping = payload
+        self.transport.writelines(self.protocol.send_ping(payload))
+        if self.ping_timeout is not None:
+            self._set_timer(self.ping_timeout, self._keepalive_timeout)
+
+    def _keepalive_timeout(self) -> None:
+        self._timer = None
+        if self._keepalive_ping is not None and self.protocol.state is State.OPEN:
+            self.logger.info("%s: no pong to keepalive ping; closing", self._peer_name())
+            self._fail(1011, "keepalive ping timeout")
+
+    # Closing.
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and wait for the connection to close.
+
+        Waits at most ``close_timeout`` for the peer's Close frame, then for the
+        TCP connection to close. Calling it on a closed connection does nothing.
+
+        Args:
+            code: The close code (RFC 6455 section 7.4).
+            reason: The close reason, at most 123 bytes once UTF-8 encoded.
+        """
+        self._start_close(code, reason)
+        await self.wait_closed()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        protocol = self.protocol
+        if protocol.state is State.OPEN:
+            if self._fragmenting is not None:
+                # A fragmented message was interrupted: the peer cannot make
+                # sense of what follows, so fail rather than close.
+                self._fail(1011, "close() interrupted a fragmented message")
+                return
+            self._write_all(protocol.send_close(code, reason))
+            self._closing_handshake_done()
+        elif protocol.state is State.CONNECTING:
+            self._abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        if self._lost:
+            return
+        if self._lost_waiter is None:
+            self._lost_waiter = self.loop.create_future()
+        await asyncio.shield(self._lost_waiter)
+
+    def _peer_name(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return f"{peer[0]}:{peer[1]}"
+        return str(peer or "peer")
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,645 @@
+"""WebSocket servers on asyncio: :func:`serve`, :func:`unix_serve`, :class:`Server`."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Union, cast
+
+from ..exceptions import ConnectionClosed, InvalidMessage
+from ..protocol.deflate import Deflate
+from ..protocol.headers import Headers, HeadersLike
+from ..protocol.http11 import Request, Response
+from ..protocol.server import Origin, ServerProtocol
+from ..protocol.state import State
+from ..version import __version__
+from .config import ConnectionOptions, compression_option
+from .connection import Connection, arena_for
+
+__all__ = ["serve", "unix_serve", "Server", "ServerConnection", "Serve"]
+
+Handler = Callable[..., Awaitable[Any]]
+LegacyResponse = tuple[Union[http.HTTPStatus, int], HeadersLike, Union[bytes, str]]
+ProcessRequest = Callable[[Any, Any], Union[Response, LegacyResponse, None, Awaitable[Any]]]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], Union[Response, None, Awaitable[Union[Response, None]]]
+]
+
+SERVER_HEADER = f"portside/{__version__}"
+
+
+def _positional_params(func: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without signature
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p for p in signature.parameters.values() if p.kind in kinds]
+
+
+def handler_takes_path(handler: Handler) -> bool:
+    """Tell whether ``handler`` is the older ``handler(ws, path)`` form."""
+    params = _positional_params(handler)
+    if params is None:
+        return False
+    required = [p for p in params if p.default is inspect.Parameter.empty]
+    return len(required) >= 2
+
+
+def process_request_is_legacy(process_request: ProcessRequest) -> bool:
+    """Tell whether ``process_request`` is the ``(path, request_headers)`` form.
+
+    It is when its first parameter is annotated ``str`` or named like ``path``,
+    or its second is named like ``headers``; otherwise portside calls it as
+    ``process_request(connection, request)``.
+    """
+    params = _positional_params(process_request)
+    if params is None or len(params) < 2:
+        return False
+    first, second = params[0], params[1]
+    if first.annotation in (str, "str"):
+        return True
+    return "path" in first.name.lower() or "header" in second.name.lower()
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection: what a handler receives."""
+
+    protocol: ServerProtocol
+
+    def __init__(self, server: Server, protocol: ServerProtocol, options: ConnectionOptions) -> None:
+        super().__init__(
+            protocol,
+            max_queue=options.max_queue,
+            write_limit=options.write_limit,
+            ping_interval=options.ping_interval,
+            ping_timeout=options.ping_timeout,
+            close_timeout=options.close_timeout,
+            logger=server.logger,
+        )
+        self.server = server
+        self._handshaking = True
+        self._task: asyncio.Task[None] | None = None
+
+    def respond(self, status: http.HTTPStatus | int, text: str) -> Response:
+        """Build a plain-text HTTP response, for ``process_request`` to return.
+
+        Args:
+            status: The HTTP status.
+            text: The body.
+        """
+        return self.protocol.reject(status, text)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+        self.server._connection_made(self)
+        self._set_timer(self.server.open_timeout, self._open_timed_out)
+
+    def _open_timed_out(self) -> None:
+        self._timer = None
+        if self._handshaking:
+            self.logger.info("%s: opening handshake timed out", self._peer_name())
+            self._abort()
+
+    def _receive_handshake(self, nbytes: int) -> None:
+        protocol = self.protocol
+        data = bytes(protocol.arena.buffer[:nbytes])
+        try:
+            request = protocol.receive_request(data)
+        except InvalidMessage as exc:
+            self.logger.info("%s: invalid HTTP request: %s", self._peer_name(), exc)
+            self._send_response(protocol.reject(exc.status, f"Invalid HTTP request: {exc}.\n"))
+            return
+        if request is None:
+            return
+        self.request = request
+        # Nothing more is read until the handshake is answered.
+        self.transport.pause_reading()
+        self._task = self.loop.create_task(self._run())
+        self.server._task_started(self._task)
+
+    def _send_response(self, response: Response) -> None:
+        self.response = response
+        data = self.protocol.send_response(response)
+        if not self._lost:
+            self.transport.write(data)
+            if response.status_code != 101:
+                self.transport.close()
+
+    async def _run(self) -> None:
+        server = self.server
+        try:
+            if not await self._handshake():
+                return
+            self._handshaking = False
+            self._start_keepalive()
+            self.transport.resume_reading()
+            if self.protocol.rest:
+                self._feed(self.protocol.rest)
+                self.protocol.rest = b""
+            try:
+                if server.handler_takes_path:
+                    await server.handler(self, self.path)
+                else:
+                    await server.handler(self)
+            except ConnectionClosed:
+                pass
+            except Exception:
+                self.logger.error("connection handler failed", exc_info=True)
+                self._start_close(1011, "")
+            else:
+                self._start_close(1001 if server.closing else 1000, "")
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        finally:
+            server._connection_done(self)
+
+    async def _handshake(self) -> bool:
+        server = self.server
+        request = self.request
+        assert request is not None
+        protocol = self.protocol
+        response: Response | None = None
+        if server.process_request is not None:
+            try:
+                response = await server.call_process_request(self, request)
+            except Exception:
+                self.logger.error("process_request failed", exc_info=True)
+                response = protocol.reject(
+                    500,
+                    "Failed to open a WebSocket connection.\n"
+                    "See server log for more information.\n",
+                )
+            if self._lost:
+                return False
+        if response is None:
+            if server.closing:
+                response = protocol.reject(503, "Server is shutting down.\n")
+            else:
+                response = protocol.accept(request)
+                if protocol.handshake_exc is not None:
+                    self.logger.info(
+                        "%s: opening handshake failed: %s", self._peer_name(), protocol.handshake_exc
+                    )
+        if server.process_response is not None:
+            try:
+                result = server.process_response(self, request, response)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                self.logger.error("process_response failed", exc_info=True)
+                result = protocol.reject(
+                    500,
+                    "Failed to open a WebSocket connection.\n"
+                    "See server log for more information.\n",
+                )
+            if self._lost:
+                return False
+            if result is not None:
+                response = cast(Response, result)
+        self._send_response(response)
+        return response.status_code == 101 and not self._lost
+
+    def _shutdown(self) -> None:
+        """Part of :meth:`Server.close`: 503 to handshakes, 1001 to connections."""
+        if self._lost:
+            return
+        if self._handshaking:
+            if self._task is None:
+                # The request is not complete: answer now.
+                self._send_response(self.protocol.reject(503, "Server is shutting down.\n"))
+            # Otherwise _handshake answers 503 once process_request returns.
+        else:
+            self._start_close(1001, "")
+
+
+def _legacy_response(result: tuple[Any, ...]) -> Response:
+    """Convert a ``(status, headers, body)`` tuple into a :class:`Response`."""
+    try:
+        status, headers, body = result
+    except ValueError:
+        raise TypeError("process_request must return None, a Response or (status, headers, body)") from None
+    status = http.HTTPStatus(status)
+    if isinstance(body, str):
+        body = body.encode()
+    response_headers = Headers(headers)
+    if "Content-Length" not in response_headers:
+        response_headers["Content-Length"] = str(len(body))
+    if "Connection" not in response_headers:
+        response_headers["Connection"] = "close"
+    return Response(status.value, status.phrase, response_headers, bytes(body))
+
+
+class Server:
+    """A WebSocket server: what :func:`serve` returns.
+
+    Attributes:
+        connections: The connections being served, including those still in the
+            opening handshake.
+        server: The underlying :class:`asyncio.Server`.
+        logger: The logger of the server and its connections.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None,
+        process_response: ProcessResponse | None,
+        open_timeout: float | None,
+        close_timeout: float | None,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.handler = handler
+        self.handler_takes_path = handler_takes_path(handler)
+        self.process_request = process_request
+        self.process_request_is_legacy = (
+            process_request is not None and process_request_is_legacy(process_request)
+        )
+        self.process_response = process_response
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.logger = logger
+        self.connections: set[ServerConnection] = set()
+        self.server: asyncio.Server = cast(asyncio.Server, None)
+        self.loop = asyncio.get_running_loop()
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._close_task: asyncio.Task[None] | None = None
+        self._closed = self.loop.create_future()
+
+    async def call_process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Call ``process_request`` in the form it was written for."""
+        assert self.process_request is not None
+        if self.process_request_is_legacy:
+            result = self.process_request(request.path, request.headers)
+        else:
+            result = self.process_request(connection, request)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None or isinstance(result, Response):
+            return result
+        if isinstance(result, tuple):
+            return _legacy_response(result)
+        raise TypeError(
+            f"process_request returned {type(result).__name__}; "
+            "expected None, a Response or (status, headers, body)"
+        )
+
+    # Connection tracking.
+
+    def _connection_made(self, connection: ServerConnection) -> None:
+        self.connections.add(connection)
+        if self.closing:
+            connection._shutdown()
+
+    def _task_started(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+
+    def _connection_done(self, connection: ServerConnection) -> None:
+        self.connections.discard(connection)
+        if connection._task is not None:
+            self._tasks.discard(connection._task)
+
+    # Lifecycle.
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        return tuple(self.server.sockets)
+
+    def is_serving(self) -> bool:
+        """Whether the server accepts connections."""
+        return self.server.is_serving()
+
+    async def start_serving(self) -> None:
+        """Start accepting connections (when created with ``start_serving=False``)."""
+        await self.server.start_serving()
+
+    async def serve_forever(self) -> None:
+        """Accept connections until :meth:`close` is called or the task is cancelled."""
+        try:
+            await self.server.serve_forever()
+        except asyncio.CancelledError:
+            self.close()
+            await self.wait_closed()
+            raise
+
+    def close(self, close_connections: bool = True) -> None:
+        """Shut the server down; return at once. :meth:`wait_closed` waits.
+
+        Stops accepting connections; answers handshakes in progress with 503;
+        sends Close frames with code 1001 (going away) to open connections, so
+        handlers blocked in ``recv()`` get :class:`ConnectionClosedOK`; cancels
+        handlers still running ``close_timeout`` seconds later.
+
+        Safe to call more than once, and from a signal handler installed with
+        ``loop.add_signal_handler``. From another thread, use
+        ``loop.call_soon_threadsafe(server.close)``.
+
+        Args:
+            close_connections: ``False`` only stops accepting connections and
+                lets the open ones run to their end.
+        """
+        if self._close_task is not None:
+            return
+        self._close_task = self.loop.create_task(self._close(close_connections))
+
+    async def _close(self, close_connections: bool) -> None:
+        self.server.close()
+        self.closing = True
+        if close_connections:
+            for connection in list(self.connections):
+                connection._shutdown()
+        tasks = list(self._tasks)
+        if tasks and close_connections:
+            _, pending = await asyncio.wait(tasks, timeout=self.close_timeout)
+            for task in pending:
+                task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        for connection in list(self.connections):
+            connection._abort()
+        await self.server.wait_closed()
+        self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every handler has finished."""
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class Serve:
+    """What :func:`serve` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, create: Callable[[], Awaitable[Server]]) -> None:
+        self._create = create
+        self._server: Server | None = None
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def _start(self) -> Server:
+        self._server = await self._create()
+        return self._server
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def _server_factory(
+    handler: Handler,
+    *,
+    process_request: ProcessRequest | None,
+    process_response: ProcessResponse | None,
+    subprotocols: Sequence[str] | None,
+    select_subprotocol: Callable[[ServerConnection, Sequence[str]], str | None] | None,
+    origins: Sequence[Origin] | None,
+    compression: str | Deflate | None,
+    server_header: str | None,
+    open_timeout: float | None,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
+    options: ConnectionOptions,
+) -> Callable[[], Awaitable[tuple[Server, Callable[[], ServerConnection]]]]:
+    """Validate the options once; return how to build the server in the loop."""
+    if not callable(handler):
+        raise TypeError("handler must be a coroutine function taking the connection")
+    if process_request is not None and not callable(process_request):
+        raise TypeError("process_request must be callable or None")
+    if process_response is not None and not callable(process_response):
+        raise TypeError("process_response must be callable or None")
+    if open_timeout is not None and open_timeout < 0:
+        raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
+    deflate = compression_option(compression)
+    if origins is not None:
+        origins = list(origins)
+        for origin in origins:
+            if origin is not None and not isinstance(origin, str) and not hasattr(origin, "fullmatch"):
+                raise TypeError(f"origins must hold strings, compiled patterns or None, not {origin!r}")
+    if isinstance(logger, str):
+        logger = logging.getLogger(logger)
+    elif logger is None:
+        logger = logging.getLogger("portside.server")
+    the_logger = logger
+
+    async def build() -> tuple[Server, Callable[[], ServerConnection]]:
+        server = Server(
+            handler,
+            process_request=process_request,
+            process_response=process_response,
+            open_timeout=open_timeout,
+            close_timeout=options.close_timeout,
+            logger=the_logger,
+        )
+        arena = arena_for(server.loop, options.read_limit)
+        selector = None
+
+        def factory() -> ServerConnection:
+            protocol = ServerProtocol(
+                origins=origins,
+                subprotocols=subprotocols,
+                select_subprotocol=selector,
+                compression=deflate,
+                server_header=server_header,
+                max_size=options.max_size,
+                read_limit=options.read_limit,
+                arena=arena,
+            )
+            connection = ServerConnection(server, protocol, options)
+            if select_subprotocol is not None:
+                protocol.select_subprotocol = lambda offered: select_subprotocol(connection, offered)
+            return connection
+
+        return server, factory
+
+    return build
+
+
+Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], ServerConnection]], Awaitable[asyncio.Server]]
+
+
+def _serve(
+    handler: Handler,
+    listen: Listen,
+    *,
+    process_request: ProcessRequest | None = None,
+    process_response: ProcessResponse | None = None,
+    subprotocols: Sequence[str] | None = None,
+    select_subprotocol: Callable[[ServerConnection, Sequence[str]], str | None] | None = None,
+    origins: Sequence[Origin] | None = None,
+    compression: str | Deflate | None = "deflate",
+    max_size: int | None = 2**20,
+    max_queue: int | None = 16,
+    read_limit: int = 2**16,
+    write_limit: int = 2**16,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    server_header: str | None = SERVER_HEADER,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+) -> Serve:
+    options = ConnectionOptions.validate(
+        max_size=max_size,
+        max_queue=max_queue,
+        read_limit=read_limit,
+        write_limit=write_limit,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+    )
+    build = _server_factory(
+        handler,
+        process_request=process_request,
+        process_response=process_response,
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        origins=origins,
+        compression=compression,
+        server_header=server_header,
+        open_timeout=open_timeout,
+        logger=logger,
+        options=options,
+    )
+
+    async def create() -> Server:
+        server, factory = await build()
+        server.server = await listen(server.loop, factory)
+        return server
+
+    return Serve(create)
+
+
+def serve(
+    handler: Handler,
+    host: str | Sequence[str] | None = None,
+    port: int | None = None,
+    *,
+    ssl: Any = None,
+    sock: socket.socket | None = None,
+    reuse_port: bool = False,
+    **kwargs: Any,
+) -> Serve:
+    """Start a WebSocket server on TCP.
+
+    ``await serve(...)`` returns a :class:`Server`; ``async with serve(...) as
+    server:`` closes it on exit. ``docs/reference.md`` documents every option.
+
+    Args:
+        handler: ``async def handler(ws)``, or the older ``handler(ws, path)``.
+        host: The interface(s) to listen on; ``None`` for all.
+        port: The TCP port.
+        ssl: An :class:`ssl.SSLContext` to serve ``wss://``.
+        sock: A listening socket to use instead of ``host`` and ``port``.
+        reuse_port: Set ``SO_REUSEPORT`` so that several processes share the port.
+        process_request: Answers HTTP requests before the WebSocket handshake,
+            e.g. health checks: ``(connection, request)`` returning a
+            :class:`~portside.Response` or ``None``, or the older ``(path,
+            request_headers)`` returning ``(status, headers, body)`` or ``None``.
+        process_response: ``(connection, request, response)``: may modify or
+            replace the handshake response.
+        subprotocols: Supported subprotocols, in order of preference.
+        select_subprotocol: ``(connection, offered) -> str | None``, overriding
+            the choice among ``subprotocols``.
+        origins: Allowed ``Origin`` values (strings, compiled patterns, or
+            ``None`` for requests without one); ``None`` allows any.
+        compression: ``"deflate"`` (permessage-deflate with the defaults of
+            :class:`~portside.Deflate`), a :class:`~portside.Deflate`, or ``None``.
+        max_size: The largest message accepted, in bytes; ``None`` for no limit.
+        max_queue: Messages buffered before reading stops; ``None``: no limit.
+        read_limit: The most bytes read from the socket in one go.
+        write_limit: Bytes buffered for sending above which ``send()`` waits.
+        open_timeout: Seconds allowed for the opening handshake; ``None``: forever.
+        ping_interval: Seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: Seconds to wait for a keepalive pong; ``None``: forever.
+        close_timeout: Seconds to wait for the closing handshake, and for
+            handlers to finish when the server closes.
+        server_header: The ``Server`` response header; ``None`` omits it.
+        logger: A logger or a logger name; default ``portside.server``.
+        **kwargs: Other keyword arguments go to
+            :meth:`asyncio.loop.create_server` (``backlog``, ``start_serving``...).
+    """
+    create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+    if reuse_port:
+        create_kwargs["reuse_port"] = True
+    if sock is not None and (host is not None or port is not None):
+        raise ValueError("pass either sock, or host and port, not both")
+
+    def listen(
+        loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]
+    ) -> Awaitable[asyncio.Server]:
+        if sock is not None:
+            return loop.create_server(factory, sock=sock, ssl=ssl, **create_kwargs)
+        return loop.create_server(factory, host, port, ssl=ssl, **create_kwargs)
+
+    return _serve(handler, listen, **kwargs)
+
+
+def unix_serve(
+    handler: Handler,
+    path: str | None = None,
+    *,
+    ssl: Any = None,
+    sock: socket.socket | None = None,
+    **kwargs: Any,
+) -> Serve:
+    """Start a WebSocket server on a Unix socket.
+
+    Takes the options of :func:`serve` but ``host``, ``port`` and ``reuse_port``.
+
+    Args:
+        handler: As for :func:`serve`.
+        path: The file system path of the socket.
+        ssl: An :class:`ssl.SSLContext`, rarely useful on a Unix socket.
+        sock: A listening Unix socket to use instead of ``path``.
+        **kwargs: The options of :func:`serve`.
+    """
+    create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+
+    def listen(
+        loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]
+    ) -> Awaitable[asyncio.Server]:
+        return loop.create_unix_server(factory, path, sock=sock, ssl=ssl, **create_kwargs)
+
+    return _serve(handler, listen, **kwargs)
+
+
+# Keyword arguments that serve() passes on to loop.create_server().
+_CREATE_SERVER_KWARGS = (
+    "family",
+    "flags",
+    "backlog",
+    "reuse_address",
+    "ssl_handshake_timeout",
+    "ssl_shutdown_timeout",
+    "start_serving",
+)

@@ -1,0 +1,284 @@
+"""HTTP/1.1 requests and responses, as much as the opening handshake needs
+(RFC 7230), with limits so that a hostile peer cannot make the parser buffer
+without bound."""
+
+from __future__ import annotations
+
+import http
+import re
+from dataclasses import dataclass, field
+
+from ..exceptions import InvalidMessage
+from .headers import Headers
+
+__all__ = [
+    "MAX_LINE_LENGTH",
+    "MAX_HEADERS",
+    "MAX_BODY_SIZE",
+    "Request",
+    "Response",
+    "RequestParser",
+    "ResponseParser",
+]
+
+#: The longest request line, status line or header line accepted, in bytes.
+MAX_LINE_LENGTH = 8192
+#: The most header lines accepted in a request or response.
+MAX_HEADERS = 128
+#: The largest response body a client reads from a server that refuses to upgrade.
+MAX_BODY_SIZE = 2**20
+
+# RFC 7230 3.2: field-name = token; field-value excludes CR, LF and NUL.
+_FIELD_NAME = re.compile(rb"[-!#$%&\'*+.^_`|~0-9a-zA-Z]+")
+_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
+
+
+def _invalid(message: str, status: int = 400) -> InvalidMessage:
+    error = InvalidMessage(message)
+    error.status = http.HTTPStatus(status)
+    return error
+
+
+@dataclass
+class Request:
+    """An HTTP request: the opening handshake of a WebSocket connection.
+
+    Attributes:
+        path: The request target, such as ``/chat?room=1``.
+        headers: The request headers.
+        method: The request method; the server only accepts ``GET``.
+    """
+
+    path: str
+    headers: Headers
+    method: str = "GET"
+
+    def serialize(self) -> bytes:
+        """Return the request as bytes, ready to write."""
+        return f"{self.method} {self.path} HTTP/1.1\r\n{self.headers}".encode("latin-1")
+
+
+@dataclass
+class Response:
+    """An HTTP response.
+
+    Attributes:
+        status_code: The status code, such as 101.
+        reason_phrase: The reason phrase, such as ``Switching Protocols``.
+        headers: The response headers.
+        body: The response body.
+    """
+
+    status_code: int
+    reason_phrase: str
+    headers: Headers
+    body: bytes = field(default=b"")
+
+    @property
+    def status(self) -> int:
+        """The status code (an alias of :attr:`status_code`)."""
+        return self.status_code
+
+    def serialize(self) -> bytes:
+        """Return the response as bytes, ready to write."""
+        head = f"HTTP/1.1 {self.status_code} {self.reason_phrase}\r\n{self.headers}"
+        return head.encode("latin-1") + self.body
+
+
+class _HeadParser:
+    """Collects the head of an HTTP message: a first line and header lines."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer known to hold complete lines
+        self._lines = 0
+
+    def _feed_head(self, data: bytes) -> tuple[bytes, list[bytes], bytes] | None:
+        """Return ``(first_line, header_lines, rest)`` once the head is complete."""
+        buffer = self._buffer
+        buffer += data
+        while True:
+            end = buffer.find(b"\r\n", self._scanned)
+            if end < 0:
+                if len(buffer) - self._scanned > MAX_LINE_LENGTH:
+                    raise _invalid("line too long", 431 if self._lines else 414)
+                return None
+            if end - self._scanned > MAX_LINE_LENGTH:
+                raise _invalid("line too long", 431 if self._lines else 414)
+            if end == self._scanned:
+                break  # the empty line that ends the head
+            self._lines += 1
+            if self._lines > MAX_HEADERS + 1:
+                raise _invalid("too many headers", 431)
+            self._scanned = end + 2
+        lines = bytes(buffer[: self._scanned]).split(b"\r\n")[:-1]
+        rest = bytes(buffer[self._scanned + 2 :])
+        self._buffer = bytearray()
+        if not lines:
+            raise _invalid("empty request")
+        return lines[0], lines[1:], rest
+
+    @staticmethod
+    def _parse_headers(lines: list[bytes]) -> Headers:
+        headers = Headers()
+        for line in lines:
+            name, sep, value = line.partition(b":")
+            if not sep or _FIELD_NAME.fullmatch(name) is None:
+                # Also rejects obs-fold (RFC 7230 3.2.4): a line starting with space.
+                raise _invalid(f"invalid header line: {line[:100]!r}")
+            value = value.strip(b" \t")
+            if _FIELD_VALUE.fullmatch(value) is None:
+                raise _invalid(f"invalid header value: {line[:100]!r}")
+            headers[name.decode("ascii")] = value.decode("latin-1")
+        return headers
+
+
+class RequestParser(_HeadParser):
+    """Parses the request that opens a connection, fed in chunks of any size.
+
+    Attributes:
+        rest: Bytes received after the request, once it is complete.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rest = b""
+
+    def feed(self, data: bytes) -> Request | None:
+        """Add received bytes; return the request once complete, else ``None``.
+
+        Raises:
+            InvalidMessage: If the request is malformed or exceeds the limits; its
+                ``status`` is the HTTP status to answer with.
+        """
+        head = self._feed_head(data)
+        if head is None:
+            return None
+        first, lines, self.rest = head
+        parts = first.split(b" ")
+        if len(parts) != 3:
+            raise _invalid(f"invalid request line: {first[:100]!r}")
+        method, target, version = parts
+        if version != b"HTTP/1.1":
+            # RFC 6455 4.1: the handshake MUST be HTTP/1.1 or higher; portside
+            # speaks HTTP/1.1.
+            raise _invalid(f"unsupported HTTP version: {version[:20]!r}", 505)
+        try:
+            path = target.decode("ascii")
+        except UnicodeDecodeError:
+            raise _invalid("non-ASCII request target") from None
+        if not path or any(c in path for c in " \x7f") or not path.isprintable():
+            raise _invalid("invalid request target")
+        headers = self._parse_headers(lines)
+        # RFC 6455 4.1: the opening handshake is a GET request without a body.
+        if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+            raise _invalid("request bodies are not supported")
+        return Request(path, headers, method.decode("ascii", "replace"))
+
+
+class ResponseParser(_HeadParser):
+    """Parses the server's answer to the opening handshake.
+
+    A ``101`` response ends with its head; any other response is read with its
+    body (by ``Content-Length``, chunked, or until the connection closes).
+
+    Attributes:
+        rest: Bytes received after the response, once it is complete: the first
+            WebSocket frames when the upgrade succeeded.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rest = b""
+        self._response: Response | None = None
+        self._body = bytearray()
+        self._length: int | None = None  # None: until EOF; -1: chunked
+        self._chunk_state = bytearray()
+
+    def feed(self, data: bytes) -> Response | None:
+        """Add received bytes; return the response once complete, else ``None``.
+
+        Raises:
+            InvalidMessage: If the response is malformed or its body too large.
+        """
+        if self._response is None:
+            head = self._feed_head(data)
+            if head is None:
+                return None
+            first, lines, data = head
+            match = _STATUS_LINE.fullmatch(first)
+            if match is None:
+                raise _invalid(f"invalid status line: {first[:100]!r}")
+            code = int(match.group(1))
+            if not 100 <= code < 600:
+                raise _invalid(f"invalid status code: {code}")
+            reason = (match.group(2) or b"").decode("latin-1")
+            headers = self._parse_headers(lines)
+            self._response = Response(code, reason, headers)
+            if code == 101 or code in (204, 304) or 100 <= code < 200:
+                self.rest = data
+                return self._response
+            if "chunked" in headers.get("Transfer-Encoding", "").lower():
+                self._length = -1
+            elif "Content-Length" in headers:
+                try:
+                    self._length = int(headers["Content-Length"])
+                except ValueError:
+                    raise _invalid("invalid Content-Length") from None
+                if not 0 <= self._length <= MAX_BODY_SIZE:
+                    raise _invalid("response body too large")
+        return self._feed_body(data)
+
+    def _feed_body(self, data: bytes) -> Response | None:
+        assert self._response is not None
+        if self._length == -1:
+            return self._feed_chunked(data)
+        self._body += data
+        if len(self._body) > MAX_BODY_SIZE:
+            raise _invalid("response body too large")
+        if self._length is not None and len(self._body) >= self._length:
+            self.rest = bytes(self._body[self._length :])
+            self._response.body = bytes(self._body[: self._length])
+            return self._response
+        return None
+
+    def _feed_chunked(self, data: bytes) -> Response | None:
+        assert self._response is not None
+        buf = self._chunk_state
+        buf += data
+        while True:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) > MAX_LINE_LENGTH:
+                    raise _invalid("chunk size line too long")
+                return None
+            size_text = bytes(buf[:end]).split(b";")[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _invalid("invalid chunk size") from None
+            if size == 0:
+                # The last chunk; trailers are not supported: expect the final CRLF.
+                if len(buf) < end + 4:
+                    return None
+                self.rest = bytes(buf[end + 4 :])
+                self._response.body = bytes(self._body)
+                return self._response
+            if len(self._body) + size > MAX_BODY_SIZE:
+                raise _invalid("response body too large")
+            if len(buf) < end + 2 + size + 2:
+                return None
+            self._body += buf[end + 2 : end + 2 + size]
+            del buf[: end + 2 + size + 2]
+
+    def feed_eof(self) -> Response:
+        """Signal the end of the stream; return the response read until then.
+
+        Raises:
+            InvalidMessage: If the response is incomplete.
+        """
+        if self._response is None or self._length is not None:
+            raise _invalid("connection closed before the response was complete")
+        self._response.body = bytes(self._body)
+        return self._response

@@ -1,0 +1,3 @@
+"""The version of portside."""
+
+__version__ = "0.1.0"

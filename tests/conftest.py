@@ -1,0 +1,45 @@
+"""Run ``async def`` tests in a fresh event loop, with a timeout.
+
+``PORTSIDE_TEST_LOOP=uvloop`` runs them on uvloop instead of asyncio's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    if os.environ.get("PORTSIDE_TEST_LOOP") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return asyncio.new_event_loop
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    funcargs = pyfuncitem.funcargs
+    kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+
+    async def run() -> Any:
+        return await asyncio.wait_for(pyfuncitem.obj(**kwargs), TEST_TIMEOUT)
+
+    loop = loop_factory()()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(run())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return True
