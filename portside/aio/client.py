@@ -306,6 +306,7 @@ def unix_connect(
         uri: The URI of the request; ``ws://localhost/`` by default.
         sock: A connected Unix socket to use instead of ``path``.
         ssl: An :class:`ssl.SSLContext`, when the server speaks TLS.
+        **kwargs: The options of :func:`connect`.
     """
     if uri is None:
         uri = "wss://localhost/" if ssl is not None else "ws://localhost/"

@@ -86,6 +86,4 @@ def compression_option(value: object) -> Deflate | None:
         return Deflate()
     if isinstance(value, Deflate):
         return value
-    raise ValueError(
-        f"compression must be 'deflate', None or a portside.Deflate, not {value!r}"
-    )
+    raise ValueError(f"compression must be 'deflate', None or a portside.Deflate, not {value!r}")

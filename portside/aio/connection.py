@@ -34,16 +34,14 @@ from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
-    InvalidState,
     ProtocolError,
 )
 from ..protocol.close import Close
 from ..protocol.connection import Protocol
 from ..protocol.events import Pong
+from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import State
-
-from ..protocol.headers import Headers
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocol.http11 import Request, Response
@@ -52,6 +50,10 @@ __all__ = ["Connection", "Data", "arena_for"]
 
 Data = Union[str, bytes]
 """A message: ``str`` for text, ``bytes`` for binary."""
+BytesLike = Union[bytes, bytearray, memoryview]
+Sendable = Union[str, BytesLike]
+"""What :meth:`Connection.send` takes, alone or as the fragments of an iterable."""
+Fragments = Union[Iterable[Sendable], AsyncIterable[Sendable]]
 
 _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
 
@@ -181,8 +183,10 @@ class Connection(asyncio.BufferedProtocol):
 
     @property
     def close_code(self) -> int | None:
-        """The close code received: 1005 if none was in the frame, 1006 if no
-        frame came; ``None`` while the connection is open."""
+        """The close code received; ``None`` while the connection is open.
+
+        1005 stands for a Close frame without a code, 1006 for no Close frame.
+        """
         if not self._lost and self.protocol.state is not State.CLOSED:
             return None
         close = self.protocol.close_rcvd
@@ -219,7 +223,7 @@ class Connection(asyncio.BufferedProtocol):
             self._fail_now()
         if not self.protocol._reading:
             raise self._closed_error()
-        waiter = self.loop.create_future()
+        waiter: asyncio.Future[Data] = self.loop.create_future()
         self._waiter = waiter
         try:
             return await waiter
@@ -410,7 +414,7 @@ class Connection(asyncio.BufferedProtocol):
 
     async def send(
         self,
-        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        message: Sendable | Iterable[Sendable] | AsyncIterable[Sendable],
     ) -> None:
         """Send a message.
 
@@ -439,7 +443,7 @@ class Connection(asyncio.BufferedProtocol):
         elif isinstance(message, dict):
             raise TypeError("message must be str, bytes or an iterable of them, not dict")
         elif isinstance(message, (Iterable, AsyncIterable)):
-            await self._send_fragments(message)
+            await self._send_fragments(cast(Fragments, message))
             return
         else:
             raise TypeError(f"message has an unsupported type: {cls.__name__}")
@@ -455,7 +459,7 @@ class Connection(asyncio.BufferedProtocol):
         while self._fragmenting is not None:
             await asyncio.shield(self._fragmenting)
 
-    async def _send_fragments(self, message: Iterable[Data] | AsyncIterable[Data]) -> None:
+    async def _send_fragments(self, message: Fragments) -> None:
         # Each item goes out as soon as it is produced, in a frame with FIN
         # clear; an empty continuation frame with FIN set ends the message.
         protocol = self.protocol
@@ -492,9 +496,9 @@ class Connection(asyncio.BufferedProtocol):
         if sending and (sending == 1) != text:
             raise TypeError("fragments must all be str or all be bytes-like")
         if sending:
-            frames = protocol.send_continuation(item, fin=False)  # type: ignore[arg-type]
+            frames = protocol.send_continuation(item, fin=False)
         elif text:
-            frames = protocol.send_text(item, fin=False)  # type: ignore[arg-type]
+            frames = protocol.send_text(item, fin=False)
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
         self.transport.writelines(frames)

@@ -7,7 +7,7 @@ import http
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Union, cast
 
@@ -16,7 +16,6 @@ from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
-from ..protocol.state import State
 from ..version import __version__
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
@@ -25,9 +24,10 @@ __all__ = ["serve", "unix_serve", "Server", "ServerConnection", "Serve"]
 
 Handler = Callable[..., Awaitable[Any]]
 LegacyResponse = tuple[Union[http.HTTPStatus, int], HeadersLike, Union[bytes, str]]
-ProcessRequest = Callable[[Any, Any], Union[Response, LegacyResponse, None, Awaitable[Any]]]
+ProcessRequest = Callable[[Any, Any], Union[Response, LegacyResponse, Awaitable[Any], None]]
 ProcessResponse = Callable[
-    ["ServerConnection", Request, Response], Union[Response, None, Awaitable[Union[Response, None]]]
+    ["ServerConnection", Request, Response],
+    Union[Response, Awaitable[Union[Response, None]], None],
 ]
 
 SERVER_HEADER = f"portside/{__version__}"
@@ -72,7 +72,9 @@ class ServerConnection(Connection):
 
     protocol: ServerProtocol
 
-    def __init__(self, server: Server, protocol: ServerProtocol, options: ConnectionOptions) -> None:
+    def __init__(
+        self, server: Server, protocol: ServerProtocol, options: ConnectionOptions
+    ) -> None:
         super().__init__(
             protocol,
             max_queue=options.max_queue,
@@ -187,7 +189,9 @@ class ServerConnection(Connection):
                 response = protocol.accept(request)
                 if protocol.handshake_exc is not None:
                     self.logger.info(
-                        "%s: opening handshake failed: %s", self._peer_name(), protocol.handshake_exc
+                        "%s: opening handshake failed: %s",
+                        self._peer_name(),
+                        protocol.handshake_exc,
                     )
         if server.process_response is not None:
             try:
@@ -204,7 +208,7 @@ class ServerConnection(Connection):
             if self._lost:
                 return False
             if result is not None:
-                response = cast(Response, result)
+                response = result
         self._send_response(response)
         return response.status_code == 101 and not self._lost
 
@@ -226,7 +230,9 @@ def _legacy_response(result: tuple[Any, ...]) -> Response:
     try:
         status, headers, body = result
     except ValueError:
-        raise TypeError("process_request must return None, a Response or (status, headers, body)") from None
+        raise TypeError(
+            "process_request must return None, a Response or (status, headers, body)"
+        ) from None
     status = http.HTTPStatus(status)
     if isinstance(body, str):
         body = body.encode()
@@ -261,8 +267,8 @@ class Server:
         self.handler = handler
         self.handler_takes_path = handler_takes_path(handler)
         self.process_request = process_request
-        self.process_request_is_legacy = (
-            process_request is not None and process_request_is_legacy(process_request)
+        self.process_request_is_legacy = process_request is not None and process_request_is_legacy(
+            process_request
         )
         self.process_response = process_response
         self.open_timeout = open_timeout
@@ -276,7 +282,9 @@ class Server:
         self._close_task: asyncio.Task[None] | None = None
         self._closed = self.loop.create_future()
 
-    async def call_process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def call_process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         """Call ``process_request`` in the form it was written for."""
         assert self.process_request is not None
         if self.process_request_is_legacy:
@@ -443,8 +451,14 @@ def _server_factory(
     if origins is not None:
         origins = list(origins)
         for origin in origins:
-            if origin is not None and not isinstance(origin, str) and not hasattr(origin, "fullmatch"):
-                raise TypeError(f"origins must hold strings, compiled patterns or None, not {origin!r}")
+            if (
+                origin is not None
+                and not isinstance(origin, str)
+                and not hasattr(origin, "fullmatch")
+            ):
+                raise TypeError(
+                    f"origins must hold strings, compiled patterns or None, not {origin!r}"
+                )
     if isinstance(logger, str):
         logger = logging.getLogger(logger)
     elif logger is None:
@@ -476,7 +490,9 @@ def _server_factory(
             )
             connection = ServerConnection(server, protocol, options)
             if select_subprotocol is not None:
-                protocol.select_subprotocol = lambda offered: select_subprotocol(connection, offered)
+                protocol.select_subprotocol = lambda offered: select_subprotocol(
+                    connection, offered
+                )
             return connection
 
         return server, factory
@@ -484,7 +500,9 @@ def _server_factory(
     return build
 
 
-Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], ServerConnection]], Awaitable[asyncio.Server]]
+Listen = Callable[
+    [asyncio.AbstractEventLoop, Callable[[], ServerConnection]], Awaitable[asyncio.Server]
+]
 
 
 def _serve(

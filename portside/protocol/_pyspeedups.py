@@ -6,14 +6,14 @@ runs the same cases against each. :mod:`portside.protocol.speedups` picks one.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 Buffer = Union[bytes, bytearray, memoryview]
 
 __all__ = ["apply_mask", "encode_frame", "encode_header", "parse_frames"]
 
 
-def apply_mask(data: Buffer, mask: bytes) -> bytes:
+def apply_mask(data: Buffer, mask: Buffer) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``mask`` (RFC 6455 section 5.3).
 
     Args:
@@ -28,9 +28,7 @@ def apply_mask(data: Buffer, mask: bytes) -> bytes:
     # XOR the payload as one big integer against the key repeated to its length:
     # CPython does this a machine word at a time.
     key = (bytes(mask) * ((n + 3) >> 2))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        n, "little"
-    )
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
@@ -71,7 +69,7 @@ def parse_frames(
     end: int,
     masked: bool,
     max_size: int,
-    out: list[bytes | str],
+    out: list[Any],
 ) -> int:
     """Consume the simple data frames at the start of ``buf[pos:end]``.
 

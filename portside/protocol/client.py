@@ -14,7 +14,7 @@ from ..exceptions import (
     NegotiationError,
 )
 from .connection import CLIENT, Protocol
-from .deflate import EXTENSION_NAME, Deflate
+from .deflate import DEFAULT_DEFLATE, EXTENSION_NAME, Deflate
 from .handshake import accept_key, generate_key
 from .headers import (
     Headers,
@@ -64,19 +64,19 @@ class ClientProtocol(Protocol):
     """
 
     __slots__ = (
-        "uri",
-        "origin",
-        "extra_headers",
-        "subprotocols",
-        "compression",
-        "user_agent_header",
-        "request",
-        "response",
-        "subprotocol",
-        "handshake_exc",
-        "rest",
         "_key",
         "_parser",
+        "compression",
+        "extra_headers",
+        "handshake_exc",
+        "origin",
+        "request",
+        "response",
+        "rest",
+        "subprotocol",
+        "subprotocols",
+        "uri",
+        "user_agent_header",
     )
 
     def __init__(
@@ -86,7 +86,7 @@ class ClientProtocol(Protocol):
         origin: str | None = None,
         extra_headers: HeadersLike | None = None,
         subprotocols: Sequence[str] | None = None,
-        compression: Deflate | None = Deflate(),
+        compression: Deflate | None = DEFAULT_DEFLATE,
         user_agent_header: str | None = None,
         max_size: int | None = 2**20,
         read_limit: int = 2**16,
@@ -190,7 +190,9 @@ class ClientProtocol(Protocol):
         if upgrade != ["websocket"]:
             raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
         connection = [
-            c.lower() for v in headers.get_all("Connection") for c in parse_token_list(v, "Connection")
+            c.lower()
+            for v in headers.get_all("Connection")
+            for c in parse_token_list(v, "Connection")
         ]
         if "upgrade" not in connection:
             raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
@@ -206,7 +208,9 @@ class ClientProtocol(Protocol):
         self._check_subprotocol(headers)
 
     def _check_extensions(self, headers: Headers) -> None:
-        accepted = [e for v in headers.get_all("Sec-WebSocket-Extensions") for e in parse_extension_list(v)]
+        accepted = [
+            e for v in headers.get_all("Sec-WebSocket-Extensions") for e in parse_extension_list(v)
+        ]
         if not accepted:
             return
         # RFC 6455 9.1: the server may only accept extensions the client offered.
@@ -218,7 +222,9 @@ class ClientProtocol(Protocol):
         self.deflate = self.compression.accept_response(accepted[0][1])
 
     def _check_subprotocol(self, headers: Headers) -> None:
-        values = [p for v in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol_list(v)]
+        values = [
+            p for v in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol_list(v)
+        ]
         if not values:
             return
         # RFC 6455 4.1: the server selects one of the offered subprotocols.

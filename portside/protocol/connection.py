@@ -84,18 +84,18 @@ class Protocol(FrameReader):
     """
 
     __slots__ = (
-        "side",
-        "state",
-        "close_rcvd",
-        "close_sent",
-        "close_rcvd_then_sent",
-        "eof_rcvd",
-        "_out",
-        "_masks",
         "_mask_pos",
+        "_masks",
+        "_out",
         "_pings",
         "_sending",
         "_sending_compressed",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "eof_rcvd",
+        "side",
+        "state",
     )
 
     def __init__(
@@ -195,7 +195,9 @@ class Protocol(FrameReader):
         self._mask_pos = pos + 4
         return self._masks[pos : pos + 4]
 
-    def _frame(self, opcode: int, payload: Buffer, fin: bool = True, rsv1: bool = False) -> list[bytes]:
+    def _frame(
+        self, opcode: int, payload: Buffer, fin: bool = True, rsv1: bool = False
+    ) -> list[bytes]:
         """Encode one frame; return the buffers to write, in order."""
         first = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
         if self.side is CLIENT:
@@ -376,4 +378,3 @@ class Protocol(FrameReader):
         )
         cls = ConnectionClosedOK if ok else ConnectionClosedError
         return cls(rcvd, sent, self.close_rcvd_then_sent)
-

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..exceptions import NegotiationError, PayloadTooBig, ProtocolError
 from .headers import ExtensionHeader, ExtensionParameter
 
-__all__ = ["Deflate", "PerMessageDeflate", "EXTENSION_NAME"]
+__all__ = ["DEFAULT_DEFLATE", "Deflate", "PerMessageDeflate", "EXTENSION_NAME"]
 
 EXTENSION_NAME = "permessage-deflate"
 
@@ -138,10 +138,11 @@ class Deflate:
             raise NegotiationError("server ignored server_no_context_takeover")
         server_bits = values.get("server_max_window_bits")
         assert server_bits is None or isinstance(server_bits, int)
-        if self.server_max_window_bits is not None:
-            # RFC 7692 7.1.2.1: the server answers with the same or a smaller value.
-            if server_bits is None or server_bits > self.server_max_window_bits:
-                raise NegotiationError("server ignored server_max_window_bits")
+        # RFC 7692 7.1.2.1: the server answers with the same or a smaller value.
+        if self.server_max_window_bits is not None and (
+            server_bits is None or server_bits > self.server_max_window_bits
+        ):
+            raise NegotiationError("server ignored server_max_window_bits")
         client_bits = values.get("client_max_window_bits")
         assert client_bits is None or isinstance(client_bits, int)
         local_bits = self.client_max_window_bits or 15
@@ -220,6 +221,10 @@ class Deflate:
         return None
 
 
+#: The settings used by ``compression="deflate"``.
+DEFAULT_DEFLATE = Deflate()
+
+
 class PerMessageDeflate:
     """The permessage-deflate codec of one connection.
 
@@ -228,16 +233,16 @@ class PerMessageDeflate:
     """
 
     __slots__ = (
-        "remote_no_context_takeover",
-        "local_no_context_takeover",
-        "remote_max_window_bits",
-        "local_max_window_bits",
-        "level",
-        "mem_level",
-        "min_size",
-        "can_compress",
         "_compressor",
         "_decompressor",
+        "can_compress",
+        "level",
+        "local_max_window_bits",
+        "local_no_context_takeover",
+        "mem_level",
+        "min_size",
+        "remote_max_window_bits",
+        "remote_no_context_takeover",
     )
 
     def __init__(

@@ -1,5 +1,8 @@
-"""HTTP headers: a case-insensitive multi-map and the parsers of the headers the
-WebSocket handshake uses (RFC 7230 section 3.2.6, RFC 6455 sections 4 and 9.1)."""
+"""HTTP headers: a case-insensitive multi-map, and parsers.
+
+The parsers cover the headers the WebSocket handshake uses (RFC 7230 section
+3.2.6, RFC 6455 sections 4 and 9.1).
+"""
 
 from __future__ import annotations
 
@@ -137,7 +140,9 @@ _ItemParser = Callable[[str, int, str], tuple[_T, int]]
 # RFC 7230 3.2.6: token = 1*tchar; quoted-string; OWS.
 _TOKEN = re.compile(r"[-!#$%&\'*+.^_`|~0-9a-zA-Z]+")
 _OWS = re.compile(r"[\t ]*")
-_QUOTED = re.compile(r'"(?:[\x09\x20-\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x09\x20-\x7e\x80-\xff])*"')
+_QUOTED = re.compile(
+    r'"(?:[\x09\x20-\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x09\x20-\x7e\x80-\xff])*"'
+)
 _UNQUOTE = re.compile(r"\\([\x09\x20-\x7e\x80-\xff])")
 
 
@@ -163,9 +168,7 @@ def _token_or_quoted(header: str, pos: int, name: str) -> tuple[str, int]:
     return _token(header, pos, name)
 
 
-def _parse_list(
-    header: str, name: str, parse_item: _ItemParser[_T]
-) -> list[_T]:
+def _parse_list(header: str, name: str, parse_item: _ItemParser[_T]) -> list[_T]:
     """Parse a comma-separated list, allowing empty items (RFC 7230 section 7)."""
     items: list[_T] = []
     pos = 0
@@ -250,9 +253,7 @@ def build_extension_list(extensions: Iterable[ExtensionHeader]) -> str:
     return ", ".join(items)
 
 
-def parse_subprotocol_list(
-    header: str, name: str = "Sec-WebSocket-Protocol"
-) -> list[str]:
+def parse_subprotocol_list(header: str, name: str = "Sec-WebSocket-Protocol") -> list[str]:
     """Parse ``Sec-WebSocket-Protocol``: a list of tokens (RFC 6455 section 4.3)."""
     return _parse_list(header, name, _token)
 

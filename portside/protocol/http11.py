@@ -1,6 +1,8 @@
-"""HTTP/1.1 requests and responses, as much as the opening handshake needs
-(RFC 7230), with limits so that a hostile peer cannot make the parser buffer
-without bound."""
+"""HTTP/1.1 requests and responses, as much as the opening handshake needs.
+
+Parsing follows RFC 7230, with limits so that a hostile peer cannot make the
+parser buffer without bound.
+"""
 
 from __future__ import annotations
 
@@ -160,6 +162,8 @@ class RequestParser(_HeadParser):
         if len(parts) != 3:
             raise _invalid(f"invalid request line: {first[:100]!r}")
         method, target, version = parts
+        if not version.startswith(b"HTTP/"):
+            raise _invalid(f"invalid request line: {first[:100]!r}")
         if version != b"HTTP/1.1":
             # RFC 6455 4.1: the handshake MUST be HTTP/1.1 or higher; portside
             # speaks HTTP/1.1.

@@ -70,23 +70,23 @@ class FrameReader:
     """
 
     __slots__ = (
-        "arena",
-        "read_limit",
-        "max_size",
-        "deflate",
-        "_masked",
         "_base",
-        "_tail",
         "_big",
         "_big_fill",
-        "_pending_total",
-        "_msg_opcode",
+        "_checked",
+        "_decoder",
+        "_masked",
         "_msg_compressed",
+        "_msg_opcode",
         "_msg_parts",
         "_msg_size",
-        "_decoder",
-        "_checked",
+        "_pending_total",
         "_reading",
+        "_tail",
+        "arena",
+        "deflate",
+        "max_size",
+        "read_limit",
     )
 
     def __init__(
@@ -349,9 +349,10 @@ class FrameReader:
             self._msg_compressed = bool(rsv)
         if self._msg_compressed:
             assert self.deflate is not None
-            payload = self.deflate.decompress(
-                payload, bool(fin), self.max_size - self._msg_size
-            )
+            budget = self.max_size - self._msg_size
+            if self.max_size == MAX_SIZE_UNLIMITED:
+                budget = -1
+            payload = self.deflate.decompress(payload, bool(fin), budget)
             self._msg_size += len(payload)
         else:
             self._msg_size += length

@@ -17,7 +17,7 @@ from ..exceptions import (
     InvalidVersion,
 )
 from .connection import SERVER, Protocol
-from .deflate import EXTENSION_NAME, Deflate, PerMessageDeflate
+from .deflate import DEFAULT_DEFLATE, EXTENSION_NAME, Deflate, PerMessageDeflate
 from .handshake import accept_key, check_key
 from .headers import (
     ExtensionParameter,
@@ -79,18 +79,18 @@ class ServerProtocol(Protocol):
     """
 
     __slots__ = (
-        "origins",
-        "subprotocols",
-        "select_subprotocol",
+        "_codec",
+        "_parser",
         "compression",
-        "server_header",
+        "handshake_exc",
+        "origins",
         "request",
         "response",
-        "subprotocol",
-        "handshake_exc",
         "rest",
-        "_parser",
-        "_codec",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+        "subprotocols",
     )
 
     def __init__(
@@ -99,7 +99,7 @@ class ServerProtocol(Protocol):
         origins: Sequence[Origin] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SubprotocolSelector | None = None,
-        compression: Deflate | None = Deflate(),
+        compression: Deflate | None = DEFAULT_DEFLATE,
         server_header: str | None = None,
         max_size: int | None = 2**20,
         read_limit: int = 2**16,
@@ -175,8 +175,10 @@ class ServerProtocol(Protocol):
         return Response(101, "Switching Protocols", headers)
 
     def reject(self, status: int, text: str) -> Response:
-        """Return an HTTP error response with a plain-text body; the server then
-        closes the connection."""
+        """Return an HTTP error response with a plain-text body.
+
+        The server closes the connection after sending it.
+        """
         status = http.HTTPStatus(status)
         body = text.encode()
         headers = Headers()
@@ -209,7 +211,11 @@ class ServerProtocol(Protocol):
         upgrade = [u.lower() for v in headers.get_all("Upgrade") for u in parse_upgrade_list(v)]
         if "websocket" not in upgrade:
             raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
-        connection = [c.lower() for v in headers.get_all("Connection") for c in parse_token_list(v, "Connection")]
+        connection = [
+            c.lower()
+            for v in headers.get_all("Connection")
+            for c in parse_token_list(v, "Connection")
+        ]
         if "upgrade" not in connection:
             raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
         key = _single(headers, "Sec-WebSocket-Key")

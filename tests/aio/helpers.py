@@ -1,0 +1,76 @@
+"""Helpers for tests of the asyncio layer over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import portside
+from tests.framing import unmask_frames
+
+
+async def echo(ws: portside.ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def url(server: portside.Server, path: str = "/") -> str:
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"ws://{host}:{port}{path}"
+
+
+@asynccontextmanager
+async def running(handler: Any = echo, **kwargs: Any) -> AsyncIterator[portside.Server]:
+    kwargs.setdefault("ping_interval", None)
+    async with portside.serve(handler, "127.0.0.1", 0, **kwargs) as server:
+        yield server
+
+
+class RawClient:
+    """A hand-driven client: sends exactly the bytes a test wants."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(
+        cls, server: portside.Server, path: str = "/", extra: str = "", handshake: bool = True
+    ) -> RawClient:
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        client = cls(reader, writer)
+        if handshake:
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write(
+                (
+                    f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+                ).encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+        return client
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        return cast(asyncio.Transport, self.writer.transport)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def read_until_closed(self) -> list[tuple[int, int, bytes]]:
+        """Read every frame until the server closes the TCP connection."""
+        data = await self.reader.read()
+        return unmask_frames(data)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()

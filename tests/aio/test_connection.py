@@ -1,0 +1,421 @@
+"""The connection API over real loopback sockets: messages, flow control, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+import portside
+from portside.protocol import State
+from tests.aio.helpers import RawClient, running, url
+from tests.framing import client_frame, close_payload
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+
+
+# Messages.
+
+
+async def test_echo_text_and_binary() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        for message in ("", "hello", "☕" * 1000, b"", b"\x00\xff", bytes(200_000)):
+            await ws.send(message)
+            assert await ws.recv() == message
+        await ws.send(bytearray(b"ba"))
+        assert await ws.recv() == b"ba"
+        await ws.send(memoryview(b"xmv")[1:])
+        assert await ws.recv() == b"mv"
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_fragmented_sends(compression: str | None) -> None:
+    async def agen() -> AsyncIterator[str]:
+        for part in ("async ", "frag", "ments"):
+            yield part
+
+    async with running(compression=compression) as server:
+        async with portside.connect(url(server), compression=compression) as ws:
+            await ws.send(["a", "b", "c"])
+            assert await ws.recv() == "abc"
+            await ws.send([b"x", bytearray(b"y"), memoryview(b"z")])
+            assert await ws.recv() == b"xyz"
+            await ws.send(agen())
+            assert await ws.recv() == "async fragments"
+            await ws.send([])
+            await ws.send("after empty")
+            assert await ws.recv() == "after empty"
+
+
+async def test_fragment_type_errors_fail_the_connection() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        with pytest.raises(TypeError, match="all be str"):
+            await ws.send(["text", b"bytes"])
+        with pytest.raises(portside.ConnectionClosedError):
+            await ws.recv()
+        assert ws.protocol.close_sent is not None
+        assert ws.protocol.close_sent.code == 1011
+
+
+async def test_first_fragment_of_wrong_type() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        with pytest.raises(TypeError, match="fragments must be str or bytes-like"):
+            await ws.send([1])  # type: ignore[list-item]
+        await ws.send("still open")
+        assert await ws.recv() == "still open"
+
+
+async def test_send_rejects_other_types() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        with pytest.raises(TypeError, match="dict"):
+            await ws.send({"a": 1})
+        with pytest.raises(TypeError, match="unsupported type: int"):
+            await ws.send(42)  # type: ignore[arg-type]
+
+
+async def test_sends_wait_for_a_fragmented_message() -> None:
+    release = asyncio.Event()
+
+    async def slow() -> AsyncIterator[str]:
+        yield "first "
+        await release.wait()
+        yield "second"
+
+    async with running() as server, portside.connect(url(server)) as ws:
+        fragmented = asyncio.ensure_future(ws.send(slow()))
+        other = asyncio.ensure_future(ws.send("other"))
+        await asyncio.sleep(0)
+        assert not other.done()
+        release.set()
+        await asyncio.gather(fragmented, other)
+        assert [await ws.recv(), await ws.recv()] == ["first second", "other"]
+
+
+async def test_async_for_ends_on_normal_closure() -> None:
+    async def talk(ws: portside.ServerConnection) -> None:
+        for i in range(3):
+            await ws.send(str(i))
+
+    async with running(talk) as server, portside.connect(url(server)) as ws:
+        assert [message async for message in ws] == ["0", "1", "2"]
+        assert (ws.close_code, ws.close_reason) == (1000, "")
+        with pytest.raises(portside.ConnectionClosedOK):
+            await ws.recv()
+
+
+async def test_async_for_raises_on_error_closure() -> None:
+    async def fail(ws: portside.ServerConnection) -> None:
+        await ws.close(1011, "broken")
+
+    async with running(fail) as server, portside.connect(url(server)) as ws:
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            async for _ in ws:
+                pass
+        assert (info.value.code, info.value.reason) == (1011, "broken")
+
+
+async def test_concurrent_recv_is_an_error() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        first = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        with pytest.raises(portside.ConcurrencyError):
+            await ws.recv()
+        await ws.send("x")
+        assert await first == "x"
+
+
+async def test_cancelled_recv_loses_no_message() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        waiting = asyncio.ensure_future(ws.recv())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await ws.send("kept")
+        assert await ws.recv() == "kept"
+
+
+# Flow control.
+
+
+async def test_max_size_fails_with_1009() -> None:
+    async with running(max_size=1000) as server, portside.connect(url(server)) as ws:
+        await ws.send(bytes(1000))
+        assert await ws.recv() == bytes(1000)
+        await ws.send(bytes(1001))
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1009
+
+
+async def test_max_queue_pauses_reading_until_drained() -> None:
+    received = asyncio.Event()
+    go = asyncio.Event()
+    results: list[portside.Data] = []
+
+    async def lazy(ws: portside.ServerConnection) -> None:
+        await ws.recv()
+        received.set()
+        await go.wait()
+        paused = ws._reading_paused
+        async for message in ws:
+            results.append(message)
+            if message == "last":
+                break
+        await ws.send(f"paused={paused}")
+
+    async with running(lazy, max_queue=4) as server, portside.connect(url(server)) as ws:
+        await ws.send("first")
+        await received.wait()
+        for i in range(100):
+            await ws.send(str(i))
+        await ws.send("last")
+        # Wait until the server stopped reading: the queue is full.
+        (connection,) = server.connections
+        while not connection._reading_paused:
+            await asyncio.sleep(0.01)
+        assert connection._messages is not None
+        assert len(connection._messages) <= 4 + 100
+        go.set()
+        assert await ws.recv() == "paused=True"
+    assert results == [*map(str, range(100)), "last"]
+
+
+async def test_read_limit_bounds_each_read() -> None:
+    async with running(read_limit=1024, max_size=None) as server:
+        async with portside.connect(url(server)) as ws:
+            (connection,) = server.connections
+            assert len(connection.get_buffer(-1)) <= 1024
+            await ws.send(bytes(100_000))
+            assert await ws.recv() == bytes(100_000)
+
+
+async def test_write_limit_makes_send_wait() -> None:
+    done = asyncio.Event()
+
+    async def flood(ws: portside.ServerConnection) -> None:
+        await ws.recv()
+        for _ in range(100):
+            await ws.send(bytes(65536))
+        done.set()
+        await ws.recv()
+
+    async with running(flood, write_limit=65536) as server:
+        raw = await RawClient.connect(server)
+        raw.transport.pause_reading()
+        raw.send(client_frame(TEXT, b"go"))
+        (connection,) = server.connections
+        while not connection._write_paused:
+            await asyncio.sleep(0.01)
+        # send() waits: the bytes buffered stay near write_limit, not 6.5 MB.
+        assert not done.is_set()
+        assert connection.transport.get_write_buffer_size() <= 65536 + 65536 + 14
+        raw.transport.resume_reading()
+        reading = asyncio.ensure_future(raw.read_until_closed())
+        await done.wait()
+        raw.send(client_frame(CLOSE, close_payload(1000)))
+        frames = await reading
+        assert [f[1:] for f in frames[:-1]] == [(BINARY, bytes(65536))] * 100
+        assert frames[-1][1] == CLOSE
+        await raw.close()
+
+
+# Control frames.
+
+
+async def test_ping_returns_latency() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        latency = await (await ws.ping())
+        assert 0 < latency < 5
+        latency = await (await ws.ping("text"))
+        assert latency > 0
+        await ws.pong(b"unsolicited")
+        await ws.send("still fine")
+        assert await ws.recv() == "still fine"
+
+
+async def test_ping_with_same_data_is_refused() -> None:
+    async def silent(ws: portside.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with running(silent) as server:
+        raw_ws = await portside.connect(url(server))
+        # Stop the server side from answering by pausing its reading.
+        (connection,) = server.connections
+        connection.transport.pause_reading()
+        await raw_ws.ping(b"same")
+        with pytest.raises(portside.ConcurrencyError):
+            await raw_ws.ping(b"same")
+        connection.transport.resume_reading()
+        await raw_ws.close()
+
+
+async def test_pending_pings_fail_when_the_connection_closes() -> None:
+    async with running(close_timeout=0.1) as server:
+        ws = await portside.connect(url(server))
+        (connection,) = server.connections
+        connection.transport.pause_reading()
+        waiter = await ws.ping()
+        ws.transport.abort()
+        with pytest.raises(portside.ConnectionClosedError):
+            await waiter
+
+
+async def test_keepalive_measures_latency() -> None:
+    async with running() as server:
+        ws = await portside.connect(url(server), ping_interval=0.01, ping_timeout=5)
+        while ws.latency == 0:
+            await asyncio.sleep(0.01)
+        assert ws.latency > 0
+        await ws.close()
+
+
+async def test_keepalive_timeout_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running(ping_interval=0.01, ping_timeout=0.05) as server:
+        raw = await RawClient.connect(server)
+        # Never answers pings.
+        frames = await raw.read_until_closed()
+        opcodes = [opcode for _, opcode, _ in frames]
+        assert opcodes[0] == PING
+        assert frames[-1][1:] == (CLOSE, close_payload(1011, "keepalive ping timeout"))
+        await raw.close()
+    assert "no pong to keepalive ping" in caplog.text
+
+
+# Closing.
+
+
+async def test_close_codes_and_attributes() -> None:
+    async with running() as server:
+        ws = await portside.connect(url(server))
+        assert ws.open and not ws.closed
+        assert ws.close_code is None and ws.close_reason is None
+        assert ws.state is State.OPEN
+        await ws.close(4000, "custom")
+        assert ws.closed and not ws.open
+        assert ws.state is State.CLOSED
+        # The server echoes the code without the reason.
+        assert (ws.close_code, ws.close_reason) == (4000, "")
+        await ws.close()  # closing twice does nothing
+        with pytest.raises(portside.ConnectionClosedOK if False else portside.ConnectionClosed):
+            await ws.send("too late")
+
+
+async def test_close_rejects_invalid_code() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        with pytest.raises(ValueError, match="invalid close code"):
+            await ws.close(1006)
+
+
+async def test_close_timeout_when_the_peer_does_not_answer() -> None:
+    async with running(close_timeout=0.1) as server:
+        ws = await portside.connect(url(server), close_timeout=0.1)
+        (connection,) = server.connections
+        connection.transport.pause_reading()
+        await ws.close()
+        assert ws.closed
+        assert ws.close_code == 1006
+
+
+async def test_client_waits_for_the_server_to_close_tcp() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        (connection,) = server.connections
+        await ws.close()
+        assert connection.closed
+
+
+async def test_wait_closed_after_peer_closes() -> None:
+    async with running() as server:
+        ws = await portside.connect(url(server))
+        (connection,) = server.connections
+        await connection.close(1001)
+        await ws.wait_closed()
+        assert ws.close_code == 1001
+
+
+async def test_properties() -> None:
+    async with running(subprotocols=["chat"]) as server:
+        async with portside.connect(url(server, "/p?q=1"), subprotocols=["chat"]) as ws:
+            (connection,) = server.connections
+            assert connection.path == "/p?q=1"
+            assert connection.request_headers["Host"].startswith("127.0.0.1:")
+            assert connection.response_headers["Upgrade"] == "websocket"
+            assert ws.subprotocol == connection.subprotocol == "chat"
+            assert ws.remote_address == connection.local_address
+            assert ws.local_address == connection.remote_address
+            assert ws.id != connection.id
+            assert ws.id == ws.id
+            assert ws.request is not None and ws.response is not None
+            assert ws.request_headers["Upgrade"] == "websocket"
+
+
+# Protocol errors from the peer.
+
+
+async def test_protocol_error_fails_with_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running() as server:
+        raw = await RawClient.connect(server)
+        raw.send(client_frame(TEXT, b"x", rsv=2))
+        frames = await raw.read_until_closed()
+        assert frames == [(0x88, CLOSE, close_payload(1002, "reserved bits must be 0"))]
+        await raw.close()
+    records = [r for r in caplog.records if "broke the protocol" in r.getMessage()]
+    assert len(records) == 1
+    assert records[0].exc_info is None
+    assert "close code 1002" in records[0].getMessage()
+    assert "Traceback" not in caplog.text
+
+
+async def test_messages_before_the_error_are_answered_first() -> None:
+    # Autobahn 3.2, strict: echo of the valid message, then Close 1002, no Pong.
+    async with running() as server:
+        raw = await RawClient.connect(server)
+        raw.send(
+            client_frame(TEXT, b"Hello")
+            + client_frame(TEXT, b"Hello", rsv=2)
+            + client_frame(PING, b"")
+        )
+        frames = await raw.read_until_closed()
+        assert [f[1:] for f in frames] == [
+            (TEXT, b"Hello"),
+            (CLOSE, close_payload(1002, "reserved bits must be 0")),
+        ]
+        await raw.close()
+
+
+async def test_error_after_messages_the_handler_does_not_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def never_reads(ws: portside.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with running(never_reads, close_timeout=0.1) as server:
+        raw = await RawClient.connect(server)
+        raw.send(client_frame(TEXT, b"unread") + client_frame(7))
+        frames = await raw.read_until_closed()
+        assert frames[-1][1] == CLOSE
+        assert frames[-1][2][:2] == close_payload(1002)
+        await raw.close()
+
+
+async def test_invalid_utf8_fails_with_1007() -> None:
+    async with running() as server, portside.connect(url(server)) as ws:
+        ws.transport.write(b"".join(ws.protocol._frame(TEXT, b"\xff")))
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1007
+
+
+async def test_eof_without_close_frame() -> None:
+    async with running() as server:
+        raw = await RawClient.connect(server)
+        (connection,) = server.connections
+        await raw.close()
+        await connection.wait_closed()
+        assert connection.close_code == 1006
+        with pytest.raises(portside.ConnectionClosedError, match="no close frame"):
+            await connection.recv()

@@ -1,0 +1,120 @@
+"""portside against the Python peers, both ways: websockets and aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import serve as ws_serve
+
+import portside
+from tests.aio.helpers import running, url
+
+MESSAGES: list[str | bytes] = ["hello", "☕" * 5000, b"\x00\x01", bytes(range(256)) * 1000, ""]
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_websockets_client_to_portside_server(compression: str | None) -> None:
+    async with running(compression=compression) as server:
+        async with ws_connect(url(server), compression=compression, max_size=None) as ws:
+            assert ws.response is not None
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert extensions.startswith("permessage-deflate") == (compression is not None)
+            for message in MESSAGES:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.send(["frag", "ments"])
+            assert await ws.recv() == "fragments"
+            await ws.close(1001, "bye")
+        assert ws.close_code == 1001
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_portside_client_to_websockets_server(compression: str | None) -> None:
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with ws_serve(echo, "127.0.0.1", 0, compression=compression, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with portside.connect(
+            f"ws://127.0.0.1:{port}/", compression=compression, max_size=None
+        ) as ws:
+            assert (ws.protocol.deflate is not None) == (compression is not None)
+            for message in MESSAGES:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.send([b"frag", b"ments"])
+            assert await ws.recv() == b"fragments"
+            latency = await (await ws.ping())
+            assert latency > 0
+        assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize("compress", [15, 0])
+async def test_aiohttp_client_to_portside_server(compress: int) -> None:
+    async with running() as server, aiohttp.ClientSession() as session:
+        async with session.ws_connect(url(server), compress=compress, max_msg_size=0) as ws:
+            for message in MESSAGES:
+                if isinstance(message, str):
+                    await ws.send_str(message)
+                    assert await ws.receive_str() == message
+                else:
+                    await ws.send_bytes(message)
+                    assert await ws.receive_bytes() == message
+            await ws.close()
+        assert ws.close_code == 1000
+
+
+@asynccontextmanager
+async def aiohttp_echo_server(compress: bool) -> AsyncIterator[int]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=compress, max_msg_size=0)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("compress", [True, False])
+async def test_portside_client_to_aiohttp_server(compress: bool) -> None:
+    async with aiohttp_echo_server(compress) as port:
+        async with portside.connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
+            assert (ws.protocol.deflate is not None) == compress
+            for message in MESSAGES:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.close()
+            assert ws.close_code == 1000
+
+
+async def test_many_clients_at_once() -> None:
+    async def talk(server: portside.Server, n: int) -> None:
+        async with ws_connect(url(server)) as ws:
+            for i in range(20):
+                await ws.send(f"{n}:{i}")
+                assert await ws.recv() == f"{n}:{i}"
+
+    async with running() as server:
+        await asyncio.gather(*(talk(server, n) for n in range(50)))

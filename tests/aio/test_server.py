@@ -1,0 +1,482 @@
+"""Servers over real loopback sockets: handshake hooks, shutdown, options."""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import os
+import pathlib
+import re
+import socket
+import ssl
+import tempfile
+import threading
+from typing import Any
+
+import pytest
+
+import portside
+from portside.aio.server import handler_takes_path, process_request_is_legacy
+from tests.aio.helpers import RawClient, echo, running, url
+from tests.framing import client_frame
+
+CERT = pathlib.Path(__file__).with_name("localhost.pem")
+
+
+async def http_get(
+    server: portside.Server, path: str, method: str = "GET"
+) -> tuple[int, bytes, bytes]:
+    """Plain HTTP request; return (status, head, body)."""
+    host, port = server.sockets[0].getsockname()[:2]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, body
+
+
+# Handlers.
+
+
+async def test_handler_with_path_gets_the_path() -> None:
+    async def old_style(ws: portside.ServerConnection, path: str) -> None:
+        await ws.send(path)
+
+    async with running(old_style) as server, portside.connect(url(server, "/room/1?x=y")) as ws:
+        assert await ws.recv() == "/room/1?x=y"
+
+
+def test_handler_signatures() -> None:
+    async def one(ws: object) -> None: ...
+    async def two(ws: object, path: str) -> None: ...
+    async def optional(ws: object, path: str = "") -> None: ...
+
+    assert not handler_takes_path(one)
+    assert handler_takes_path(two)
+    assert not handler_takes_path(optional)
+
+
+async def test_handler_exception_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
+    async def crash(ws: portside.ServerConnection) -> None:
+        raise RuntimeError("bug in handler")
+
+    async with running(crash) as server, portside.connect(url(server)) as ws:
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            await ws.recv()
+        assert info.value.code == 1011
+    assert "connection handler failed" in caplog.text
+    assert "bug in handler" in caplog.text
+
+
+async def test_handler_returning_closes_with_1000() -> None:
+    async def quick(ws: portside.ServerConnection) -> None:
+        pass
+
+    async with running(quick) as server, portside.connect(url(server)) as ws:
+        with pytest.raises(portside.ConnectionClosedOK):
+            await ws.recv()
+        assert ws.close_code == 1000
+
+
+# process_request and process_response.
+
+
+def test_process_request_forms() -> None:
+    def legacy(path: str, request_headers: portside.Headers) -> None: ...
+    def legacy_annotated(p: str, h: Any) -> None: ...
+    def new(connection: Any, request: Any) -> None: ...
+    def ambiguous(a: Any, b: Any) -> None: ...
+
+    assert process_request_is_legacy(legacy)
+    assert process_request_is_legacy(legacy_annotated)
+    assert not process_request_is_legacy(new)
+    assert not process_request_is_legacy(ambiguous)
+
+
+async def test_legacy_health_check_on_the_websocket_port() -> None:
+    def health_check(path: str, request_headers: portside.Headers) -> Any:
+        if path == "/health/":
+            return http.HTTPStatus.OK, [], b"OK\n"
+        return None
+
+    async with running(process_request=health_check) as server:
+        status, head, body = await http_get(server, "/health/")
+        assert (status, body) == (200, b"OK\n")
+        assert b"Content-Length: 3" in head
+        async with portside.connect(url(server)) as ws:
+            await ws.send("still a WebSocket server")
+            assert await ws.recv() == "still a WebSocket server"
+
+
+async def test_new_style_process_request() -> None:
+    async def process_request(
+        connection: portside.ServerConnection, request: portside.Request
+    ) -> portside.Response | None:
+        await asyncio.sleep(0)
+        if request.path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "healthy\n")
+        if "X-Token" not in request.headers:
+            return connection.respond(401, "no token\n")
+        return None
+
+    async with running(process_request=process_request) as server:
+        assert (await http_get(server, "/healthz"))[::2] == (200, b"healthy\n")
+        with pytest.raises(portside.InvalidStatus) as info:
+            await portside.connect(url(server))
+        assert info.value.response.status_code == 401
+        async with portside.connect(url(server), extra_headers={"X-Token": "t"}) as ws:
+            await ws.send("in")
+            assert await ws.recv() == "in"
+
+
+async def test_process_request_that_raises(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(connection: Any, request: Any) -> None:
+        raise ValueError("boom")
+
+    async with running(process_request=broken) as server:
+        status, _, body = await http_get(server, "/")
+        assert status == 500
+        assert b"See server log" in body
+    assert "process_request failed" in caplog.text
+
+
+async def test_process_request_with_a_wrong_return_type(caplog: pytest.LogCaptureFixture) -> None:
+    def wrong(connection: Any, request: Any) -> str:
+        return "nope"
+
+    async with running(process_request=wrong) as server:
+        assert (await http_get(server, "/"))[0] == 500
+    assert "expected None, a Response or (status, headers, body)" in caplog.text
+
+
+async def test_legacy_response_with_text_body_and_headers() -> None:
+    def process_request(path: str, request_headers: portside.Headers) -> Any:
+        return 404, {"X-Why": "gone", "Connection": "close", "Content-Length": "5"}, "gone\n"
+
+    async with running(process_request=process_request) as server:
+        status, head, body = await http_get(server, "/")
+        assert (status, body) == (404, b"gone\n")
+        assert b"X-Why: gone" in head
+
+
+async def test_process_response_adds_a_header() -> None:
+    def process_response(
+        connection: portside.ServerConnection,
+        request: portside.Request,
+        response: portside.Response,
+    ) -> None:
+        response.headers["X-Served-By"] = "test"
+
+    async with running(process_response=process_response) as server:
+        async with portside.connect(url(server)) as ws:
+            assert ws.response_headers["X-Served-By"] == "test"
+
+
+async def test_process_response_replaces_the_response() -> None:
+    async def process_response(connection: Any, request: Any, response: Any) -> portside.Response:
+        return connection.respond(403, "no\n")  # type: ignore[no-any-return]
+
+    async with running(process_response=process_response) as server:
+        with pytest.raises(portside.InvalidStatus) as info:
+            await portside.connect(url(server))
+        assert info.value.response.status_code == 403
+
+
+async def test_process_response_that_raises(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(connection: Any, request: Any, response: Any) -> None:
+        raise ValueError("boom")
+
+    async with running(process_response=broken) as server:
+        with pytest.raises(portside.InvalidStatus):
+            await portside.connect(url(server))
+    assert "process_response failed" in caplog.text
+
+
+# Handshake failures.
+
+
+async def test_plain_http_request_gets_426(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running() as server:
+        status, head, body = await http_get(server, "/")
+        assert status == 426
+        assert b"Upgrade: websocket" in head
+        assert b"missing Upgrade header" in body
+    assert "opening handshake failed" in caplog.text
+
+
+async def test_other_methods_get_405() -> None:
+    async with running() as server:
+        assert (await http_get(server, "/", "POST"))[0] == 405
+
+
+async def test_garbage_gets_400_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running() as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"\x16\x03\x01 not http\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert "invalid HTTP request" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_origins() -> None:
+    allowed = ["https://good.example", re.compile(r"https://.*\.trusted\.example")]
+    async with running(origins=allowed) as server:
+        async with portside.connect(url(server), origin="https://good.example"):
+            pass
+        async with portside.connect(url(server), origin="https://a.trusted.example"):
+            pass
+        with pytest.raises(portside.InvalidStatus) as info:
+            await portside.connect(url(server), origin="https://evil.example")
+        assert info.value.response.status_code == 403
+
+
+async def test_open_timeout_closes_slow_handshakes(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running(open_timeout=0.05) as server:
+        raw = await RawClient.connect(server, handshake=False)
+        raw.send(b"GET / HTTP/1.1\r\n")
+        assert await raw.reader.read() == b""
+        await raw.close()
+    assert "opening handshake timed out" in caplog.text
+
+
+# Shutdown.
+
+
+async def test_close_sends_1001_and_ends_async_for() -> None:
+    ended = asyncio.Event()
+    outcome: list[str] = []
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+        outcome.append(f"loop ended, code {ws.close_code}")
+        ended.set()
+
+    server = await portside.serve(handler, "127.0.0.1", 0, ping_interval=None)
+    ws = await portside.connect(url(server))
+    await ws.send("hi")
+    assert await ws.recv() == "hi"
+    server.close()
+    server.close()  # idempotent
+    await server.wait_closed()
+    assert ended.is_set()
+    assert outcome == ["loop ended, code 1001"]
+    with pytest.raises(portside.ConnectionClosedOK):
+        await ws.recv()
+    assert ws.close_code == 1001
+    assert not server.is_serving()
+
+
+async def test_close_answers_handshakes_in_progress_with_503() -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_check(connection: Any, request: Any) -> None:
+        entered.set()
+        await release.wait()
+
+    server = await portside.serve(echo, "127.0.0.1", 0, process_request=slow_check)
+    partial = await RawClient.connect(server, handshake=False)
+    partial.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    connecting = asyncio.ensure_future(portside.connect(url(server)))
+    await entered.wait()
+    server.close()
+    release.set()
+    with pytest.raises(portside.InvalidStatus) as info:
+        await connecting
+    assert info.value.response.status_code == 503
+    assert (await partial.reader.read()).startswith(b"HTTP/1.1 503 Service Unavailable")
+    await partial.close()
+    await server.wait_closed()
+
+
+async def test_handlers_still_running_are_cancelled_after_close_timeout() -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(ws: portside.ServerConnection) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await portside.serve(stubborn, "127.0.0.1", 0, close_timeout=0.05, ping_interval=None)
+    ws = await portside.connect(url(server))
+    server.close()
+    await server.wait_closed()
+    assert cancelled.is_set()
+    await ws.wait_closed()
+    assert ws.close_code == 1001
+
+
+async def test_close_without_closing_connections() -> None:
+    server = await portside.serve(echo, "127.0.0.1", 0, ping_interval=None)
+    ws = await portside.connect(url(server))
+    server.close(close_connections=False)
+    await asyncio.sleep(0)
+    await ws.send("still served")
+    assert await ws.recv() == "still served"
+    await ws.close()
+    await server.wait_closed()
+
+
+async def test_close_from_another_thread() -> None:
+    server = await portside.serve(echo, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    thread = threading.Thread(target=loop.call_soon_threadsafe, args=(server.close,))
+    thread.start()
+    await server.wait_closed()
+    thread.join()
+
+
+async def test_serve_forever_and_cancellation() -> None:
+    server = await portside.serve(echo, "127.0.0.1", 0)
+    task = asyncio.ensure_future(server.serve_forever())
+    async with portside.connect(url(server)) as ws:
+        await ws.send("x")
+        assert await ws.recv() == "x"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await server.wait_closed()
+    assert not server.is_serving()
+
+
+async def test_start_serving_later() -> None:
+    async with portside.serve(echo, "127.0.0.1", 0, start_serving=False) as server:
+        assert not server.is_serving()
+        await server.start_serving()
+        assert server.is_serving()
+
+
+def test_serve_from_a_loop_that_is_not_running_yet() -> None:
+    # The older style: create the server with run_until_complete().
+    loop = asyncio.new_event_loop()
+    try:
+        server = loop.run_until_complete(portside.serve(echo, "127.0.0.1", 0))
+
+        async def use() -> None:
+            async with portside.connect(url(server)) as ws:
+                await ws.send("ok")
+                assert await ws.recv() == "ok"
+
+        loop.run_until_complete(use())
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    finally:
+        loop.close()
+
+
+# Options and transports.
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"max_size": -1}, "max_size must be >= 0 or None"),
+        ({"max_size": 1.5}, "max_size must be an int or None"),
+        ({"max_queue": 0}, "max_queue must be >= 1 or None"),
+        ({"read_limit": 10}, "read_limit must be >= 256"),
+        ({"read_limit": None}, "read_limit must be an int"),
+        ({"write_limit": -1}, "write_limit must be >= 0"),
+        ({"ping_interval": -1}, "ping_interval must be a number of seconds"),
+        ({"ping_interval": 0}, "ping_interval must be > 0"),
+        ({"close_timeout": float("nan")}, "close_timeout"),
+        ({"open_timeout": -1}, "open_timeout"),
+        ({"compression": "gzip"}, "compression must be 'deflate', None or a portside.Deflate"),
+        ({"origins": [42]}, "origins must hold"),
+        ({"process_request": "x"}, "process_request must be callable"),
+        ({"process_response": 1}, "process_response must be callable"),
+    ],
+)
+def test_invalid_options_fail_at_once(options: dict[str, Any], error: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=re.escape(error)):
+        portside.serve(echo, "127.0.0.1", 0, **options)
+
+
+def test_handler_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="handler must be"):
+        portside.serve("echo", "127.0.0.1", 0)  # type: ignore[arg-type]
+
+
+async def test_sock_and_host_are_exclusive() -> None:
+    with socket.socket() as sock, pytest.raises(ValueError, match="either sock"):
+        portside.serve(echo, "127.0.0.1", 0, sock=sock)
+
+
+async def test_serve_on_an_existing_socket() -> None:
+    sock = socket.create_server(("127.0.0.1", 0))
+    async with portside.serve(echo, sock=sock) as server, portside.connect(url(server)) as ws:
+        await ws.send("via sock")
+        assert await ws.recv() == "via sock"
+
+
+async def test_reuse_port_lets_two_servers_share_a_port() -> None:
+    async with portside.serve(echo, "127.0.0.1", 0, reuse_port=True) as first:
+        port = first.sockets[0].getsockname()[1]
+        async with portside.serve(echo, "127.0.0.1", port, reuse_port=True) as second:
+            assert second.sockets[0].getsockname()[1] == port
+
+
+async def test_unix_socket() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        async with portside.unix_serve(echo, path, ping_interval=None):
+            async with portside.unix_connect(path, "ws://localhost/unix") as ws:
+                await ws.send("over unix")
+                assert await ws.recv() == "over unix"
+
+
+async def test_tls() -> None:
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(CERT)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.load_verify_locations(CERT)
+    async with running(ssl=server_context) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with portside.connect(f"wss://localhost:{port}/", ssl=client_context) as ws:
+            for message in ("secure", bytes(300_000)):
+                await ws.send(message)
+                assert await ws.recv() == message
+
+
+async def test_custom_logger_and_server_header() -> None:
+    async with running(logger="custom.name", server_header=None) as server:
+        assert server.logger.name == "custom.name"
+        async with portside.connect(url(server)) as ws:
+            assert "Server" not in ws.response_headers
+
+
+async def test_select_subprotocol_gets_the_connection() -> None:
+    def select(connection: portside.ServerConnection, offered: Any) -> str:
+        assert connection.request is not None
+        return "v2" if "v2" in offered else offered[0]
+
+    async with running(select_subprotocol=select) as server:
+        async with portside.connect(url(server), subprotocols=["v1", "v2"]) as ws:
+            assert ws.subprotocol == "v2"
+
+
+async def test_frames_sent_with_the_request_are_not_lost() -> None:
+    async with running() as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + client_frame(1, b"eager")
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        assert await reader.readexactly(7) == b"\x81\x05eager"
+        writer.close()
+        await writer.wait_closed()

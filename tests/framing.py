@@ -1,0 +1,69 @@
+"""Build WebSocket frames by hand for tests, independently of portside's encoder."""
+
+from __future__ import annotations
+
+import struct
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = b"\x01\x02\x03\x04",
+    length: int | None = None,
+) -> bytes:
+    """Return one frame. ``mask=None`` sends it unmasked (as a server does)."""
+    n = len(payload) if length is None else length
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mask_bit = 0x80 if mask is not None else 0
+    if n < 126:
+        header = struct.pack("!BB", first, mask_bit | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", first, mask_bit | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, mask_bit | 127, n)
+    if mask is None:
+        return header + payload
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def client_frame(opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
+    """A masked frame, as a client sends."""
+    return frame(opcode, payload, **kwargs)  # type: ignore[arg-type]
+
+
+def server_frame(opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
+    """An unmasked frame, as a server sends."""
+    return frame(opcode, payload, mask=None, **kwargs)  # type: ignore[arg-type]
+
+
+def close_payload(code: int, reason: str = "") -> bytes:
+    return struct.pack("!H", code) + reason.encode()
+
+
+def unmask_frames(data: bytes) -> list[tuple[int, int, bytes]]:
+    """Parse frames (masked or not); return ``(first_byte, opcode, payload)``."""
+    frames = []
+    pos = 0
+    while pos < len(data):
+        b0, b1 = data[pos], data[pos + 1]
+        n = b1 & 0x7F
+        pos += 2
+        if n == 126:
+            (n,) = struct.unpack("!H", data[pos : pos + 2])
+            pos += 2
+        elif n == 127:
+            (n,) = struct.unpack("!Q", data[pos : pos + 8])
+            pos += 8
+        if b1 & 0x80:
+            key = data[pos : pos + 4]
+            pos += 4
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(data[pos : pos + n]))
+        else:
+            payload = data[pos : pos + n]
+        pos += n
+        frames.append((b0, b0 & 0x0F, payload))
+    return frames
