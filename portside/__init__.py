@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import exceptions
 from .aio.client import ClientConnection, connect, unix_connect
 from .aio.connection import Connection, Data
+from .aio.runner import run
 from .aio.server import Server, ServerConnection, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
@@ -70,6 +71,7 @@ __all__ = [
     "__version__",
     "connect",
     "exceptions",
+    "run",
     "serve",
     "unix_connect",
     "unix_serve",

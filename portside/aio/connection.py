@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Union, cast
 from weakref import WeakKeyDictionary
 
@@ -126,6 +126,8 @@ class Connection(asyncio.BufferedProtocol):
         self._lost_waiter: asyncio.Future[None] | None = None
         self._id: uuid.UUID | None = None
         self._handshaking = False  # the opening handshake owns received bytes
+        # Transports call get_buffer() before every read: skip a call level.
+        self.get_buffer = protocol.get_buffer  # type: ignore[method-assign]
 
     # Properties.
 
@@ -202,7 +204,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # Receiving.
 
-    async def recv(self) -> Data:
+    async def recv(self, _iterating: bool = False) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
 
         Raises:
@@ -213,7 +215,7 @@ class Connection(asyncio.BufferedProtocol):
         messages = self._messages
         if messages:
             message = messages.popleft()
-            if self._reading_paused and len(messages) <= cast(int, self.max_queue) >> 2:
+            if self._reading_paused and len(messages) <= self.max_queue >> 2:  # type: ignore[operator]
                 self._reading_paused = False
                 self.transport.resume_reading()
             return message
@@ -222,11 +224,18 @@ class Connection(asyncio.BufferedProtocol):
         if self._pending_error is not None:
             self._fail_now()
         if not self.protocol._reading:
-            raise self._closed_error()
+            error = self._closed_error()
+            if _iterating and isinstance(error, ConnectionClosedOK):
+                raise StopAsyncIteration
+            raise error
         waiter: asyncio.Future[Data] = self.loop.create_future()
         self._waiter = waiter
         try:
             return await waiter
+        except ConnectionClosedOK:
+            if _iterating:
+                raise StopAsyncIteration from None
+            raise
         finally:
             if self._waiter is waiter:
                 self._waiter = None
@@ -234,11 +243,10 @@ class Connection(asyncio.BufferedProtocol):
     def __aiter__(self) -> AsyncIterator[Data]:
         return self
 
-    async def __anext__(self) -> Data:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+    def __anext__(self) -> Coroutine[Any, Any, Data]:
+        # recv() itself ends the iteration on a normal closure: one coroutine
+        # per message instead of two.
+        return self.recv(True)
 
     # asyncio.BufferedProtocol
 
@@ -258,9 +266,9 @@ class Connection(asyncio.BufferedProtocol):
                 if waiter is not None:
                     self._waiter = None
                     if not waiter.done():
-                        waiter.set_result(cast(Data, event))
+                        waiter.set_result(event)  # type: ignore[arg-type]
                         continue
-                self._enqueue(cast(Data, event))
+                self._enqueue(event)  # type: ignore[arg-type]
             else:
                 self._on_event(event, len(events) == 1)
         if protocol._out:
@@ -433,9 +441,9 @@ class Connection(asyncio.BufferedProtocol):
         cls = message.__class__
         protocol = self.protocol
         if cls is str:
-            frames = protocol.send_text(cast(str, message))
+            frames = protocol.send_text(message)  # type: ignore[arg-type]
         elif cls is bytes or cls is bytearray or cls is memoryview:
-            frames = protocol.send_binary(cast(bytes, message))
+            frames = protocol.send_binary(message)  # type: ignore[arg-type]
         elif isinstance(message, str):
             frames = protocol.send_text(message)
         elif isinstance(message, (bytes, bytearray, memoryview)):

@@ -13,7 +13,7 @@ Buffer = Union[bytes, bytearray, memoryview]
 __all__ = ["apply_mask", "encode_frame", "encode_header", "parse_frames"]
 
 
-def apply_mask(data: Buffer, mask: Buffer) -> bytes:
+def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
     """Return ``data`` XOR-ed with the 4-byte ``mask`` (RFC 6455 section 5.3).
 
     Args:
@@ -22,6 +22,8 @@ def apply_mask(data: Buffer, mask: Buffer) -> bytes:
     """
     if len(mask) != 4:
         raise ValueError("mask must contain 4 bytes")
+    if isinstance(data, memoryview):
+        data = data.cast("B")  # count bytes, not items
     n = len(data)
     if n == 0:
         return b""
@@ -31,7 +33,7 @@ def apply_mask(data: Buffer, mask: Buffer) -> bytes:
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
-def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
+def encode_header(first_byte: int, length: int, mask: bytes | None, /) -> bytes:
     """Return a frame header (RFC 6455 section 5.2).
 
     Args:
@@ -39,6 +41,8 @@ def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
         length: The payload length.
         mask: The masking key, or ``None`` for an unmasked frame.
     """
+    if mask is not None and len(mask) != 4:
+        raise ValueError("mask must contain 4 bytes")
     bit = 0x80 if mask is not None else 0
     if length < 126:
         header = bytes((first_byte, bit | length))
@@ -49,7 +53,7 @@ def encode_header(first_byte: int, length: int, mask: bytes | None) -> bytes:
     return header if mask is None else header + mask
 
 
-def encode_frame(first_byte: int, payload: Buffer, mask: bytes | None) -> bytes:
+def encode_frame(first_byte: int, payload: Buffer, mask: bytes | None, /) -> bytes:
     """Return a whole frame: header, then the payload, masked when ``mask`` is set.
 
     Args:
@@ -57,6 +61,8 @@ def encode_frame(first_byte: int, payload: Buffer, mask: bytes | None) -> bytes:
         payload: The payload.
         mask: The masking key, or ``None`` for an unmasked frame.
     """
+    if isinstance(payload, memoryview):
+        payload = payload.cast("B")  # count bytes, not items
     header = encode_header(first_byte, len(payload), mask)
     if mask is None:
         return header + payload
@@ -70,6 +76,7 @@ def parse_frames(
     masked: bool,
     max_size: int,
     out: list[Any],
+    /,
 ) -> int:
     """Consume the simple data frames at the start of ``buf[pos:end]``.
 
@@ -84,6 +91,8 @@ def parse_frames(
     Returns:
         The position of the first byte not consumed.
     """
+    if not 0 <= pos <= end <= len(buf):
+        raise ValueError("pos and end must satisfy 0 <= pos <= end <= len(buf)")
     mask_bit = 0x80 if masked else 0
     while True:
         if end - pos < 2:

@@ -28,10 +28,11 @@ from ..exceptions import (
     InvalidState,
     ProtocolError,
 )
-from . import speedups
 from .close import OK_CLOSE_CODES, Close
 from .events import Ping, Pong
 from .reader import Arena, Event, FrameReader
+from .speedups import encode_frame as _encode_frame
+from .speedups import encode_header as _encode_header
 from .state import SENDABLE, State, transition
 from .state import Event as Transition
 
@@ -49,6 +50,13 @@ _OP_BINARY = 0x2
 _OP_CLOSE = 0x8
 _OP_PING = 0x9
 _OP_PONG = 0xA
+
+
+def _byte_view(data: memoryview) -> memoryview | bytes:
+    """A view whose length counts bytes, whatever the format of ``data``."""
+    if data.itemsize == 1 and data.c_contiguous:
+        return data
+    return data.tobytes() if not data.c_contiguous else data.cast("B")
 
 
 class Side(enum.Enum):
@@ -202,10 +210,10 @@ class Protocol(FrameReader):
         first = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
         if self.side is CLIENT:
             # RFC 6455 5.3: every frame from a client is masked.
-            return [speedups.encode_frame(first, payload, self._next_mask())]
+            return [_encode_frame(first, payload, self._next_mask())]
         if len(payload) >= _COPY_THRESHOLD:
-            return [speedups.encode_header(first, len(payload), None), bytes(payload)]
-        return [speedups.encode_frame(first, payload, None)]
+            return [_encode_header(first, len(payload), None), bytes(payload)]
+        return [_encode_frame(first, payload, None)]
 
     def _check_sendable(self, kind: str) -> None:
         if kind not in SENDABLE[self.state]:
@@ -252,6 +260,14 @@ class Protocol(FrameReader):
         """
         if isinstance(data, str):
             data = data.encode()
+        elif data.__class__ is memoryview:
+            data = _byte_view(data)  # type: ignore[arg-type]
+        if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
+            # Fast path for the common case: one whole message, no extension.
+            if self.side is CLIENT:
+                return [_encode_frame(0x81, data, self._next_mask())]
+            if len(data) < _COPY_THRESHOLD:
+                return [_encode_frame(0x81, data, None)]
         return self._send_data(_OP_TEXT, data, fin)
 
     def send_binary(self, data: Buffer, fin: bool = True) -> list[bytes]:
@@ -260,6 +276,14 @@ class Protocol(FrameReader):
         Returns:
             The bytes to write.
         """
+        if data.__class__ is memoryview:
+            data = _byte_view(data)  # type: ignore[arg-type]
+        if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
+            # Fast path for the common case: one whole message, no extension.
+            if self.side is CLIENT:
+                return [_encode_frame(0x82, data, self._next_mask())]
+            if len(data) < _COPY_THRESHOLD:
+                return [_encode_frame(0x82, data, None)]
         return self._send_data(_OP_BINARY, data, fin)
 
     def send_continuation(self, data: str | Buffer, fin: bool) -> list[bytes]:
@@ -270,6 +294,8 @@ class Protocol(FrameReader):
         """
         if isinstance(data, str):
             data = data.encode()
+        elif data.__class__ is memoryview:
+            data = _byte_view(data)  # type: ignore[arg-type]
         return self._send_data(_OP_CONTINUATION, data, fin)
 
     def send_ping(self, data: Buffer = b"") -> list[bytes]:

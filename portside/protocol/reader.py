@@ -20,7 +20,8 @@ import codecs
 from typing import TYPE_CHECKING, Union
 
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
-from . import speedups
+from .speedups import apply_mask as _apply_mask
+from .speedups import parse_frames as _parse_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from .deflate import PerMessageDeflate
@@ -153,10 +154,16 @@ class FrameReader:
             self._big = None
             return events
         big = self._big
+        pos = 0
         if big is None:
             data = self.arena.buffer
             end = self._base + nbytes
             self._tail = b""
+            if not self._msg_opcode and not self._checked:
+                # Fast path: whole single-frame messages, no extension involved.
+                pos = _parse_frames(data, 0, end, self._masked, self.max_size, events)
+                if pos == end:
+                    return events
         else:
             end = self._big_fill + nbytes
             if end < len(big):
@@ -170,7 +177,7 @@ class FrameReader:
             data = big
             self._big = None
         try:
-            pos = self._parse(data, 0, end, events)
+            pos = self._parse(data, pos, end, events)
         except ProtocolError as exc:
             self._stop(exc, events)
             return events
@@ -223,7 +230,7 @@ class FrameReader:
 
     def _parse(self, buf: bytearray, pos: int, end: int, events: list[Event]) -> int:
         """Consume the complete frames in ``buf[pos:end]``; return where it stopped."""
-        parse_frames = speedups.parse_frames
+        parse_frames = _parse_frames
         masked = self._masked
         max_size = self.max_size
         while True:
@@ -273,9 +280,7 @@ class FrameReader:
                     # Resume unmasking where streaming validation stopped.
                     shift = checked & 3
                     mask = mask[shift:] + mask[:shift]
-                payload = speedups.apply_mask(
-                    memoryview(buf)[start + checked : start + length], mask
-                )
+                payload = _apply_mask(memoryview(buf)[start + checked : start + length], mask)
             else:
                 payload = bytes(buf[start + checked : start + length])
             if opcode >= 8:
@@ -411,9 +416,7 @@ class FrameReader:
         if self._masked:
             mask = bytes(buf[start - 4 : start])
             shift = checked & 3
-            chunk = speedups.apply_mask(
-                memoryview(buf)[start + checked : end], mask[shift:] + mask[:shift]
-            )
+            chunk = _apply_mask(memoryview(buf)[start + checked : end], mask[shift:] + mask[:shift])
         else:
             chunk = bytes(buf[start + checked : end])
         decoder = self._decoder

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import array
+
 import pytest
 
 from portside.exceptions import (
@@ -264,3 +266,14 @@ def test_eight_bit_window_sends_uncompressed() -> None:
     _, server = compressed_pair(local_max_window_bits=8)
     frames = b"".join(server.send_text("x" * 100))
     assert frames == server_frame(TEXT, b"x" * 100)
+
+
+def test_typed_and_strided_memoryviews_are_sent_as_bytes() -> None:
+    words = array.array("I", range(2000))
+    for payload in (memoryview(words), memoryview(bytes(range(256)) * 40)[::2]):
+        expected = payload.tobytes()
+        client, server = pair()
+        assert server.receive_data(b"".join(client.send_binary(payload))) == [expected]
+        assert client.receive_data(b"".join(server.send_binary(payload))) == [expected]
+        frames = server.send_binary(b"x", fin=False) + server.send_continuation(payload, fin=True)
+        assert client.receive_data(b"".join(frames)) == [b"x" + expected]

@@ -1,0 +1,56 @@
+# portside: the two commands a fresh machine needs.
+#   make run    create the virtualenv if needed, install, start the example server
+#   make test   create the virtualenv if needed, install, run every check and test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest pytest-pure pytest-uvloop coverage compliance bench clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard portside/protocol/_speedups.c)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "import portside.protocol.speedups as s; print('portside speedups:', s.IMPLEMENTATION)"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python examples/echo_server.py
+
+test: lint typecheck pytest pytest-pure pytest-uvloop coverage
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole suite with the C accelerator, measuring branch coverage...
+pytest: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report= -q
+
+# ...again with the pure-Python twins of the accelerator...
+pytest-pure: $(STAMP)
+	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q
+
+# ...and the asyncio layer on uvloop.
+pytest-uvloop: $(STAMP)
+	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/aio tests/test_examples.py -q
+
+coverage: $(STAMP)
+	$(BIN)/coverage report --include='portside/protocol/*' --fail-under=95
+	$(BIN)/coverage report --fail-under=90
+
+compliance: $(STAMP)
+	$(BIN)/python -m compliance.run
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+	rm -f portside/protocol/*.so
