@@ -261,7 +261,7 @@ class Protocol(FrameReader):
         if isinstance(data, str):
             data = data.encode()
         elif data.__class__ is memoryview:
-            data = _byte_view(data)  # type: ignore[arg-type]
+            data = _byte_view(data)
         if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
             # Fast path for the common case: one whole message, no extension.
             if self.side is CLIENT:
@@ -277,7 +277,7 @@ class Protocol(FrameReader):
             The bytes to write.
         """
         if data.__class__ is memoryview:
-            data = _byte_view(data)  # type: ignore[arg-type]
+            data = _byte_view(data)
         if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
             # Fast path for the common case: one whole message, no extension.
             if self.side is CLIENT:
@@ -295,7 +295,7 @@ class Protocol(FrameReader):
         if isinstance(data, str):
             data = data.encode()
         elif data.__class__ is memoryview:
-            data = _byte_view(data)  # type: ignore[arg-type]
+            data = _byte_view(data)
         return self._send_data(_OP_CONTINUATION, data, fin)
 
     def send_ping(self, data: Buffer = b"") -> list[bytes]:
