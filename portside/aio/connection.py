@@ -41,7 +41,7 @@ from ..protocol.connection import Protocol
 from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
-from ..protocol.state import State
+from ..protocol.state import CLOSED, CONNECTING, OPEN, State
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocol.http11 import Request, Response
@@ -146,7 +146,7 @@ class Connection(asyncio.BufferedProtocol):
     @property
     def open(self) -> bool:
         """Whether messages can be sent (``state`` is ``OPEN``)."""
-        return self.protocol.state is State.OPEN
+        return self.protocol.state is OPEN
 
     @property
     def closed(self) -> bool:
@@ -189,7 +189,7 @@ class Connection(asyncio.BufferedProtocol):
 
         1005 stands for a Close frame without a code, 1006 for no Close frame.
         """
-        if not self._lost and self.protocol.state is not State.CLOSED:
+        if not self._lost and self.protocol.state is not CLOSED:
             return None
         close = self.protocol.close_rcvd
         return 1006 if close is None else close.code
@@ -197,7 +197,7 @@ class Connection(asyncio.BufferedProtocol):
     @property
     def close_reason(self) -> str | None:
         """The close reason received; ``None`` while the connection is open."""
-        if not self._lost and self.protocol.state is not State.CLOSED:
+        if not self._lost and self.protocol.state is not CLOSED:
             return None
         close = self.protocol.close_rcvd
         return "" if close is None else close.reason
@@ -344,7 +344,7 @@ class Connection(asyncio.BufferedProtocol):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): Close frame, then close TCP."""
         protocol = self.protocol
-        if protocol.state is State.CLOSED and protocol.close_sent is not None:
+        if protocol.state is CLOSED and protocol.close_sent is not None:
             return
         if len(reason.encode()) > 123:
             reason = reason.encode()[:120].decode(errors="ignore") + "..."
@@ -366,7 +366,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _closing_handshake_done(self) -> None:
         """Close TCP once the protocol reached CLOSED; else arm the close timer."""
-        if self.protocol.state is State.CLOSED:
+        if self.protocol.state is CLOSED:
             if self._is_server():
                 # RFC 6455 7.1.1: the server closes the TCP connection first.
                 self.transport.close()
@@ -483,7 +483,7 @@ class Connection(asyncio.BufferedProtocol):
             if protocol._sending:
                 self.transport.writelines(protocol.send_continuation(b"", fin=True))
         except BaseException:
-            if protocol._sending and protocol.state is State.OPEN:
+            if protocol._sending and protocol.state is OPEN:
                 # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
                 # so the connection is unusable.
                 self._fail(1011, "error while sending a fragmented message")
@@ -613,7 +613,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _send_keepalive(self) -> None:
         self._timer = None
-        if self.protocol.state is not State.OPEN:
+        if self.protocol.state is not OPEN:
             return
         payload = os.urandom(4)
         while payload in self._pings:
@@ -628,7 +628,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _keepalive_timeout(self) -> None:
         self._timer = None
-        if self._keepalive_ping is not None and self.protocol.state is State.OPEN:
+        if self._keepalive_ping is not None and self.protocol.state is OPEN:
             self.logger.info("%s: no pong to keepalive ping; closing", self._peer_name())
             self._fail(1011, "keepalive ping timeout")
 
@@ -649,7 +649,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _start_close(self, code: int, reason: str) -> None:
         protocol = self.protocol
-        if protocol.state is State.OPEN:
+        if protocol.state is OPEN:
             if self._fragmenting is not None:
                 # A fragmented message was interrupted: the peer cannot make
                 # sense of what follows, so fail rather than close.
@@ -657,7 +657,7 @@ class Connection(asyncio.BufferedProtocol):
                 return
             self._write_all(protocol.send_close(code, reason))
             self._closing_handshake_done()
-        elif protocol.state is State.CONNECTING:
+        elif protocol.state is CONNECTING:
             self._abort()
 
     async def wait_closed(self) -> None:

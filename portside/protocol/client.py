@@ -29,8 +29,8 @@ from .headers import (
 )
 from .http11 import Request, Response, ResponseParser
 from .reader import Arena
+from .state import CONNECTING, transition
 from .state import Event as Transition
-from .state import State, transition
 from .uri import WebSocketURI
 
 __all__ = ["ClientProtocol"]
@@ -94,7 +94,7 @@ class ClientProtocol(Protocol):
     ) -> None:
         super().__init__(
             CLIENT,
-            state=State.CONNECTING,
+            state=CONNECTING,
             max_size=max_size,
             read_limit=read_limit,
             arena=arena,

@@ -33,7 +33,16 @@ from .events import Ping, Pong
 from .reader import Arena, Event, FrameReader
 from .speedups import encode_frame as _encode_frame
 from .speedups import encode_header as _encode_header
-from .state import SENDABLE, State, transition
+from .state import (
+    CLOSED,
+    CONNECTING,
+    LOCAL_CLOSING,
+    OPEN,
+    REMOTE_CLOSING,
+    SENDABLE,
+    State,
+    transition,
+)
 from .state import Event as Transition
 
 __all__ = ["Side", "Protocol", "SERVER", "CLIENT"]
@@ -110,7 +119,7 @@ class Protocol(FrameReader):
         self,
         side: Side,
         *,
-        state: State = State.OPEN,
+        state: State = OPEN,
         max_size: int | None = 2**20,
         read_limit: int = 2**16,
         arena: Arena | None = None,
@@ -161,7 +170,7 @@ class Protocol(FrameReader):
             self._reading = False
             self._reset_message()
             self.state = transition(self.state, Transition.RECEIVE_CLOSE)
-            if self.state is State.REMOTE_CLOSING:
+            if self.state is REMOTE_CLOSING:
                 # RFC 6455 5.5.1: answer with a Close frame, echoing the code.
                 self.close_rcvd_then_sent = True
                 self._send_close(Close(close.code))
@@ -217,12 +226,12 @@ class Protocol(FrameReader):
 
     def _check_sendable(self, kind: str) -> None:
         if kind not in SENDABLE[self.state]:
-            if self.state is State.CONNECTING:
+            if self.state is CONNECTING:
                 raise InvalidState("the opening handshake is not complete")
             raise self.closed_error()
 
     def _send_data(self, opcode: int, data: Buffer, fin: bool) -> list[bytes]:
-        if self.state is not State.OPEN:
+        if self.state is not OPEN:
             self._check_sendable("data")
         sending = self._sending
         if opcode:
@@ -262,7 +271,7 @@ class Protocol(FrameReader):
             data = data.encode()
         elif data.__class__ is memoryview:
             data = _byte_view(data)
-        if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
+        if fin and self.state is OPEN and not self._sending and self.deflate is None:
             # Fast path for the common case: one whole message, no extension.
             if self.side is CLIENT:
                 return [_encode_frame(0x81, data, self._next_mask())]
@@ -278,7 +287,7 @@ class Protocol(FrameReader):
         """
         if data.__class__ is memoryview:
             data = _byte_view(data)
-        if fin and self.state is State.OPEN and not self._sending and self.deflate is None:
+        if fin and self.state is OPEN and not self._sending and self.deflate is None:
             # Fast path for the common case: one whole message, no extension.
             if self.side is CLIENT:
                 return [_encode_frame(0x82, data, self._next_mask())]
@@ -347,7 +356,7 @@ class Protocol(FrameReader):
         self._out += self._frame(_OP_CLOSE, close.serialize())
         self.close_sent = close
         self.state = transition(self.state, Transition.SEND_CLOSE)
-        if self.state is State.CLOSED and self.close_rcvd_then_sent is None:
+        if self.state is CLOSED and self.close_rcvd_then_sent is None:
             self.close_rcvd_then_sent = False
 
     def fail(self, code: int = 1002, reason: str = "") -> list[bytes]:
@@ -361,7 +370,7 @@ class Protocol(FrameReader):
         """
         self._reading = False
         self._reset_message()
-        if self.state in (State.OPEN, State.REMOTE_CLOSING):
+        if self.state in (OPEN, REMOTE_CLOSING):
             close = Close(code, reason)
             self._out += self._frame(_OP_CLOSE, close.serialize())
             self.close_sent = close
@@ -377,19 +386,19 @@ class Protocol(FrameReader):
         layer should then arm a timer and abort the connection if the peer does
         not finish the closing handshake in time.
         """
-        return self.state is State.LOCAL_CLOSING or self.state is State.CLOSED
+        return self.state is LOCAL_CLOSING or self.state is CLOSED
 
     @property
     def close_code(self) -> int | None:
         """The code of the Close frame received, 1006 if none; ``None`` while open."""
-        if self.state is not State.CLOSED and not self.eof_rcvd:
+        if self.state is not CLOSED and not self.eof_rcvd:
             return None
         return 1006 if self.close_rcvd is None else self.close_rcvd.code
 
     @property
     def close_reason(self) -> str | None:
         """The reason of the Close frame received; ``None`` while open."""
-        if self.state is not State.CLOSED and not self.eof_rcvd:
+        if self.state is not CLOSED and not self.eof_rcvd:
             return None
         return "" if self.close_rcvd is None else self.close_rcvd.reason
 

@@ -31,8 +31,8 @@ from .headers import (
 )
 from .http11 import Request, RequestParser, Response
 from .reader import Arena
+from .state import CONNECTING, transition
 from .state import Event as Transition
-from .state import State, transition
 
 __all__ = ["ServerProtocol", "Origin", "SubprotocolSelector"]
 
@@ -107,7 +107,7 @@ class ServerProtocol(Protocol):
     ) -> None:
         super().__init__(
             SERVER,
-            state=State.CONNECTING,
+            state=CONNECTING,
             max_size=max_size,
             read_limit=read_limit,
             arena=arena,

@@ -19,7 +19,18 @@ import enum
 
 from ..exceptions import InvalidState
 
-__all__ = ["State", "Event", "TRANSITIONS", "SENDABLE", "transition"]
+__all__ = [
+    "State",
+    "Event",
+    "TRANSITIONS",
+    "SENDABLE",
+    "transition",
+    "CONNECTING",
+    "OPEN",
+    "LOCAL_CLOSING",
+    "REMOTE_CLOSING",
+    "CLOSED",
+]
 
 
 class State(enum.IntEnum):
@@ -48,6 +59,14 @@ class Event(enum.Enum):
     FAIL = "fail"  # RFC 6455 7.1.7: Fail the WebSocket Connection
     EOF = "eof"  # the TCP connection ended
 
+
+# Module-level names for the states: reading ``State.OPEN`` costs a slow enum
+# class attribute lookup on every call, which hot paths cannot afford.
+CONNECTING = State.CONNECTING
+OPEN = State.OPEN
+LOCAL_CLOSING = State.LOCAL_CLOSING
+REMOTE_CLOSING = State.REMOTE_CLOSING
+CLOSED = State.CLOSED
 
 S = State
 E = Event
