@@ -1,28 +1,15 @@
-"""Build the optional C accelerator; portside works without it."""
+"""Build the optional C accelerator; portside works without it.
+
+``optional=True`` makes a failed compilation (no compiler, no Python headers)
+skip the extension instead of failing the install: portside then uses its
+pure-Python twin. ``PORTSIDE_NO_BUILD_SPEEDUPS=1`` skips it on purpose.
+"""
 
 from __future__ import annotations
 
 import os
 
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
-
-
-class OptionalBuildExt(build_ext):
-    """Build the accelerator, but install the pure-Python package if that fails."""
-
-    def run(self) -> None:
-        try:
-            super().run()
-        except Exception as exc:  # noqa: BLE001 - any compiler failure
-            self.warn(f"portside: C accelerator not built ({exc}); using pure Python")
-
-    def build_extension(self, ext: Extension) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure
-            self.warn(f"portside: C accelerator not built ({exc}); using pure Python")
-
 
 extensions = []
 if os.environ.get("PORTSIDE_NO_BUILD_SPEEDUPS", "") in ("", "0"):
@@ -35,4 +22,4 @@ if os.environ.get("PORTSIDE_NO_BUILD_SPEEDUPS", "") in ("", "0"):
         )
     )
 
-setup(ext_modules=extensions, cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions)

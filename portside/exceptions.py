@@ -85,7 +85,8 @@ class ConnectionClosed(WebSocketException):
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(str(self))
+        # The message is built by __str__ when someone reads it.
+        super().__init__(rcvd, sent, rcvd_then_sent)
 
     @property
     def code(self) -> int:

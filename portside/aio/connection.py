@@ -408,13 +408,14 @@ class Connection(asyncio.BufferedProtocol):
             self._timer = None
         self._pending_error = None
         self._wake_receiver()
-        error = self._closed_error()
-        for future, _ in self._pings.values():
-            if not future.done():
-                future.set_exception(error)
-        self._pings.clear()
+        if self._pings or self._drain_waiters:
+            error = self._closed_error()
+            for future, _ in self._pings.values():
+                if not future.done():
+                    future.set_exception(error)
+            self._pings.clear()
+            self._wake_writers(error)
         self._write_paused = False
-        self._wake_writers(error)
         if self._lost_waiter is not None and not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
 

@@ -43,9 +43,14 @@ class Headers(MutableMapping[str, str]):
 
     def __init__(self, *args: HeadersLike, **kwargs: str) -> None:
         self._items: list[tuple[str, str]] = []
+        if len(args) == 1 and not kwargs and type(args[0]) is list:
+            # The parser's case: a list of (name, value) pairs.
+            self._items = list(args[0])
+            return
         for arg in args:
             self.update(arg)
-        self.update(kwargs)
+        if kwargs:
+            self.update(kwargs)
 
     def __str__(self) -> str:
         return "".join(f"{name}: {value}\r\n" for name, value in self._items) + "\r\n"
@@ -62,8 +67,7 @@ class Headers(MutableMapping[str, str]):
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        key = key.lower()
-        return any(name.lower() == key for name, _ in self._items)
+        return bool(self.get_all(key))
 
     def __iter__(self) -> Iterator[str]:
         seen: set[str] = set()
@@ -121,7 +125,13 @@ class Headers(MutableMapping[str, str]):
     def get_all(self, key: str) -> list[str]:
         """Return every value of the header ``key``, in order; empty if missing."""
         lower = key.lower()
-        return [value for name, value in self._items if name.lower() == lower]
+        size = len(key)
+        # Comparing lengths first spares most lower() calls.
+        return [
+            value
+            for name, value in self._items
+            if len(name) == size and (name == key or name.lower() == lower)
+        ]
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Return ``(name, value)`` pairs with names spelled as received or set."""

@@ -30,9 +30,13 @@ MAX_HEADERS = 128
 #: The largest response body a client reads from a server that refuses to upgrade.
 MAX_BODY_SIZE = 2**20
 
-# RFC 7230 3.2: field-name = token; field-value excludes CR, LF and NUL.
-_FIELD_NAME = re.compile(rb"[-!#$%&\'*+.^_`|~0-9a-zA-Z]+")
-_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# RFC 7230 3.2: header-field = field-name ":" OWS field-value OWS, where
+# field-name is a token and field-value excludes CR, LF and NUL. A line that
+# starts with whitespace (obsolete line folding) does not match.
+_HEADER_LINE = re.compile(
+    rb"([-!#$%&\'*+.^_`|~0-9a-zA-Z]+):[\t ]*"
+    rb"((?:[\x21-\x7e\x80-\xff]+(?:[\t ]+[\x21-\x7e\x80-\xff]+)*)?)[\t ]*"
+)
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
 
 
@@ -123,17 +127,15 @@ class _HeadParser:
 
     @staticmethod
     def _parse_headers(lines: list[bytes]) -> Headers:
-        headers = Headers()
+        items = []
+        match = _HEADER_LINE.fullmatch
         for line in lines:
-            name, sep, value = line.partition(b":")
-            if not sep or _FIELD_NAME.fullmatch(name) is None:
-                # Also rejects obs-fold (RFC 7230 3.2.4): a line starting with space.
+            parsed = match(line)
+            if parsed is None:
                 raise _invalid(f"invalid header line: {line[:100]!r}")
-            value = value.strip(b" \t")
-            if _FIELD_VALUE.fullmatch(value) is None:
-                raise _invalid(f"invalid header value: {line[:100]!r}")
-            headers[name.decode("ascii")] = value.decode("latin-1")
-        return headers
+            name, value = parsed.groups()
+            items.append((name.decode("ascii"), value.decode("latin-1")))
+        return Headers(items)
 
 
 class RequestParser(_HeadParser):

@@ -208,16 +208,17 @@ class ServerProtocol(Protocol):
             raise error
         headers = request.headers
         _single(headers, "Host")
-        upgrade = [u.lower() for v in headers.get_all("Upgrade") for u in parse_upgrade_list(v)]
-        if "websocket" not in upgrade:
-            raise InvalidUpgrade("Upgrade", ", ".join(headers.get_all("Upgrade")) or None)
-        connection = [
-            c.lower()
-            for v in headers.get_all("Connection")
-            for c in parse_token_list(v, "Connection")
-        ]
-        if "upgrade" not in connection:
-            raise InvalidUpgrade("Connection", ", ".join(headers.get_all("Connection")) or None)
+        values = headers.get_all("Upgrade")
+        # The common case, "Upgrade: websocket", skips the list parser.
+        if not (len(values) == 1 and values[0].lower() == "websocket"):
+            upgrade = [u.lower() for v in values for u in parse_upgrade_list(v)]
+            if "websocket" not in upgrade:
+                raise InvalidUpgrade("Upgrade", ", ".join(values) or None)
+        values = headers.get_all("Connection")
+        if not (len(values) == 1 and values[0].lower() == "upgrade"):
+            connection = [c.lower() for v in values for c in parse_token_list(v, "Connection")]
+            if "upgrade" not in connection:
+                raise InvalidUpgrade("Connection", ", ".join(values) or None)
         key = _single(headers, "Sec-WebSocket-Key")
         if not check_key(key):
             raise InvalidHeaderValue("Sec-WebSocket-Key", key)

@@ -21,7 +21,7 @@ def params(text: str) -> list[ExtensionParameter]:
 def test_default_offer() -> None:
     assert Deflate().offer() == (
         "permessage-deflate",
-        [("server_max_window_bits", "12"), ("client_max_window_bits", "12")],
+        [("server_max_window_bits", "11"), ("client_max_window_bits", "11")],
     )
 
 
@@ -43,10 +43,10 @@ def test_full_offer() -> None:
     ("settings", "response", "expected"),
     [
         # (local bits, remote bits, local no context, remote no context)
-        ({}, "server_max_window_bits=12", (12, 12, False, False)),
+        ({}, "server_max_window_bits=11", (11, 11, False, False)),
         ({}, "server_max_window_bits=10; client_max_window_bits=9", (9, 10, False, False)),
-        ({}, "server_max_window_bits=12; server_no_context_takeover", (12, 12, False, True)),
-        ({}, "server_max_window_bits=12; client_no_context_takeover", (12, 12, True, False)),
+        ({}, "server_max_window_bits=11; server_no_context_takeover", (11, 11, False, True)),
+        ({}, "server_max_window_bits=11; client_no_context_takeover", (11, 11, True, False)),
         (
             {"server_max_window_bits": None, "client_max_window_bits": None},
             "",
@@ -55,7 +55,7 @@ def test_full_offer() -> None:
         (
             {"client_no_context_takeover": True, "server_max_window_bits": None},
             "",
-            (12, 15, True, False),
+            (11, 15, True, False),
         ),
     ],
 )
@@ -110,8 +110,8 @@ def test_server_defaults_limit_both_windows() -> None:
     result = answer(Deflate(), "client_max_window_bits")
     assert result is not None
     response, codec = result
-    assert response == "server_max_window_bits=12; client_max_window_bits=12"
-    assert (codec.local_max_window_bits, codec.remote_max_window_bits) == (12, 12)
+    assert response == "server_max_window_bits=11; client_max_window_bits=11"
+    assert (codec.local_max_window_bits, codec.remote_max_window_bits) == (11, 11)
 
 
 def test_server_without_client_max_window_bits_support() -> None:
@@ -119,7 +119,7 @@ def test_server_without_client_max_window_bits_support() -> None:
     result = answer(Deflate(), "")
     assert result is not None
     response, codec = result
-    assert response == "server_max_window_bits=12"
+    assert response == "server_max_window_bits=11"
     assert codec.remote_max_window_bits == 15
 
 
@@ -254,3 +254,44 @@ def test_interoperates_with_plain_zlib() -> None:
 
 def test_repr() -> None:
     assert "local_bits=12" in repr(pair()[0])
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "client_no_context_takeover",
+        "client_no_context_takeover; client_max_window_bits",
+        "server_no_context_takeover; client_no_context_takeover",
+        "",
+        "client_max_window_bits=10",
+    ],
+)
+@pytest.mark.parametrize("client_no_context", [False, True])
+def test_response_states_every_reset_the_codec_relies_on(
+    offer: str, client_no_context: bool
+) -> None:
+    # The decompressor may only forget the context between messages if the
+    # response told the client to do so (Autobahn 12.x and 13.x).
+    result = answer(Deflate(client_no_context_takeover=client_no_context), offer)
+    assert result is not None
+    response, codec = result
+    assert codec.remote_no_context_takeover == ("client_no_context_takeover" in response)
+    assert codec.local_no_context_takeover == ("server_no_context_takeover" in response)
+
+
+def test_client_hint_of_no_context_takeover_is_honoured_in_the_response() -> None:
+    result = answer(Deflate(), "client_no_context_takeover; client_max_window_bits")
+    assert result is not None
+    response, codec = result
+    assert response == (
+        "client_no_context_takeover; server_max_window_bits=11; client_max_window_bits=11"
+    )
+    # The client obeys the response: it resets its compressor after each message.
+    sender = PerMessageDeflate(
+        remote_no_context_takeover=False,
+        local_no_context_takeover=True,
+        remote_max_window_bits=11,
+        local_max_window_bits=11,
+    )
+    for _ in range(3):
+        assert codec.decompress(sender.compress(b"hello hello"), True, -1) == b"hello hello"

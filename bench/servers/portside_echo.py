@@ -1,0 +1,28 @@
+"""portside echo server, written with portside's ordinary async API."""
+
+from __future__ import annotations
+
+import portside
+from bench.servers.common import ServerOptions, main
+
+
+async def echo(ws: portside.ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+async def serve(options: ServerOptions) -> None:
+    async with portside.serve(
+        echo,
+        options.host,
+        options.port,
+        ssl=options.ssl_context(),
+        compression="deflate" if options.compression else None,
+        ping_interval=None,
+        max_size=None,
+    ) as server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(serve, __doc__ or "")

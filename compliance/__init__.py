@@ -1,0 +1,1 @@
+"""Autobahn TestSuite harness for portside: echo server, client driver and runner."""
