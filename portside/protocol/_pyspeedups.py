@@ -10,7 +10,7 @@ from typing import Any, Union
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-__all__ = ["apply_mask", "encode_frame", "encode_header", "parse_frames"]
+__all__ = ["apply_mask", "encode_frame", "encode_header", "new_buffer", "parse_frames"]
 
 
 def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
@@ -31,6 +31,14 @@ def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
     # CPython does this a machine word at a time.
     key = (bytes(mask) * ((n + 3) >> 2))[:n]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def new_buffer(size: int, /) -> bytearray:
+    """Return a bytearray of ``size`` bytes for the kernel to write into.
+
+    The C twin skips zeroing the memory; callers only read what they wrote.
+    """
+    return bytearray(size)
 
 
 def encode_header(first_byte: int, length: int, mask: bytes | None, /) -> bytes:

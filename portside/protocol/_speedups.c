@@ -333,6 +333,25 @@ encode_frame(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return result;
 }
 
+PyDoc_STRVAR(new_buffer_doc,
+"new_buffer($module, size, /)\n--\n\n"
+"Return a bytearray of size bytes, not zeroed: the caller only reads what it\n"
+"wrote (the receive buffer of a frame larger than read_limit).");
+
+static PyObject *
+new_buffer(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    Py_ssize_t size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative size");
+        return NULL;
+    }
+    return PyByteArray_FromStringAndSize(NULL, size);
+}
+
 /* Frame parsing (RFC 6455 5.2). */
 
 /* Append item to out and drop the reference to item. */
@@ -536,6 +555,7 @@ static PyMethodDef speedups_methods[] = {
      encode_header_doc},
     {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL,
      encode_frame_doc},
+    {"new_buffer", (PyCFunction)new_buffer, METH_O, new_buffer_doc},
     {"parse_frames", (PyCFunction)(void (*)(void))parse_frames, METH_FASTCALL,
      parse_frames_doc},
     {NULL, NULL, 0, NULL},

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Union
 
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from .speedups import apply_mask as _apply_mask
+from .speedups import new_buffer as _new_buffer
 from .speedups import parse_frames as _parse_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +33,9 @@ __all__ = ["Arena", "FrameReader", "Event", "MAX_SIZE_UNLIMITED"]
 MAX_SIZE_UNLIMITED = 2**63 - 1
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# Extra room in the buffer of a frame larger than read_limit.
+_BIG_SLACK = 4096
 
 Event = Union[str, bytes, object]
 
@@ -74,6 +78,7 @@ class FrameReader:
         "_base",
         "_big",
         "_big_fill",
+        "_big_total",
         "_checked",
         "_decoder",
         "_masked",
@@ -113,7 +118,8 @@ class FrameReader:
         self._base = 0  # bytes of _tail copied to the arena by get_buffer
         self._tail = b""  # the start of a frame cut by the end of the last read
         self._big: bytearray | None = None  # a frame larger than read_limit
-        self._big_fill = 0
+        self._big_fill = 0  # bytes of _big received
+        self._big_total = 0  # size of the frame in _big
         self._pending_total = 0  # size of the cut frame, when its header is known
         self._msg_opcode = 0  # 0: no message in progress; 1: text; 2: binary
         self._msg_compressed = False
@@ -166,7 +172,7 @@ class FrameReader:
                     return events
         else:
             end = self._big_fill + nbytes
-            if end < len(big):
+            if end < self._big_total:
                 self._big_fill = end
                 if self._is_plain_text(big[0]):
                     try:
@@ -184,10 +190,14 @@ class FrameReader:
         if pos < end and self._reading:
             total = self._pending_total
             if total > self.read_limit:
-                big = bytearray(total)
+                # Room for the frame and a little more: a read that does not
+                # fill its buffer tells the event loop the socket is drained,
+                # saving a read() that would only return EAGAIN.
+                big = _new_buffer(total + _BIG_SLACK)
                 big[: end - pos] = data[pos:end]
                 self._big = big
                 self._big_fill = end - pos
+                self._big_total = total
             else:
                 self._tail = bytes(data[pos:end])
         return events

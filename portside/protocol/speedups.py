@@ -18,12 +18,14 @@ __all__ = [
     "apply_mask",
     "encode_frame",
     "encode_header",
+    "new_buffer",
     "parse_frames",
 ]
 
 apply_mask = _pyspeedups.apply_mask
 encode_frame = _pyspeedups.encode_frame
 encode_header = _pyspeedups.encode_header
+new_buffer = _pyspeedups.new_buffer
 parse_frames = _pyspeedups.parse_frames
 IMPLEMENTATION = "python"
 
@@ -36,5 +38,6 @@ if os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0"):
         apply_mask = _speedups.apply_mask
         encode_frame = _speedups.encode_frame
         encode_header = _speedups.encode_header
+        new_buffer = _speedups.new_buffer
         parse_frames = _speedups.parse_frames
         IMPLEMENTATION = "c"

@@ -37,6 +37,8 @@ class Speedups(Protocol):
 
     def encode_frame(self, first_byte: int, payload: Buffer, mask: Buffer | None, /) -> bytes: ...
 
+    def new_buffer(self, size: int, /) -> bytearray: ...
+
     def parse_frames(
         self, buf: Buffer, pos: int, end: int, masked: bool, max_size: int, out: list[Message], /
     ) -> int: ...
@@ -618,3 +620,23 @@ def test_no_speedups_environment_variable(value: str, expected: str) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == [expected, str(expected == "python")]
+
+
+# new_buffer.
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 70_000])
+def test_new_buffer(impl: Speedups, size: int) -> None:
+    buffer = impl.new_buffer(size)
+    assert type(buffer) is bytearray
+    assert len(buffer) == size
+    buffer[:] = bytes(size)  # writable, resizable later
+    buffer.extend(b"x")
+    assert len(buffer) == size + 1
+
+
+def test_new_buffer_bad_size(impl: Speedups) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        impl.new_buffer(-1)
+    with pytest.raises(TypeError):
+        impl.new_buffer("1")  # type: ignore[arg-type]
