@@ -13,13 +13,14 @@ from setuptools import Extension, setup
 
 extensions = []
 if os.environ.get("PORTSIDE_NO_BUILD_SPEEDUPS", "") in ("", "0"):
-    extensions.append(
-        Extension(
-            "portside.protocol._speedups",
-            sources=["portside/protocol/_speedups.c"],
-            extra_compile_args=["-O3"] if os.name != "nt" else [],
-            optional=True,
+    for package in ("protocol", "aio"):
+        extensions.append(
+            Extension(
+                f"portside.{package}._speedups",
+                sources=[f"portside/{package}/_speedups.c"],
+                extra_compile_args=["-O3"] if os.name != "nt" else [],
+                optional=True,
+            )
         )
-    )
 
 setup(ext_modules=extensions)

@@ -42,6 +42,7 @@ from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from .speedups import ConnectionBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocol.http11 import Request, Response
@@ -68,7 +69,7 @@ def arena_for(loop: asyncio.AbstractEventLoop, read_limit: int) -> Arena:
     return arena
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(ConnectionBase, asyncio.BufferedProtocol):
     """A WebSocket connection, either side: the ``ws`` object of the API.
 
     Not created directly: :func:`~portside.serve` hands one to each handler and
@@ -127,7 +128,7 @@ class Connection(asyncio.BufferedProtocol):
         self._id: uuid.UUID | None = None
         self._handshaking = False  # the opening handshake owns received bytes
         # Transports call get_buffer() before every read: skip a call level.
-        self.get_buffer = protocol.get_buffer  # type: ignore[method-assign]
+        self.get_buffer = protocol.get_buffer  # type: ignore[method-assign,assignment]
 
     # Properties.
 
@@ -253,26 +254,8 @@ class Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:  # noqa: D102
         return self.protocol.get_buffer(sizehint)
 
-    def buffer_updated(self, nbytes: int) -> None:  # noqa: D102
-        if self._handshaking:
-            self._receive_handshake(nbytes)
-            return
-        protocol = self.protocol
-        events = protocol.buffer_updated(nbytes)
-        for event in events:
-            cls = event.__class__
-            if cls is bytes or cls is str:
-                waiter = self._waiter
-                if waiter is not None:
-                    self._waiter = None
-                    if not waiter.done():
-                        waiter.set_result(event)  # type: ignore[arg-type]
-                        continue
-                self._enqueue(event)  # type: ignore[arg-type]
-            else:
-                self._on_event(event, len(events) == 1)
-        if protocol._out:
-            self._write_all(protocol.data_to_send())
+    # buffer_updated() comes from ConnectionBase (C or pure Python): it gives
+    # messages to the waiting coroutine and calls the methods below for the rest.
 
     def _receive_handshake(self, nbytes: int) -> None:
         raise NotImplementedError  # pragma: no cover

@@ -10,7 +10,14 @@ from typing import Any, Union
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-__all__ = ["apply_mask", "encode_frame", "encode_header", "new_buffer", "parse_frames"]
+__all__ = [
+    "ReaderBase",
+    "apply_mask",
+    "encode_frame",
+    "encode_header",
+    "new_buffer",
+    "parse_frames",
+]
 
 
 def apply_mask(data: Buffer, mask: Buffer, /) -> bytes:
@@ -142,3 +149,84 @@ def parse_frames(
         else:
             out.append(payload)
         pos = stop
+
+
+class ReaderBase:
+    """The receive buffer and the fast path of :class:`~portside.protocol.reader.FrameReader`.
+
+    Reads land in ``_view``, a view of the receive buffer ``_buf`` that
+    connections share, after the ``_tail`` of a frame cut by the previous read;
+    a frame larger than the buffer gets its own, ``_big``. ``buffer_updated``
+    parses whole single-frame messages itself and hands everything else to the
+    subclass: ``_continue(pos, end, events)`` for the rest of ``_buf``, and
+    ``_continue_big(nbytes, events)`` when the read went to ``_big``.
+    """
+
+    __slots__ = (
+        "_base",
+        "_big",
+        "_big_fill",
+        "_buf",
+        "_checked",
+        "_masked",
+        "_msg_opcode",
+        "_reading",
+        "_tail",
+        "_view",
+        "max_size",
+    )
+
+    _buf: bytearray
+    _view: memoryview
+    max_size: int
+    _masked: bool
+    _reading: bool
+    _base: int
+    _tail: bytes
+    _big: bytearray | None
+    _big_fill: int
+    _msg_opcode: int
+    _checked: int
+
+    def get_buffer(self, sizehint: int = -1, /) -> memoryview:
+        """Return a writable buffer for the next read (then call ``buffer_updated``)."""
+        big = self._big
+        if big is not None:
+            return memoryview(big)[self._big_fill :]
+        tail = self._tail
+        if tail:
+            base = len(tail)
+            self._buf[:base] = tail
+            self._base = base
+            return self._view[base:]
+        self._base = 0
+        return self._view
+
+    def buffer_updated(self, nbytes: int, /) -> list[Any]:
+        """Process ``nbytes`` written into the last buffer from ``get_buffer``.
+
+        Returns:
+            The events: messages (``str`` or ``bytes``) and control events.
+        """
+        events: list[Any] = []
+        if not self._reading:
+            self._tail = b""
+            self._big = None
+            return events
+        if self._big is not None:
+            return self._continue_big(nbytes, events)
+        end = self._base + nbytes
+        self._tail = b""
+        pos = 0
+        if not self._msg_opcode and not self._checked:
+            # Whole single-frame messages, no extension involved.
+            pos = parse_frames(self._buf, 0, end, self._masked, self.max_size, events)
+            if pos == end:
+                return events
+        return self._continue(pos, end, events)
+
+    def _continue(self, pos: int, end: int, events: list[Any], /) -> list[Any]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _continue_big(self, nbytes: int, events: list[Any], /) -> list[Any]:
+        raise NotImplementedError  # pragma: no cover

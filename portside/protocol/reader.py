@@ -20,6 +20,7 @@ import codecs
 from typing import TYPE_CHECKING, Union
 
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+from .speedups import ReaderBase
 from .speedups import apply_mask as _apply_mask
 from .speedups import new_buffer as _new_buffer
 from .speedups import parse_frames as _parse_frames
@@ -63,7 +64,7 @@ class Arena:
             self.view = memoryview(self.buffer)
 
 
-class FrameReader:
+class FrameReader(ReaderBase):
     """Parses received bytes into messages; the receiving half of a connection.
 
     Subclasses implement :meth:`_on_control` to act on control frames.
@@ -75,23 +76,14 @@ class FrameReader:
     """
 
     __slots__ = (
-        "_base",
-        "_big",
-        "_big_fill",
         "_big_total",
-        "_checked",
         "_decoder",
-        "_masked",
         "_msg_compressed",
-        "_msg_opcode",
         "_msg_parts",
         "_msg_size",
         "_pending_total",
-        "_reading",
-        "_tail",
         "arena",
         "deflate",
-        "max_size",
         "read_limit",
     )
 
@@ -107,9 +99,12 @@ class FrameReader:
             raise ValueError(f"read_limit must be at least 256 bytes, not {read_limit}")
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0 or None, not {max_size}")
-        self.arena = Arena(read_limit) if arena is None else arena
-        self.arena.reserve(read_limit)
+        self.arena = arena = Arena(read_limit) if arena is None else arena
+        arena.reserve(read_limit)
         self.read_limit = read_limit
+        self._buf = arena.buffer
+        # Connections with the arena's read_limit share one view of it.
+        self._view = arena.view if read_limit == len(arena.buffer) else arena.view[:read_limit]
         self.max_size = MAX_SIZE_UNLIMITED if max_size is None else max_size
         self.deflate: PerMessageDeflate | None = None
         # RFC 6455 5.1: a server MUST close the connection upon receiving an
@@ -129,59 +124,28 @@ class FrameReader:
         self._checked = 0  # payload bytes of a cut text frame already validated
         self._reading = True
 
-    # Buffer protocol.
+    # Buffer protocol: ReaderBase's get_buffer() and buffer_updated() handle
+    # whole single-frame messages and call these for everything else.
 
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """Return a writable buffer for the next read (then call :meth:`buffer_updated`)."""
+    def _continue(self, pos: int, end: int, events: list[Event], /) -> list[Event]:
+        return self._parse_rest(self._buf, pos, end, events)
+
+    def _continue_big(self, nbytes: int, events: list[Event], /) -> list[Event]:
         big = self._big
-        if big is not None:
-            return memoryview(big)[self._big_fill :]
-        arena = self.arena
-        tail = self._tail
-        if tail:
-            base = len(tail)
-            arena.buffer[:base] = tail
-            self._base = base
-            return arena.view[base : self.read_limit]
-        self._base = 0
-        if self.read_limit == len(arena.buffer):
-            return arena.view
-        return arena.view[: self.read_limit]
-
-    def buffer_updated(self, nbytes: int) -> list[Event]:
-        """Process ``nbytes`` written into the last buffer from :meth:`get_buffer`.
-
-        Returns:
-            The events: messages (``str`` or ``bytes``) and control events.
-        """
-        events: list[Event] = []
-        if not self._reading:
-            self._tail = b""
-            self._big = None
+        assert big is not None
+        end = self._big_fill + nbytes
+        if end < self._big_total:
+            self._big_fill = end
+            if self._is_plain_text(big[0]):
+                try:
+                    self._check_cut_text(big, 0, end)
+                except ProtocolError as exc:
+                    self._stop(exc, events)
             return events
-        big = self._big
-        pos = 0
-        if big is None:
-            data = self.arena.buffer
-            end = self._base + nbytes
-            self._tail = b""
-            if not self._msg_opcode and not self._checked:
-                # Fast path: whole single-frame messages, no extension involved.
-                pos = _parse_frames(data, 0, end, self._masked, self.max_size, events)
-                if pos == end:
-                    return events
-        else:
-            end = self._big_fill + nbytes
-            if end < self._big_total:
-                self._big_fill = end
-                if self._is_plain_text(big[0]):
-                    try:
-                        self._check_cut_text(big, 0, end)
-                    except ProtocolError as exc:
-                        self._stop(exc, events)
-                return events
-            data = big
-            self._big = None
+        self._big = None
+        return self._parse_rest(big, 0, end, events)
+
+    def _parse_rest(self, data: bytearray, pos: int, end: int, events: list[Event]) -> list[Event]:
         try:
             pos = self._parse(data, pos, end, events)
         except ProtocolError as exc:

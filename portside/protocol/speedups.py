@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 
 from . import _pyspeedups
+from ._pyspeedups import ReaderBase
 
 __all__ = [
     "IMPLEMENTATION",
+    "ReaderBase",
     "apply_mask",
     "encode_frame",
     "encode_header",
@@ -35,6 +37,9 @@ if os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:  # pragma: no cover - depends on the build
+        if hasattr(_speedups, "ReaderBase"):
+            # The C twin of the same class; type checkers see the Python one.
+            ReaderBase = _speedups.ReaderBase  # type: ignore[misc]
         apply_mask = _speedups.apply_mask
         encode_frame = _speedups.encode_frame
         encode_header = _speedups.encode_header

@@ -1,0 +1,63 @@
+"""Pure-Python twin of ``portside/aio/_speedups.c``: the receive path of a connection.
+
+:mod:`portside.aio.speedups` picks the C version when it is built, unless
+``PORTSIDE_NO_SPEEDUPS=1``. ``tests/aio/test_speedups.py`` runs both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ConnectionBase"]
+
+
+class ConnectionBase:
+    """Hands received messages to the coroutine waiting for one.
+
+    Subclasses (:class:`~portside.aio.connection.Connection`) provide
+    ``_receive_handshake(nbytes)``, ``_enqueue(message)``,
+    ``_on_event(event, alone)`` and ``_write_all(frames)``; ``protocol`` is the
+    sans-I/O protocol, ``_waiter`` the future of the coroutine blocked in
+    ``recv()`` (or ``None``), ``_handshaking`` whether received bytes belong to
+    the opening handshake.
+    """
+
+    __slots__ = ("_handshaking", "_waiter", "protocol")
+
+    protocol: Any
+    _waiter: Any
+    _handshaking: bool
+
+    def buffer_updated(self, nbytes: int, /) -> None:
+        """Process ``nbytes`` received (:class:`asyncio.BufferedProtocol`)."""
+        if self._handshaking:
+            self._receive_handshake(nbytes)
+            return
+        protocol = self.protocol
+        events = protocol.buffer_updated(nbytes)
+        for event in events:
+            cls = event.__class__
+            if cls is bytes or cls is str:
+                waiter = self._waiter
+                if waiter is not None:
+                    self._waiter = None
+                    if not waiter.done():
+                        waiter.set_result(event)
+                        continue
+                self._enqueue(event)
+            else:
+                self._on_event(event, len(events) == 1)
+        if protocol._out:
+            self._write_all(protocol.data_to_send())
+
+    def _receive_handshake(self, nbytes: int, /) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _enqueue(self, message: Any, /) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _on_event(self, event: Any, alone: bool, /) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _write_all(self, frames: list[bytes], /) -> None:
+        raise NotImplementedError  # pragma: no cover

@@ -1,0 +1,28 @@
+"""The receive path of connections: the C accelerator when built, else pure Python.
+
+``PORTSIDE_NO_SPEEDUPS=1`` selects the pure-Python implementation, as for
+:mod:`portside.protocol.speedups`.
+
+Attributes:
+    IMPLEMENTATION: ``"c"`` or ``"python"``, whichever was loaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._pyspeedups import ConnectionBase
+
+__all__ = ["IMPLEMENTATION", "ConnectionBase"]
+
+IMPLEMENTATION = "python"
+
+if os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0"):
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:  # pragma: no cover - depends on the build
+        # The C twin of the same class; type checkers see the Python one.
+        ConnectionBase = _speedups.ConnectionBase  # type: ignore[misc]
+        IMPLEMENTATION = "c"
