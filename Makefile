@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest pytest-pure pytest-uvloop coverage compliance bench clean
+.PHONY: run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 run: $(STAMP)
 	$(BIN)/python examples/echo_server.py
 
-test: lint typecheck pytest pytest-pure pytest-uvloop coverage
+test: lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,6 +26,14 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Node's ws for the interoperability tests (skipped when Node.js is missing).
+node-peers:
+	@if command -v npm >/dev/null 2>&1; then \
+		cd tests/aio/node && npm ci --silent --no-audit --no-fund; \
+	else \
+		echo "npm not found: the Node.js interoperability tests will be skipped"; \
+	fi
 
 # The whole suite with the C accelerator, measuring branch coverage...
 pytest: $(STAMP)
@@ -53,4 +61,5 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
-	rm -f portside/protocol/*.so
+	rm -f portside/*/*.so
+	rm -rf tests/aio/node/node_modules

@@ -96,10 +96,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         close_timeout: float | None = 10,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
-        if max_queue is not None and max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1 or None, not {max_queue}")
-        if write_limit < 0:
-            raise ValueError(f"write_limit must be >= 0, not {write_limit}")
         self.protocol = protocol
         self.logger = logger
         self.max_queue = max_queue
@@ -250,9 +246,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         return self.recv(True)
 
     # asyncio.BufferedProtocol
-
-    def get_buffer(self, sizehint: int) -> memoryview:  # noqa: D102
-        return self.protocol.get_buffer(sizehint)
 
     # buffer_updated() comes from ConnectionBase (C or pure Python): it gives
     # messages to the waiting coroutine and calls the methods below for the rest.

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import portside
 from portside.protocol import State
-from tests.aio.helpers import RawClient, running, url
+from tests.aio.helpers import RawClient, echo, running, url
 from tests.framing import client_frame, close_payload
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -187,7 +189,7 @@ async def test_read_limit_bounds_each_read() -> None:
     async with running(read_limit=1024, max_size=None) as server:
         async with portside.connect(url(server)) as ws:
             (connection,) = server.connections
-            assert len(connection.get_buffer(-1)) <= 1024
+            assert memoryview(connection.get_buffer(-1)).nbytes <= 1024
             await ws.send(bytes(100_000))
             assert await ws.recv() == bytes(100_000)
 
@@ -419,3 +421,94 @@ async def test_eof_without_close_frame() -> None:
         assert connection.close_code == 1006
         with pytest.raises(portside.ConnectionClosedError, match="no close frame"):
             await connection.recv()
+
+
+async def test_subclasses_of_str_and_bytes_are_sent() -> None:
+    class Text(str):
+        pass
+
+    class Blob(bytes):
+        pass
+
+    async with running() as server, portside.connect(url(server)) as ws:
+        await ws.send(Text("text subclass"))
+        assert await ws.recv() == "text subclass"
+        await ws.send(Blob(b"bytes subclass"))
+        assert await ws.recv() == b"bytes subclass"
+
+
+async def test_client_closes_tcp_when_the_server_does_not() -> None:
+    # A server that answers the Close frame but keeps the TCP connection open.
+    async def lingering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        from portside.protocol.handshake import accept_key
+
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
+        )
+        await reader.readexactly(2 + 4 + 2)  # the client's masked Close frame, code only
+        writer.write(b"\x88\x02\x03\xe8")
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(lingering, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws = await portside.connect(f"ws://127.0.0.1:{port}/", close_timeout=0.05)
+        await ws.close()
+        assert ws.closed
+        assert ws.close_code == 1000
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_long_failure_reasons_are_cut_to_fit_a_close_frame() -> None:
+    async with running() as server:
+        ws = await portside.connect(url(server))
+        ws._fail(1011, "é" * 100)
+        await ws.wait_closed()
+        assert ws.protocol.close_sent is not None
+        reason = ws.protocol.close_sent.reason
+        assert reason.endswith("...")
+        assert len(reason.encode()) <= 123
+
+
+async def test_fragments_wait_for_the_peer_to_read() -> None:
+    done = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(64):
+            yield bytes(65536)
+        done.set()
+
+    # Small kernel buffers, set before the handshake of TCP so that they hold:
+    # 4 MiB cannot hide in the kernel.
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client_sock = socket.socket()
+    client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    client_sock.connect(listener.getsockname())
+    client_sock.setblocking(False)
+    options: dict[str, Any] = {"compression": None, "max_size": None}  # zeros compress
+    async with portside.serve(echo, sock=listener, ping_interval=None, **options) as server:
+        ws = await portside.connect(
+            "ws://localhost/", sock=client_sock, write_limit=65536, **options
+        )
+        (connection,) = server.connections
+        connection.transport.pause_reading()
+        sending = asyncio.ensure_future(ws.send(chunks()))
+        while not ws._write_paused:
+            await asyncio.sleep(0.01)
+        assert not done.is_set()
+        assert ws.transport.get_write_buffer_size() <= 65536 + 65536 + 14
+        connection.transport.resume_reading()
+        await sending
+        assert await ws.recv() == bytes(64 * 65536)
+        await ws.close()
