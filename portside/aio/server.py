@@ -349,21 +349,25 @@ class Server:
         handlers blocked in ``recv()`` get :class:`ConnectionClosedOK`; cancels
         handlers still running ``close_timeout`` seconds later.
 
-        Safe to call more than once, and from a signal handler installed with
-        ``loop.add_signal_handler``. From another thread, use
-        ``loop.call_soon_threadsafe(server.close)``.
+        Safe to call more than once, from a signal handler (installed with
+        ``loop.add_signal_handler`` or ``signal.signal``) and from another thread:
+        it only records the request and wakes the event loop, which does the rest.
 
         Args:
             close_connections: ``False`` only stops accepting connections and
                 lets the open ones run to their end.
         """
-        if self._close_task is not None:
+        if self.closing:
             return
+        # From now on, handshakes that complete get 503.
+        self.closing = True
+        self.loop.call_soon_threadsafe(self._start_closing, close_connections)
+
+    def _start_closing(self, close_connections: bool) -> None:
         self._close_task = self.loop.create_task(self._close(close_connections))
 
     async def _close(self, close_connections: bool) -> None:
         self.server.close()
-        self.closing = True
         if close_connections:
             for connection in list(self.connections):
                 connection._shutdown()

@@ -8,6 +8,7 @@ import logging
 import os
 import pathlib
 import re
+import signal
 import socket
 import ssl
 import tempfile
@@ -480,3 +481,25 @@ async def test_frames_sent_with_the_request_are_not_lost() -> None:
         assert await reader.readexactly(7) == b"\x81\x05eager"
         writer.close()
         await writer.wait_closed()
+
+
+async def test_close_called_directly_from_another_thread() -> None:
+    server = await portside.serve(echo, "127.0.0.1", 0, ping_interval=None)
+    ws = await portside.connect(url(server))
+    thread = threading.Thread(target=server.close)
+    thread.start()
+    await server.wait_closed()
+    thread.join()
+    await ws.wait_closed()
+    assert ws.close_code == 1001
+
+
+async def test_close_from_a_plain_signal_handler() -> None:
+    server = await portside.serve(echo, "127.0.0.1", 0, ping_interval=None)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: server.close())
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.wait_for(server.wait_closed(), 5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not server.is_serving()
