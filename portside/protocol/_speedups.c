@@ -1,7 +1,9 @@
 /*
- * C twins of the functions in _pyspeedups.py: masking, frame encoding and the
- * fast path of frame parsing (RFC 6455 section 5). Both implementations must
- * behave identically; tests/protocol/test_speedups.py checks them side by side.
+ * C twins of _pyspeedups.py: masking, frame encoding, the fast path of frame
+ * parsing (RFC 6455 section 5), and ReaderBase, the receive buffer of the frame
+ * reader, whose buffer_updated() runs the parsing loop without a Python call.
+ * Both implementations must behave identically; tests/protocol/test_speedups.py
+ * checks them side by side.
  *
  * Compile-time switches, for testing the fallbacks:
  *   PORTSIDE_NO_AVX2  never use AVX2, even when the CPU has it;
@@ -405,62 +407,33 @@ decode_text(const uint8_t *src, Py_ssize_t n, const uint8_t *key)
     return text;
 }
 
-PyDoc_STRVAR(parse_frames_doc,
-"parse_frames($module, buf, pos, end, masked, max_size, out, /)\n--\n\n"
-"Consume the simple data frames at the start of buf[pos:end].\n\n"
-"Append a str (text) or bytes (binary) to out for each one; return the\n"
-"position of the first byte not consumed.");
-
-static PyObject *
-parse_frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+/* Check the window buf[pos:end] of a buffer of len bytes. */
+static int
+check_window(Py_ssize_t pos, Py_ssize_t end, Py_ssize_t len)
 {
-    Py_buffer view;
-    Py_ssize_t pos, end;
-    int masked, overflow;
-    long long max_size;
-    uint64_t limit;
-    PyObject *out, *item;
-    const uint8_t *buf;
-    uint8_t mask_bit;
-
-    if (check_nargs("parse_frames", nargs, 6) < 0) {
-        return NULL;
-    }
-    pos = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    if (pos == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    end = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
-    if (end == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if ((masked = PyObject_IsTrue(args[3])) < 0) {
-        return NULL;
-    }
-    max_size = PyLong_AsLongLongAndOverflow(args[4], &overflow);
-    if (max_size == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    out = args[5];
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (pos < 0 || pos > end || end > view.len) {
-        PyBuffer_Release(&view);
+    if (pos < 0 || pos > end || end > len) {
         PyErr_Format(PyExc_ValueError,
                      "need 0 <= pos <= end <= len(buf), got pos=%zd, end=%zd, len(buf)=%zd",
-                     pos, end, view.len);
-        return NULL;
+                     pos, end, len);
+        return -1;
     }
-    if (overflow < 0 || (!overflow && max_size < 0)) {
-        /* No payload is small enough: every frame stops here. */
-        PyBuffer_Release(&view);
-        return PyLong_FromSsize_t(pos);
-    }
-    limit = overflow ? UINT64_MAX : (uint64_t)max_size;
-    buf = view.buf;
+    return 0;
+}
+
+/*
+ * The loop of parse_frames, for a window the caller checked: append the message
+ * of each simple frame at the start of buf[pos:end] to out, where a simple frame
+ * carries at most limit bytes. Return the position of the first byte not
+ * consumed, or -1 with an exception set. Runs no Python code as long as out is
+ * a list, so buf cannot change under it.
+ */
+static Py_ssize_t
+parse_simple_frames(const uint8_t *buf, Py_ssize_t pos, Py_ssize_t end, int masked,
+                    uint64_t limit, PyObject *out)
+{
     /* RFC 6455 5.1: clients mask every frame, servers none. */
-    mask_bit = masked ? 0x80 : 0;
+    const uint8_t mask_bit = masked ? 0x80 : 0;
+    PyObject *item;
 
     while (end - pos >= 2) {
         uint8_t b0 = buf[pos], b1 = buf[pos + 1];
@@ -517,7 +490,7 @@ parse_frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
             item = decode_text(buf + start, n, key);
             if (item == NULL) {
                 if (PyErr_Occurred()) {
-                    goto error;
+                    return -1;
                 }
                 /* Invalid UTF-8: the general parser fails the connection. */
                 break;
@@ -526,28 +499,538 @@ parse_frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         else if (key == NULL) {
             item = PyBytes_FromStringAndSize((const char *)buf + start, n);
             if (item == NULL) {
-                goto error;
+                return -1;
             }
         }
         else {
             item = PyBytes_FromStringAndSize(NULL, n);
             if (item == NULL) {
-                goto error;
+                return -1;
             }
             xor_mask_big((uint8_t *)PyBytes_AS_STRING(item), buf + start, n, key);
         }
         if (append_steal(out, item) < 0) {
-            goto error;
+            return -1;
         }
         pos = start + n;
     }
-    PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(pos);
+    return pos;
+}
 
-error:
+PyDoc_STRVAR(parse_frames_doc,
+"parse_frames($module, buf, pos, end, masked, max_size, out, /)\n--\n\n"
+"Consume the simple data frames at the start of buf[pos:end].\n\n"
+"Append a str (text) or bytes (binary) to out for each one; return the\n"
+"position of the first byte not consumed.");
+
+static PyObject *
+parse_frames(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    Py_ssize_t pos, end;
+    int masked, overflow;
+    long long max_size;
+
+    if (check_nargs("parse_frames", nargs, 6) < 0) {
+        return NULL;
+    }
+    pos = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
+    if (pos == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    end = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (end == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if ((masked = PyObject_IsTrue(args[3])) < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsLongLongAndOverflow(args[4], &overflow);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (check_window(pos, end, view.len) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* A negative max_size leaves no payload small enough: every frame stops. */
+    if (overflow > 0 || (!overflow && max_size >= 0)) {
+        pos = parse_simple_frames(view.buf, pos, end, masked,
+                                  overflow ? UINT64_MAX : (uint64_t)max_size, args[5]);
+    }
     PyBuffer_Release(&view);
+    return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
+}
+
+/* Module state: what ReaderBase uses, created once. */
+
+typedef struct {
+    PyObject *str_continue;
+    PyObject *str_continue_big;
+    PyObject *empty_bytes;
+} speedups_state;
+
+/* ReaderBase: the receive buffer and the fast path of the frame reader. */
+
+#if PY_VERSION_HEX < 0x030C0000
+#include <structmember.h>
+#define Py_T_INT T_INT
+#define Py_T_BOOL T_BOOL
+#define Py_T_LONGLONG T_LONGLONG
+#define Py_T_PYSSIZET T_PYSSIZET
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+/* Free-threaded builds lock the object for the duration of a method, as the
+   member descriptors do for each access; other builds have the GIL. */
+#if PY_VERSION_HEX < 0x030D0000
+#define Py_BEGIN_CRITICAL_SECTION(op) {
+#define Py_END_CRITICAL_SECTION() }
+#endif
+
+/*
+ * The fields of the Python twin's __slots__, with the same names. Object fields
+ * are NULL until set, and reading one then raises AttributeError, as reading an
+ * unset slot does; every field is set by FrameReader.__init__.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;       /* _buf: the receive buffer, shared by connections */
+    PyObject *view;      /* _view: the part of _buf a read may fill */
+    PyObject *tail;      /* _tail: the start of a frame cut by the last read */
+    PyObject *big;       /* _big: the buffer of a frame larger than _view, or None */
+    long long max_size;  /* max_size: the largest message accepted */
+    Py_ssize_t base;     /* _base: bytes of _tail copied into _buf */
+    Py_ssize_t big_fill; /* _big_fill: bytes of _big received */
+    Py_ssize_t checked;  /* _checked: payload bytes of a cut text frame validated */
+    int msg_opcode;      /* _msg_opcode: 0, or the opcode of a fragmented message */
+    char masked;         /* _masked: whether frames received must be masked */
+    char reading;        /* _reading: false once the reader stopped */
+} ReaderObject;
+
+/* The AttributeError of reading an unset slot, worded as CPython words it. */
+static void
+unset_attribute(ReaderObject *self, const char *name)
+{
+    PyErr_Format(PyExc_AttributeError, "'%.200s' object has no attribute '%s'",
+                 Py_TYPE(self)->tp_name, name);
+}
+
+/* Replace the value of an object field; value is a borrowed reference. */
+static void
+set_field(PyObject **field, PyObject *value)
+{
+    Py_XSETREF(*field, Py_NewRef(value));
+}
+
+/* Return obj[start:]. */
+static PyObject *
+slice_from(PyObject *obj, Py_ssize_t start)
+{
+    PyObject *index, *slice, *result;
+
+    if ((index = PyLong_FromSsize_t(start)) == NULL) {
+        return NULL;
+    }
+    slice = PySlice_New(index, NULL, NULL);
+    Py_DECREF(index);
+    if (slice == NULL) {
+        return NULL;
+    }
+    result = PyObject_GetItem(obj, slice);
+    Py_DECREF(slice);
+    return result;
+}
+
+static int
+reader_traverse(ReaderObject *self, visitproc visit, void *arg)
+{
+    /* Instances of heap types reference their type. */
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->buf);
+    Py_VISIT(self->view);
+    Py_VISIT(self->tail);
+    Py_VISIT(self->big);
+    return 0;
+}
+
+static int
+reader_clear(ReaderObject *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->view);
+    Py_CLEAR(self->tail);
+    Py_CLEAR(self->big);
+    return 0;
+}
+
+static void
+reader_dealloc(ReaderObject *self)
+{
+    /* Py_TYPE(self) may be a Python subclass: its dealloc cleared its own
+       slots and left the reference to the type for us to drop. */
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    reader_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Copy _tail to the start of _buf; return _view after it. */
+static PyObject *
+reader_resume_tail(ReaderObject *self, PyObject *tail)
+{
+    Py_buffer src, dst;
+    PyObject *buf, *view, *result;
+    int fits;
+
+    if (PyObject_GetBuffer(tail, &src, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (self->buf == NULL) {
+        PyBuffer_Release(&src);
+        unset_attribute(self, "_buf");
+        return NULL;
+    }
+    buf = Py_NewRef(self->buf);
+    if (PyObject_GetBuffer(buf, &dst, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(buf);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    fits = src.len <= dst.len;
+    if (fits) {
+        /* memmove: _tail may be a view of _buf. */
+        memmove(dst.buf, src.buf, (size_t)src.len);
+        self->base = src.len;
+    }
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    Py_DECREF(buf);
+    if (!fits) {
+        /* The buffer is shared and exported: it cannot grow. */
+        PyErr_SetString(PyExc_BufferError, "_tail is longer than _buf");
+        return NULL;
+    }
+    if (self->view == NULL) {
+        unset_attribute(self, "_view");
+        return NULL;
+    }
+    view = Py_NewRef(self->view);
+    result = slice_from(view, self->base);
+    Py_DECREF(view);
+    return result;
+}
+
+static PyObject *
+reader_get_buffer_impl(ReaderObject *self)
+{
+    PyObject *obj, *view, *result;
+    int nonempty;
+
+    if (self->big == NULL) {
+        unset_attribute(self, "_big");
+        return NULL;
+    }
+    if (self->big != Py_None) {
+        /* The rest of a frame larger than _view goes straight into _big. */
+        obj = Py_NewRef(self->big);
+        view = PyMemoryView_FromObject(obj);
+        Py_DECREF(obj);
+        if (view == NULL) {
+            return NULL;
+        }
+        result = slice_from(view, self->big_fill);
+        Py_DECREF(view);
+        return result;
+    }
+    if (self->tail == NULL) {
+        unset_attribute(self, "_tail");
+        return NULL;
+    }
+    obj = Py_NewRef(self->tail);
+    nonempty = PyBytes_CheckExact(obj) ? PyBytes_GET_SIZE(obj) != 0 : PyObject_IsTrue(obj);
+    if (nonempty) {
+        /* The read continues a cut frame (or fails: nonempty < 0). */
+        result = nonempty < 0 ? NULL : reader_resume_tail(self, obj);
+        Py_DECREF(obj);
+        return result;
+    }
+    Py_DECREF(obj);
+    /* The common case: a read into the shared buffer, nothing to allocate. */
+    self->base = 0;
+    if (self->view == NULL) {
+        unset_attribute(self, "_view");
+        return NULL;
+    }
+    return Py_NewRef(self->view);
+}
+
+PyDoc_STRVAR(reader_get_buffer_doc,
+"get_buffer($self, sizehint=-1, /)\n--\n\n"
+"Return a writable buffer for the next read (then call buffer_updated).");
+
+static PyObject *
+reader_get_buffer(ReaderObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t nargs)
+{
+    PyObject *result;
+
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "get_buffer() takes at most 1 argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    Py_BEGIN_CRITICAL_SECTION(self);
+    result = reader_get_buffer_impl(self);
+    Py_END_CRITICAL_SECTION();
+    return result;
+}
+
+/* Return self.<name>(a, b, c), or self.<name>(a, b) when c is NULL. */
+static PyObject *
+call_method(PyObject *name, ReaderObject *self, PyObject *a, PyObject *b, PyObject *c)
+{
+    /* A free slot before self lets the callee prepend its own argument. */
+    PyObject *stack[5] = {NULL, (PyObject *)self, a, b, c};
+    size_t nargs = c == NULL ? 3 : 4;
+    return PyObject_VectorcallMethod(name, stack + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+/* Return self._continue(pos, end, events). */
+static PyObject *
+reader_continue_at(ReaderObject *self, speedups_state *st, PyObject *pos, PyObject *end,
+                   PyObject *events)
+{
+    return call_method(st->str_continue, self, pos, end, events);
+}
+
+/*
+ * The rest of buffer_updated when _base + nbytes does not fit a Py_ssize_t (only
+ * a caller breaking the buffer protocol gets here): no window of a buffer can
+ * end there, so either the fast path rejects it or _continue gets it as is.
+ */
+static PyObject *
+reader_updated_huge(ReaderObject *self, speedups_state *st, PyObject *nbytes, PyObject *events)
+{
+    PyObject *base, *end, *zero, *result = NULL;
+
+    if ((base = PyLong_FromSsize_t(self->base)) == NULL) {
+        return NULL;
+    }
+    end = PyNumber_Add(base, nbytes);
+    Py_DECREF(base);
+    if (end == NULL) {
+        return NULL;
+    }
+    set_field(&self->tail, st->empty_bytes);
+    if (!self->msg_opcode && !self->checked) {
+        if (self->buf == NULL) {
+            unset_attribute(self, "_buf");
+        }
+        else {
+            PyErr_Format(PyExc_ValueError,
+                         "need 0 <= pos <= end <= len(buf), got pos=0, end=%S", end);
+        }
+    }
+    else if ((zero = PyLong_FromLong(0)) != NULL) {
+        result = reader_continue_at(self, st, zero, end, events);
+        Py_DECREF(zero);
+    }
+    Py_DECREF(end);
+    return result;
+}
+
+static PyObject *
+reader_buffer_updated_impl(ReaderObject *self, speedups_state *st, PyObject *nbytes,
+                           PyObject *events)
+{
+    Py_buffer view;
+    PyObject *buf, *pos_obj, *end_obj, *result;
+    Py_ssize_t n, end, pos = 0;
+
+    if (!self->reading) {
+        /* The reader stopped: drop whatever a read brought. */
+        set_field(&self->tail, st->empty_bytes);
+        set_field(&self->big, Py_None);
+        return Py_NewRef(events);
+    }
+    if (self->big == NULL) {
+        unset_attribute(self, "_big");
+        return NULL;
+    }
+    if (self->big != Py_None) {
+        return call_method(st->str_continue_big, self, nbytes, events, NULL);
+    }
+    /* end = _base + nbytes, with nbytes converted as int.__add__ would. */
+    n = PyNumber_AsSsize_t(nbytes, NULL);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n == PY_SSIZE_T_MAX || n == PY_SSIZE_T_MIN ||
+        (n > 0 && self->base > PY_SSIZE_T_MAX - n) ||
+        (n < 0 && self->base < PY_SSIZE_T_MIN - n)) {
+        return reader_updated_huge(self, st, nbytes, events);
+    }
+    end = self->base + n;
+    set_field(&self->tail, st->empty_bytes);
+    if (!self->msg_opcode && !self->checked) {
+        /* Whole single-frame messages, no extension involved. */
+        if (self->buf == NULL) {
+            unset_attribute(self, "_buf");
+            return NULL;
+        }
+        buf = Py_NewRef(self->buf);
+        if (PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(buf);
+            return NULL;
+        }
+        if (check_window(0, end, view.len) < 0) {
+            pos = -1;
+        }
+        else if (self->max_size >= 0) {
+            pos = parse_simple_frames(view.buf, 0, end, self->masked,
+                                      (uint64_t)self->max_size, events);
+        }
+        PyBuffer_Release(&view);
+        Py_DECREF(buf);
+        if (pos < 0) {
+            return NULL;
+        }
+        if (pos == end) {
+            return Py_NewRef(events);
+        }
+    }
+    if ((pos_obj = PyLong_FromSsize_t(pos)) == NULL) {
+        return NULL;
+    }
+    if ((end_obj = PyLong_FromSsize_t(end)) == NULL) {
+        Py_DECREF(pos_obj);
+        return NULL;
+    }
+    result = reader_continue_at(self, st, pos_obj, end_obj, events);
+    Py_DECREF(end_obj);
+    Py_DECREF(pos_obj);
+    return result;
+}
+
+PyDoc_STRVAR(reader_buffer_updated_doc,
+"buffer_updated($self, nbytes, /)\n--\n\n"
+"Process nbytes written into the last buffer from get_buffer.\n\n"
+"Return the events: messages (str or bytes) and control events.");
+
+static PyObject *
+reader_buffer_updated(ReaderObject *self, PyTypeObject *defining_class, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st;
+    PyObject *events, *result;
+
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        PyErr_SetString(PyExc_TypeError, "buffer_updated() takes no keyword arguments");
+        return NULL;
+    }
+    if (check_nargs("buffer_updated", nargs, 1) < 0) {
+        return NULL;
+    }
+    if ((events = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    st = PyType_GetModuleState(defining_class);
+    Py_BEGIN_CRITICAL_SECTION(self);
+    result = reader_buffer_updated_impl(self, st, args[0], events);
+    Py_END_CRITICAL_SECTION();
+    Py_DECREF(events);
+    return result;
+}
+
+/* The methods subclasses implement: these raise NotImplementedError. */
+
+static PyObject *
+reader_continue(PyObject *Py_UNUSED(self), PyObject *const *Py_UNUSED(args), Py_ssize_t nargs)
+{
+    if (check_nargs("_continue", nargs, 3) == 0) {
+        PyErr_SetNone(PyExc_NotImplementedError);
+    }
     return NULL;
 }
+
+static PyObject *
+reader_continue_big(PyObject *Py_UNUSED(self), PyObject *const *Py_UNUSED(args),
+                    Py_ssize_t nargs)
+{
+    if (check_nargs("_continue_big", nargs, 2) == 0) {
+        PyErr_SetNone(PyExc_NotImplementedError);
+    }
+    return NULL;
+}
+
+static PyMethodDef reader_methods[] = {
+    {"get_buffer", (PyCFunction)(void (*)(void))reader_get_buffer, METH_FASTCALL,
+     reader_get_buffer_doc},
+    {"buffer_updated", (PyCFunction)(void (*)(void))reader_buffer_updated,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, reader_buffer_updated_doc},
+    {"_continue", (PyCFunction)(void (*)(void))reader_continue, METH_FASTCALL,
+     "Parse buf[pos:end] past the fast path (subclasses implement it)."},
+    {"_continue_big", (PyCFunction)(void (*)(void))reader_continue_big, METH_FASTCALL,
+     "Handle a read into _big (subclasses implement it)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef reader_members[] = {
+    {"_buf", Py_T_OBJECT_EX, offsetof(ReaderObject, buf), 0,
+     "The receive buffer, a bytearray that connections share."},
+    {"_view", Py_T_OBJECT_EX, offsetof(ReaderObject, view), 0,
+     "A memoryview of the part of _buf that a read may fill."},
+    {"max_size", Py_T_LONGLONG, offsetof(ReaderObject, max_size), 0,
+     "The largest message accepted, in bytes."},
+    {"_masked", Py_T_BOOL, offsetof(ReaderObject, masked), 0,
+     "Whether received frames must be masked (server side)."},
+    {"_reading", Py_T_BOOL, offsetof(ReaderObject, reading), 0,
+     "Whether received bytes are still parsed."},
+    {"_base", Py_T_PYSSIZET, offsetof(ReaderObject, base), 0,
+     "Bytes of _tail that get_buffer copied to the start of _buf."},
+    {"_tail", Py_T_OBJECT_EX, offsetof(ReaderObject, tail), 0,
+     "The start of a frame cut by the end of the last read."},
+    {"_big", Py_T_OBJECT_EX, offsetof(ReaderObject, big), 0,
+     "The buffer of a frame larger than _view, or None."},
+    {"_big_fill", Py_T_PYSSIZET, offsetof(ReaderObject, big_fill), 0,
+     "Bytes of _big received."},
+    {"_msg_opcode", Py_T_INT, offsetof(ReaderObject, msg_opcode), 0,
+     "0, or the opcode of the message in progress (1: text, 2: binary)."},
+    {"_checked", Py_T_PYSSIZET, offsetof(ReaderObject, checked), 0,
+     "Payload bytes of a cut text frame already validated."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(reader_doc,
+"The receive buffer and the fast path of portside.protocol.reader.FrameReader.\n\n"
+"buffer_updated() parses whole single-frame messages itself and hands\n"
+"everything else to the subclass: _continue(pos, end, events) for the rest\n"
+"of _buf, _continue_big(nbytes, events) when the read went to _big.");
+
+static PyType_Slot reader_slots[] = {
+    {Py_tp_doc, (void *)reader_doc},
+    {Py_tp_traverse, (void *)reader_traverse},
+    {Py_tp_clear, (void *)reader_clear},
+    {Py_tp_dealloc, (void *)reader_dealloc},
+    {Py_tp_methods, reader_methods},
+    {Py_tp_members, reader_members},
+    {0, NULL},
+};
+
+static PyType_Spec reader_spec = {
+    .name = "portside.protocol._speedups.ReaderBase",
+    .basicsize = sizeof(ReaderObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = reader_slots,
+};
+
+/* The module. */
 
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL, apply_mask_doc},
@@ -561,8 +1044,56 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* The module keeps no state, so it suits subinterpreters and free threading. */
+static int
+speedups_exec(PyObject *module)
+{
+    speedups_state *st = PyModule_GetState(module);
+    PyObject *type;
+    int rc;
+
+    if ((st->str_continue = PyUnicode_InternFromString("_continue")) == NULL ||
+        (st->str_continue_big = PyUnicode_InternFromString("_continue_big")) == NULL ||
+        (st->empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL) {
+        return -1;
+    }
+    if ((type = PyType_FromModuleAndSpec(module, &reader_spec, NULL)) == NULL) {
+        return -1;
+    }
+    rc = PyModule_AddType(module, (PyTypeObject *)type);
+    Py_DECREF(type);
+    return rc;
+}
+
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    speedups_state *st = PyModule_GetState(module);
+    Py_VISIT(st->str_continue);
+    Py_VISIT(st->str_continue_big);
+    Py_VISIT(st->empty_bytes);
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    speedups_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->str_continue);
+    Py_CLEAR(st->str_continue_big);
+    Py_CLEAR(st->empty_bytes);
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+/* All state is per module (ReaderBase is a heap type), so the module suits
+   subinterpreters and free threading. */
 static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
@@ -576,9 +1107,12 @@ static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "portside.protocol._speedups",
     .m_doc = "C accelerator for portside.protocol.speedups.",
-    .m_size = 0,
+    .m_size = sizeof(speedups_state),
     .m_methods = speedups_methods,
     .m_slots = speedups_slots,
+    .m_traverse = speedups_traverse,
+    .m_clear = speedups_clear,
+    .m_free = speedups_free,
 };
 
 PyMODINIT_FUNC

@@ -105,7 +105,11 @@ class FrameReader(ReaderBase):
         self._buf = arena.buffer
         # Connections with the arena's read_limit share one view of it.
         self._view = arena.view if read_limit == len(arena.buffer) else arena.view[:read_limit]
-        self.max_size = MAX_SIZE_UNLIMITED if max_size is None else max_size
+        # No frame is longer than MAX_SIZE_UNLIMITED (RFC 6455 5.2), so larger
+        # limits mean the same; the C ReaderBase stores max_size in 64 bits.
+        self.max_size = (
+            MAX_SIZE_UNLIMITED if max_size is None else min(max_size, MAX_SIZE_UNLIMITED)
+        )
         self.deflate: PerMessageDeflate | None = None
         # RFC 6455 5.1: a server MUST close the connection upon receiving an
         # unmasked frame; a client MUST close it upon receiving a masked frame.

@@ -8,13 +8,14 @@ reference encoder below, written independently of both implementations.
 from __future__ import annotations
 
 import array
+import gc
 import importlib
 import os
 import struct
 import subprocess
 import sys
 from types import ModuleType
-from typing import Protocol, Union, cast
+from typing import Any, Protocol, Union, cast
 
 import pytest
 from hypothesis import given, settings
@@ -640,3 +641,611 @@ def test_new_buffer_bad_size(impl: Speedups) -> None:
         impl.new_buffer(-1)
     with pytest.raises(TypeError):
         impl.new_buffer("1")  # type: ignore[arg-type]
+
+
+# ReaderBase: the receive buffer and the fast path of FrameReader.
+
+PY_READER: type[Any] = _pyspeedups.ReaderBase
+C_READER: type[Any] | None = getattr(C_MODULE, "ReaderBase", None)
+needs_c_reader = pytest.mark.skipif(C_READER is None, reason="C ReaderBase not built")
+
+# Reads land in the first VIEW bytes of a buffer of VIEW + SPARE bytes, as
+# connections with a smaller read_limit than the arena's do.
+VIEW = 64
+SPARE = 16
+
+# The Python twin's slots; the C members must be the same.
+READER_MEMBERS = (
+    "_base",
+    "_big",
+    "_big_fill",
+    "_buf",
+    "_checked",
+    "_masked",
+    "_msg_opcode",
+    "_reading",
+    "_tail",
+    "_view",
+    "max_size",
+)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(PY_READER, id="python"),
+        pytest.param(C_READER, id="c", marks=needs_c_reader),
+    ]
+)
+def reader_base(request: pytest.FixtureRequest) -> type[Any]:
+    return cast(type[Any], request.param)
+
+
+_recorders: dict[type[Any], type[Any]] = {}
+
+
+def recorder_class(base: type[Any]) -> type[Any]:
+    """A subclass with ``__slots__``, like FrameReader, recording the slow paths."""
+    if base not in _recorders:
+
+        class Recorder(base):  # type: ignore[misc]
+            __slots__ = ("calls", "fail", "returned")
+
+            def _continue(self, pos: int, end: int, events: list[Any], /) -> list[Any]:
+                self.calls.append(("continue", pos, end, list(events)))
+                if self.fail is not None:
+                    raise self.fail
+                self.returned = [*events, "continued"]
+                return self.returned
+
+            def _continue_big(self, nbytes: int, events: list[Any], /) -> list[Any]:
+                self.calls.append(("continue_big", nbytes, list(events)))
+                if self.fail is not None:
+                    raise self.fail
+                self.returned = [*events, "continued big"]
+                return self.returned
+
+        _recorders[base] = Recorder
+    return _recorders[base]
+
+
+def new_reader(base: type[Any], *, masked: bool = False, max_size: int = MAX) -> Any:
+    """A reader in the state FrameReader.__init__ leaves it."""
+    reader = recorder_class(base)()
+    reader._buf = buf = bytearray(VIEW + SPARE)
+    reader._view = memoryview(buf)[:VIEW]
+    reader.max_size = max_size
+    reader._masked = masked
+    reader._reading = True
+    reader._base = 0
+    reader._tail = b""
+    reader._big = None
+    reader._big_fill = 0
+    reader._msg_opcode = 0
+    reader._checked = 0
+    reader.calls = []
+    reader.fail = None
+    reader.returned = None
+    return reader
+
+
+def feed(reader: Any, data: bytes) -> Any:
+    buffer = reader.get_buffer()
+    buffer[: len(data)] = data
+    return reader.buffer_updated(len(data))
+
+
+def test_reader_members_match_the_twin() -> None:
+    assert tuple(sorted(PY_READER.__slots__)) == READER_MEMBERS
+    if C_READER is not None:
+        members = {
+            name
+            for name, value in vars(C_READER).items()
+            if type(value).__name__ == "member_descriptor"
+        }
+        assert members == set(READER_MEMBERS)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_reader_fast_path(reader_base: type[Any], masked: bool) -> None:
+    reader = new_reader(reader_base, masked=masked)
+    view = reader._view
+    # No tail, no big frame: the shared view itself, whatever the hint.
+    assert reader.get_buffer() is view
+    assert reader.get_buffer(4096) is view
+    events = reader.buffer_updated(0)
+    assert events == [] and type(events) is list
+    assert reader.calls == []
+    frame = ref_frame(0x82, b"abc", mask_for(masked))
+    events = feed(reader, frame + frame)
+    assert events == [b"abc", b"abc"]
+    assert reader.calls == []
+    assert reader._tail == b""
+    assert reader._base == 0
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_reader_hands_the_rest_to_continue(reader_base: type[Any], masked: bool) -> None:
+    mask = mask_for(masked)
+    head = ref_frame(0x81, b"ok", mask)
+    rests = [
+        ref_frame(0x82, b"cut", mask)[:-1],  # incomplete
+        ref_frame(0x82, b"cut", mask)[:1],  # incomplete header
+        ref_frame(0x89, b"ping", mask),  # control frame
+        ref_frame(0x01, b"frag", mask),  # fragment
+        ref_frame(0xC1, b"rsv1", mask),  # compressed
+        ref_frame(0x81, b"\xff", mask),  # invalid UTF-8
+        ref_frame(0x82, b"m", None if masked else MASK),  # wrong mask bit
+    ]
+    for rest in rests:
+        reader = new_reader(reader_base, masked=masked)
+        data = head + rest
+        events = feed(reader, data)
+        assert reader.calls == [("continue", len(head), len(data), ["ok"])]
+        assert events is reader.returned
+        assert reader._tail == b""
+
+
+def test_reader_max_size(reader_base: type[Any]) -> None:
+    small, big = ref_frame(0x82, b"abc", None), ref_frame(0x82, b"abcd", None)
+    reader = new_reader(reader_base, max_size=3)
+    feed(reader, small + big)
+    assert reader.calls == [("continue", len(small), len(small + big), [b"abc"])]
+    reader = new_reader(reader_base, max_size=0)
+    empty = ref_frame(0x82, b"", None)
+    feed(reader, empty + small)
+    assert reader.calls == [("continue", len(empty), len(empty + small), [b""])]
+    # FrameReader never sets a negative max_size; both twins then parse nothing.
+    reader = new_reader(reader_base, max_size=-1)
+    feed(reader, empty)
+    assert reader.calls == [("continue", 0, len(empty), [])]
+
+
+def test_reader_max_size_clamped_by_frame_reader() -> None:
+    from portside.protocol import SERVER, Protocol
+
+    assert Protocol(SERVER, max_size=2**64).max_size == MAX
+    assert Protocol(SERVER, max_size=None).max_size == MAX
+    assert Protocol(SERVER, max_size=MAX - 1).max_size == MAX - 1
+
+
+def test_reader_tail_is_copied_before_the_read(reader_base: type[Any]) -> None:
+    frame = ref_frame(0x82, b"abcdefgh", None)
+    for tail in (frame[:5], bytearray(frame[:5]), memoryview(b"?" + frame[:5])[1:]):
+        reader = new_reader(reader_base)
+        reader._buf[:5] = b"?????"
+        reader._tail = tail
+        buffer = reader.get_buffer()
+        assert reader._base == 5
+        assert reader._buf[:5] == frame[:5]
+        assert type(buffer) is memoryview
+        assert len(buffer) == VIEW - 5
+        buffer[:4] = frame[5:9]
+        assert reader._buf[5:9] == frame[5:9]
+        assert reader.buffer_updated(4) is reader.returned
+        assert reader.calls == [("continue", 0, 9, [])]
+        assert reader._tail == b""
+        buffer = reader.get_buffer()
+        assert buffer is reader._view
+        assert reader._base == 0
+
+
+def test_reader_tail_may_be_a_view_of_the_buffer(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader._buf[:10] = b"0123456789"
+    reader._tail = memoryview(reader._buf)[3:8]  # overlaps where it is copied
+    buffer = reader.get_buffer()
+    assert reader._buf[:10] == b"3456756789"
+    assert buffer[:5] == b"56789"
+
+
+def test_reader_tail_completes_a_frame(reader_base: type[Any]) -> None:
+    frame = ref_frame(0x81, "é".encode() * 20, MASK)
+    reader = new_reader(reader_base, masked=True)
+    reader._tail = frame[:30]
+    buffer = reader.get_buffer()
+    buffer[: len(frame) - 30] = frame[30:]
+    assert reader.buffer_updated(len(frame) - 30) == ["é" * 20]
+    assert reader.calls == []
+
+
+def test_reader_tail_longer_than_the_buffer(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader._tail = bytes(VIEW + SPARE)  # fits _buf exactly, leaves no room
+    assert len(reader.get_buffer()) == 0
+    assert reader._base == VIEW + SPARE
+    reader = new_reader(reader_base)
+    reader._tail = bytes(VIEW + SPARE + 1)
+    # The buffer is exported (_view), so it cannot grow.
+    with pytest.raises(BufferError):
+        reader.get_buffer()
+    assert reader._base == 0
+    assert len(reader._buf) == VIEW + SPARE
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("_msg_opcode", 1), ("_msg_opcode", 2), ("_checked", 7)]
+)
+def test_reader_no_fast_path_inside_a_message(
+    reader_base: type[Any], field: str, value: int
+) -> None:
+    reader = new_reader(reader_base)
+    setattr(reader, field, value)
+    data = ref_frame(0x82, b"whole", None)
+    assert feed(reader, data) is reader.returned
+    assert reader.calls == [("continue", 0, len(data), [])]
+    reader._tail = data[:3]
+    buffer = reader.get_buffer()
+    buffer[:2] = data[3:5]
+    reader.buffer_updated(2)
+    assert reader.calls[-1] == ("continue", 0, 5, [])
+
+
+def test_reader_big_frame(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader._big = big = bytearray(100)
+    reader._big_fill = 10
+    reader._tail = b"left alone"
+    buffer = reader.get_buffer()
+    assert type(buffer) is memoryview
+    assert len(buffer) == 90
+    buffer[:3] = b"xyz"
+    assert big[10:13] == b"xyz"
+    assert reader._base == 0
+    assert reader.buffer_updated(3) is reader.returned
+    assert reader.calls == [("continue_big", 3, [])]
+    # _continue_big owns the read: nothing else changed.
+    assert reader._tail == b"left alone"
+    assert reader._big is big
+    # nbytes is passed as is, unconverted.
+    reader.buffer_updated("3")
+    assert reader.calls[-1] == ("continue_big", "3", [])
+    reader._big = b"read-only"
+    reader._big_fill = 0
+    buffer = reader.get_buffer()
+    assert buffer == b"read-only"
+    with pytest.raises(TypeError):
+        buffer[:1] = b"x"
+
+
+def test_reader_not_reading(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader._reading = False
+    reader._tail = b"abc"
+    reader._big = bytearray(10)
+    events = reader.buffer_updated(5)
+    assert events == [] and type(events) is list
+    assert reader._tail == b""
+    assert reader._big is None
+    assert reader.calls == []
+    # nbytes is not even looked at.
+    assert reader.buffer_updated("five") == []
+    assert reader.get_buffer() is reader._view
+
+
+@pytest.mark.parametrize("nbytes", [VIEW + SPARE + 1, -1, -(2**62), 2**63, -(2**63) - 1, 2**100])
+def test_reader_read_beyond_the_buffer(reader_base: type[Any], nbytes: int) -> None:
+    reader = new_reader(reader_base)
+    reader.get_buffer()
+    reader._tail = b"abc"
+    with pytest.raises(ValueError, match="len\\(buf\\)"):
+        reader.buffer_updated(nbytes)
+    assert reader._tail == b""  # reset before parsing, as in the twin
+    assert reader.calls == []
+    # Inside a message, the twin passes end to _continue unchecked: so does C.
+    reader._msg_opcode = 1
+    reader._base = 5
+    reader.buffer_updated(nbytes)
+    assert reader.calls == [("continue", 0, 5 + nbytes, [])]
+
+
+def test_reader_read_of_the_whole_buffer(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    frame = ref_frame(0x82, bytes(VIEW + SPARE - 2), None)
+    reader._buf[:] = frame
+    assert reader.buffer_updated(VIEW + SPARE) == [bytes(VIEW + SPARE - 2)]
+    assert reader.buffer_updated(True) is reader.returned  # an int: 1 byte, no frame
+    assert reader.calls == [("continue", 0, 1, [])]
+
+
+def test_reader_nbytes_type(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader._tail = b"kept"
+    for nbytes in ("5", None, b"5"):
+        with pytest.raises(TypeError):
+            reader.buffer_updated(nbytes)
+    assert reader._tail == b"kept"  # end = _base + nbytes failed first
+    frame = ref_frame(0x82, b"abc", None)
+    reader._buf[: len(frame)] = frame
+    if reader_base is PY_READER:
+        # The twin computes with any number; C wants an integer (and the event
+        # loops pass one).
+        assert reader.buffer_updated(float(len(frame))) == [b"abc"]
+    else:
+        with pytest.raises(TypeError):
+            reader.buffer_updated(float(len(frame)))
+
+
+def test_reader_call_signatures(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    with pytest.raises(TypeError):
+        reader.get_buffer(1, 2)
+    with pytest.raises(TypeError):
+        reader.get_buffer(sizehint=1)
+    with pytest.raises(TypeError):
+        reader.buffer_updated()
+    with pytest.raises(TypeError):
+        reader.buffer_updated(1, 2)
+    with pytest.raises(TypeError):
+        reader.buffer_updated(nbytes=1)
+    with pytest.raises(TypeError):
+        reader_base(1)
+    assert reader.calls == []
+
+
+def test_reader_exceptions_propagate(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base)
+    reader.fail = KeyError("continue")
+    with pytest.raises(KeyError, match="continue"):
+        feed(reader, ref_frame(0x89, b"", None))
+    reader._big = bytearray(10)
+    with pytest.raises(KeyError, match="continue"):
+        reader.buffer_updated(1)
+    assert len(reader.calls) == 2
+
+
+def test_reader_base_methods_raise_not_implemented(reader_base: type[Any]) -> None:
+    class Bare(reader_base):  # type: ignore[misc]
+        __slots__ = ()
+
+    reader = Bare()
+    for name in READER_MEMBERS:
+        setattr(reader, name, getattr(new_reader(reader_base), name))
+    reader._buf[:2] = b"\x89\x00"
+    with pytest.raises(NotImplementedError):
+        reader.buffer_updated(2)
+    reader._big = bytearray(10)
+    with pytest.raises(NotImplementedError):
+        reader.buffer_updated(2)
+    with pytest.raises(NotImplementedError):
+        reader_base()._continue(0, 0, [])
+    with pytest.raises(NotImplementedError):
+        reader_base()._continue_big(0, [])
+
+
+READER_VALUES: dict[str, list[object]] = {
+    "_buf": [bytearray(3), b"ab", None],
+    "_view": [memoryview(b"x"), None],
+    "max_size": [0, 1, MAX],
+    "_masked": [True, False],
+    "_reading": [True, False],
+    "_base": [0, 5, 2**62, -1],
+    "_tail": [b"", b"abc", bytearray(b"x"), None],
+    "_big": [None, bytearray(5)],
+    "_big_fill": [0, 7, 2**62],
+    "_msg_opcode": [0, 1, 2],
+    "_checked": [0, 123, 2**62],
+}
+
+
+def test_reader_attributes_round_trip(reader_base: type[Any]) -> None:
+    assert sorted(READER_VALUES) == sorted(READER_MEMBERS)
+    for reader in (reader_base(), recorder_class(reader_base)()):
+        for name, values in READER_VALUES.items():
+            for value in values:
+                setattr(reader, name, value)
+                got = getattr(reader, name)
+                assert type(got) is type(value), name
+                assert got == value, name
+                if not isinstance(value, (int, bool)):
+                    assert got is value, name
+
+
+@pytest.mark.parametrize("name", ["_buf", "_view", "_tail", "_big"])
+def test_reader_unset_object_attributes(reader_base: type[Any], name: str) -> None:
+    reader = recorder_class(reader_base)()
+    with pytest.raises(AttributeError, match=name):
+        getattr(reader, name)
+    # Unset again after deleting, and the methods that read it raise too.
+    reader = new_reader(reader_base)
+    reader._tail = b"abc"  # so that get_buffer reads _buf
+    delattr(reader, name)
+    with pytest.raises(AttributeError, match=name):
+        getattr(reader, name)
+    with pytest.raises(AttributeError):
+        delattr(reader, name)
+    if name != "_big":
+        with pytest.raises(AttributeError, match=name):
+            reader.get_buffer()
+    reader = new_reader(reader_base)
+    delattr(reader, name)
+    if name in ("_buf", "_big"):
+        with pytest.raises(AttributeError, match=name):
+            reader.buffer_updated(0)
+    else:
+        assert reader.buffer_updated(0) == []
+    if name == "_big":
+        with pytest.raises(AttributeError, match=name):
+            reader.get_buffer()
+    elif name == "_buf":
+        assert reader.get_buffer() is reader._view  # _buf only matters with a tail
+
+
+@needs_c_reader
+def test_c_reader_members_are_typed() -> None:
+    """Where the C members are stricter than the twin's slots.
+
+    The twin stores any object in any slot; the C members for ``max_size``,
+    ``_masked``, ``_reading``, ``_base``, ``_big_fill``, ``_msg_opcode`` and
+    ``_checked`` store a C integer or bool, so they reject other types with
+    TypeError (OverflowError past 64 bits), cannot be deleted, and read as 0
+    or False before being set instead of raising AttributeError. portside only
+    stores ints in range and bools there (FrameReader clamps max_size; see
+    test_portside_assigns_bools_to_bool_members).
+    """
+    assert C_READER is not None
+    c_reader, py_reader = recorder_class(C_READER)(), recorder_class(PY_READER)()
+    assert (c_reader.max_size, c_reader._masked, c_reader._reading) == (0, False, False)
+    assert (c_reader._base, c_reader._big_fill, c_reader._checked, c_reader._msg_opcode) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    with pytest.raises(AttributeError):
+        py_reader.max_size  # noqa: B018
+    bad: list[tuple[str, object, type[Exception]]] = [
+        ("_masked", 1, TypeError),
+        ("_reading", 0, TypeError),
+        ("_reading", None, TypeError),
+        ("max_size", 2**63, OverflowError),
+        ("max_size", None, TypeError),
+        ("max_size", 1.0, TypeError),
+        ("_base", "0", TypeError),
+        ("_big_fill", None, TypeError),
+        ("_checked", 2**64, OverflowError),
+        ("_msg_opcode", None, TypeError),
+    ]
+    for name, value, error in bad:
+        with pytest.raises(error):
+            setattr(c_reader, name, value)
+        setattr(py_reader, name, value)
+        assert getattr(py_reader, name) is value
+    for name in ("max_size", "_reading", "_checked"):
+        with pytest.raises(TypeError):
+            delattr(c_reader, name)
+    # True is an int: accepted where the member is an int, read back as 1.
+    c_reader.max_size = True
+    assert c_reader.max_size == 1 and type(c_reader.max_size) is int
+
+
+def test_portside_assigns_bools_to_bool_members() -> None:
+    """The C twins store ``_masked``, ``_reading``, ``_handshaking`` as T_BOOL."""
+    import ast
+    import pathlib
+
+    import portside
+
+    bool_members = {"_masked", "_reading", "_handshaking"}
+    seen: set[str] = set()
+    for path in pathlib.Path(portside.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = function.args
+            bool_args = {
+                arg.arg
+                for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]
+                if isinstance(arg.annotation, ast.Name) and arg.annotation.id == "bool"
+            }
+            for node in ast.walk(function):
+                if not isinstance(node, ast.Assign):
+                    continue
+                for target in node.targets:
+                    if isinstance(target, ast.Attribute) and target.attr in bool_members:
+                        seen.add(target.attr)
+                        value = node.value
+                        where = f"{path.name}:{node.lineno}"
+                        if isinstance(value, ast.Constant):
+                            assert type(value.value) is bool, where
+                        else:
+                            assert isinstance(value, ast.Name), where
+                            assert value.id in bool_args, where
+    assert seen == bool_members
+
+
+def test_reader_subclass_garbage_collected(reader_base: type[Any]) -> None:
+    collected = []
+
+    class Finalized:
+        def __del__(self) -> None:
+            collected.append(True)
+
+    for name in ("_buf", "_view", "_tail", "_big"):
+        reader = recorder_class(reader_base)()
+        holder = Finalized()
+        holder.reader = reader  # type: ignore[attr-defined]
+        setattr(reader, name, holder)
+        del reader, holder
+        gc.collect()
+        assert collected, name
+        collected.clear()
+
+
+def test_reader_does_not_leak_references(reader_base: type[Any]) -> None:
+    reader = new_reader(reader_base, masked=True)
+    frame = ref_frame(0x82, b"payload", MASK)
+    view, buf = reader._view, reader._buf
+    refs = sys.getrefcount(view), sys.getrefcount(buf)
+    control = [pattern(7) + b"!"]
+    for _ in range(100):
+        events = feed(reader, frame)
+        assert sys.getrefcount(events) == 2
+        assert sys.getrefcount(events[0]) == sys.getrefcount(control[0])
+    reader._tail = frame[:3]
+    feed(reader, frame[3:5])
+    assert (sys.getrefcount(view), sys.getrefcount(buf)) == refs
+    del view, reader._view
+    buf.append(0)  # no buffer export left behind
+
+
+# FrameReader on either base: the whole receive path agrees.
+
+
+def frame_reader_class(base: type[Any]) -> type[Any]:
+    """FrameReader's own code on ``base``, recording control frames as events."""
+    from portside.protocol.reader import FrameReader
+
+    namespace: dict[str, Any] = {
+        name: value
+        for name, value in vars(FrameReader).items()
+        if name not in FrameReader.__slots__ and name not in ("__dict__", "__weakref__")
+    }
+
+    def _on_control(self: Any, opcode: int, payload: bytes, events: list[Any]) -> None:
+        events.append(("control", opcode, payload))
+        if opcode == 8:
+            self._reading = False
+
+    namespace["_on_control"] = _on_control
+    return type(f"FrameReaderOn{base.__name__}", (base,), namespace)
+
+
+def reader_state(reader: Any) -> dict[str, Any]:
+    state = {}
+    for name in (*READER_MEMBERS, "_big_total", "_pending_total", "_msg_size"):
+        value = getattr(reader, name)
+        if isinstance(value, (bytearray, memoryview)):
+            value = (type(value).__name__, len(value))
+        state[name] = value
+    state["_msg_parts"] = list(reader._msg_parts)
+    state["_decoder"] = reader._decoder is None
+    return state
+
+
+def comparable(events: list[Any]) -> list[Any]:
+    return [(type(e), str(e)) if isinstance(e, Exception) else (type(e), e) for e in events]
+
+
+@needs_c_reader
+@settings(max_examples=300, deadline=None, database=None)
+@given(data=st.data(), masked=st.booleans())
+def test_frame_reader_on_both_bases_agree(data: st.DataObject, masked: bool) -> None:
+    from portside.protocol.reader import Arena
+
+    assert C_READER is not None
+    body = b"".join(data.draw(st.lists(frames(masked), max_size=6), label="frames"))
+    cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=8), label="cuts")
+    max_size = data.draw(st.sampled_from([None, 0, 125, 1000, 70000]), label="max_size")
+    results = []
+    for base in (PY_READER, C_READER):
+        reader = frame_reader_class(base)(
+            masked=masked, max_size=max_size, read_limit=256, arena=Arena(256)
+        )
+        events: list[Any] = []
+        start = 0
+        for cut in [*sorted(cuts), len(body)]:
+            events += reader.receive_data(body[start:cut])
+            start = max(start, cut)
+        results.append((comparable(events), reader_state(reader)))
+    assert results[1] == results[0]
