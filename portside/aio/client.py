@@ -54,7 +54,7 @@ class ClientConnection(Connection):
 
     def _receive_handshake(self, nbytes: int) -> None:
         protocol = self.protocol
-        data = bytes(protocol.arena.buffer[:nbytes])
+        data = protocol.read_bytes(nbytes)
         try:
             response = protocol.receive_response(data)
             if response is None:
@@ -175,7 +175,7 @@ def _connect(
 
     async def attempt(target: WebSocketURI) -> ClientConnection:
         loop = asyncio.get_running_loop()
-        arena = arena_for(loop, options.read_limit)
+        arena = arena_for(loop)
 
         def factory() -> ClientConnection:
             protocol = ClientProtocol(

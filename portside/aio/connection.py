@@ -59,13 +59,14 @@ Fragments = Union[Iterable[Sendable], AsyncIterable[Sendable]]
 _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
 
 
-def arena_for(loop: asyncio.AbstractEventLoop, read_limit: int) -> Arena:
-    """Return the receive buffer that the connections of ``loop`` share."""
+def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
+    """Return the receive buffer that the connections of ``loop`` share.
+
+    Each connection's protocol grows it to what its ``read_limit`` needs.
+    """
     arena = _arenas.get(loop)
     if arena is None:
-        arena = _arenas[loop] = Arena(read_limit)
-    else:
-        arena.reserve(read_limit)
+        arena = _arenas[loop] = Arena(0)
     return arena
 
 

@@ -111,7 +111,7 @@ class ServerConnection(Connection):
 
     def _receive_handshake(self, nbytes: int) -> None:
         protocol = self.protocol
-        data = bytes(protocol.arena.buffer[:nbytes])
+        data = protocol.read_bytes(nbytes)
         try:
             request = protocol.receive_request(data)
         except InvalidMessage as exc:
@@ -478,7 +478,7 @@ def _server_factory(
             close_timeout=options.close_timeout,
             logger=the_logger,
         )
-        arena = arena_for(server.loop, options.read_limit)
+        arena = arena_for(server.loop)
         selector = None
 
         def factory() -> ServerConnection:

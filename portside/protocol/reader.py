@@ -28,12 +28,15 @@ from .speedups import parse_frames as _parse_frames
 if TYPE_CHECKING:  # pragma: no cover
     from .deflate import PerMessageDeflate
 
-__all__ = ["Arena", "FrameReader", "Event", "MAX_SIZE_UNLIMITED"]
+__all__ = ["Arena", "FrameReader", "Event", "MAX_HEADER_SIZE", "MAX_SIZE_UNLIMITED"]
 
 #: Stands for "no limit" in ``max_size`` computations.
 MAX_SIZE_UNLIMITED = 2**63 - 1
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+#: The largest frame header: 2 bytes, 8 of extended length, 4 of mask.
+MAX_HEADER_SIZE = 14
 
 # Extra room in the buffer of a frame larger than read_limit.
 _BIG_SLACK = 4096
@@ -99,12 +102,15 @@ class FrameReader(ReaderBase):
             raise ValueError(f"read_limit must be at least 256 bytes, not {read_limit}")
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be >= 0 or None, not {max_size}")
-        self.arena = arena = Arena(read_limit) if arena is None else arena
-        arena.reserve(read_limit)
+        # A read takes read_limit bytes and room for a frame header, so that a
+        # message of read_limit bytes arrives in one read, without a copy.
+        size = read_limit + MAX_HEADER_SIZE
+        self.arena = arena = Arena(size) if arena is None else arena
+        arena.reserve(size)
         self.read_limit = read_limit
         self._buf = arena.buffer
-        # Connections with the arena's read_limit share one view of it.
-        self._view = arena.view if read_limit == len(arena.buffer) else arena.view[:read_limit]
+        # Connections with the same read_limit share one view of the arena.
+        self._view = arena.view if size == len(arena.buffer) else arena.view[:size]
         # No frame is longer than MAX_SIZE_UNLIMITED (RFC 6455 5.2), so larger
         # limits mean the same; the C ReaderBase stores max_size in 64 bits.
         self.max_size = (
@@ -157,18 +163,27 @@ class FrameReader(ReaderBase):
             return events
         if pos < end and self._reading:
             total = self._pending_total
-            if total > self.read_limit:
+            if total > len(self._view):
                 # Room for the frame and a little more: a read that does not
                 # fill its buffer tells the event loop the socket is drained,
                 # saving a read() that would only return EAGAIN.
                 big = _new_buffer(total + _BIG_SLACK)
-                big[: end - pos] = data[pos:end]
+                # Through a memoryview: slicing the bytearray would copy twice.
+                big[: end - pos] = memoryview(data)[pos:end]
                 self._big = big
                 self._big_fill = end - pos
                 self._big_total = total
             else:
-                self._tail = bytes(data[pos:end])
+                self._tail = bytes(memoryview(data)[pos:end])
         return events
+
+    def read_bytes(self, nbytes: int) -> bytes:
+        """Return the ``nbytes`` of the last read as they are, unparsed.
+
+        For the opening handshake, which comes before any frame: call it instead
+        of :meth:`buffer_updated`.
+        """
+        return bytes(self._view[:nbytes])
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Process received bytes (a convenience over the buffer protocol).
