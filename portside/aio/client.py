@@ -253,7 +253,8 @@ def connect(
         compression: ``"deflate"``, a :class:`~portside.Deflate`, or ``None``.
         max_size: The largest message accepted, in bytes; ``None``: no limit.
         max_queue: Messages buffered before reading stops; ``None``: no limit.
-        read_limit: The most bytes read from the socket in one go.
+        read_limit: The most bytes read from the socket in one go, besides room
+            for a frame header.
         write_limit: Bytes buffered for sending above which ``send()`` waits.
         open_timeout: Seconds allowed to connect and handshake; ``None``: forever.
         ping_interval: Seconds between keepalive pings; ``None`` disables them.

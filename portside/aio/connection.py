@@ -12,8 +12,9 @@ Flow control, all per connection:
 - ``max_queue``: messages received and not yet read by the application. Past it,
   the connection stops reading the socket and TCP pushes back on the peer;
   reading resumes once the application drained the queue to a quarter.
-- ``read_limit``: the most bytes taken from the socket in one read, so the bytes
-  held besides queued messages are ``read_limit`` plus one partial frame.
+- ``read_limit``: the most bytes taken from the socket in one read (plus room
+  for a frame header), so the bytes held besides queued messages are one read
+  plus one partial frame.
 - ``write_limit``: bytes buffered by the transport above which :meth:`send`
   waits for the buffer to drain (to a quarter of the limit).
 """
