@@ -33,12 +33,11 @@ from weakref import WeakKeyDictionary
 
 from ..exceptions import (
     ConcurrencyError,
-    ConnectionClosed,
     ConnectionClosedOK,
     ProtocolError,
 )
 from ..protocol.close import Close
-from ..protocol.connection import Protocol
+from ..protocol.connection import SERVER, Protocol
 from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
@@ -223,7 +222,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if self._pending_error is not None:
             self._fail_now()
         if not self.protocol._reading:
-            error = self._closed_error()
+            error = self.protocol.closed_error()
             if _iterating and isinstance(error, ConnectionClosedOK):
                 raise StopAsyncIteration
             raise error
@@ -335,17 +334,12 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
-                waiter.set_exception(self._closed_error())
-
-    def _closed_error(self) -> ConnectionClosed:
-        exc = self.protocol.closed_error()
-        exc.__cause__ = None
-        return exc
+                waiter.set_exception(self.protocol.closed_error())
 
     def _closing_handshake_done(self) -> None:
         """Close TCP once the protocol reached CLOSED; else arm the close timer."""
         if self.protocol.state is CLOSED:
-            if self._is_server():
+            if self.protocol.side is SERVER:
                 # RFC 6455 7.1.1: the server closes the TCP connection first.
                 self.transport.close()
                 self._set_timer(self.close_timeout, self._abort)
@@ -354,9 +348,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 self._set_timer(self.close_timeout, self._close_transport)
         else:
             self._set_timer(self.close_timeout, self._abort)
-
-    def _is_server(self) -> bool:
-        return self.protocol._masked
 
     def _close_transport(self) -> None:
         self.transport.close()
@@ -387,7 +378,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._pending_error = None
         self._wake_receiver()
         if self._pings or self._drain_waiters:
-            error = self._closed_error()
+            error = self.protocol.closed_error()
             for future, _ in self._pings.values():
                 if not future.done():
                     future.set_exception(error)
@@ -516,7 +507,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     async def _drain(self) -> None:
         if self._lost:
-            raise self._closed_error()
+            raise self.protocol.closed_error()
         waiter = self.loop.create_future()
         if self._drain_waiters is None:
             self._drain_waiters = []
