@@ -28,7 +28,7 @@ from .speedups import parse_frames as _parse_frames
 if TYPE_CHECKING:  # pragma: no cover
     from .deflate import PerMessageDeflate
 
-__all__ = ["Arena", "FrameReader", "Event", "MAX_HEADER_SIZE", "MAX_SIZE_UNLIMITED"]
+__all__ = ["Arena", "FrameReader", "Event", "MAX_HEADER_SIZE", "MAX_SIZE_UNLIMITED", "READ_ROOM"]
 
 #: Stands for "no limit" in ``max_size`` computations.
 MAX_SIZE_UNLIMITED = 2**63 - 1
@@ -37,6 +37,13 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 #: The largest frame header: 2 bytes, 8 of extended length, 4 of mask.
 MAX_HEADER_SIZE = 14
+
+#: Bytes a read may take beyond read_limit: room for the largest frame header, so
+#: that a message of read_limit bytes arrives in one read, and some more, so that
+#: this read does not fill the buffer. Event loops that read again after a read
+#: that filled the buffer (uvloop) would otherwise make one more read, which
+#: finds nothing, per message.
+READ_ROOM = 64
 
 # Extra room in the buffer of a frame larger than read_limit.
 _BIG_SLACK = 4096
@@ -104,7 +111,7 @@ class FrameReader(ReaderBase):
             raise ValueError(f"max_size must be >= 0 or None, not {max_size}")
         # A read takes read_limit bytes and room for a frame header, so that a
         # message of read_limit bytes arrives in one read, without a copy.
-        size = read_limit + MAX_HEADER_SIZE
+        size = read_limit + READ_ROOM
         self.arena = arena = Arena(size) if arena is None else arena
         arena.reserve(size)
         self.read_limit = read_limit

@@ -12,6 +12,7 @@ import pytest
 
 import portside
 from portside.protocol import State
+from portside.protocol.reader import READ_ROOM
 from tests.aio.helpers import RawClient, echo, running, url
 from tests.framing import client_frame, close_payload
 
@@ -189,7 +190,7 @@ async def test_read_limit_bounds_each_read() -> None:
     async with running(read_limit=1024, max_size=None) as server:
         async with portside.connect(url(server)) as ws:
             (connection,) = server.connections
-            assert memoryview(connection.get_buffer(-1)).nbytes <= 1024 + 14  # and a header
+            assert memoryview(connection.get_buffer(-1)).nbytes <= 1024 + READ_ROOM
             await ws.send(bytes(100_000))
             assert await ws.recv() == bytes(100_000)
 

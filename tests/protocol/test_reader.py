@@ -9,7 +9,7 @@ import pytest
 from portside.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from portside.protocol import CLIENT, SERVER, Arena, Close, Ping, Pong, Protocol
 from portside.protocol.deflate import PerMessageDeflate
-from portside.protocol.reader import Event
+from portside.protocol.reader import READ_ROOM, Event
 from tests.framing import client_frame, close_payload, server_frame
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -270,7 +270,7 @@ def test_frame_larger_than_read_limit_gets_its_own_buffer() -> None:
         view = view[n:]
         events += protocol.buffer_updated(n)
     assert events == [payload, "next"]
-    assert len(arena.buffer) == 256 + 14, "the shared arena must not grow for one big frame"
+    assert len(arena.buffer) == 256 + READ_ROOM, "the shared arena must not grow for one big frame"
 
 
 def test_get_buffer_continues_after_a_cut_frame() -> None:
