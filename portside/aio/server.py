@@ -121,10 +121,32 @@ class ServerConnection(Connection):
         if request is None:
             return
         self.request = request
+        server = self.server
+        if server.process_request is None and server.process_response is None:
+            # Nothing to wait for: answer now, and keep reading.
+            response = self._default_response(request)
+            self._send_response(response)
+            if response.status_code == 101 and not self._lost:
+                self._opened()
+                self._start_task(handshake=False)
+            return
         # Nothing more is read until the handshake is answered.
         self.transport.pause_reading()
-        self._task = self.loop.create_task(self._run())
+        self._start_task(handshake=True)
+
+    def _start_task(self, *, handshake: bool) -> None:
+        self._task = self.loop.create_task(self._run(handshake))
         self.server._task_started(self._task)
+
+    def _opened(self) -> None:
+        """The 101 response is sent: the connection is open."""
+        self._handshaking = False
+        self._set_timer(None, None)  # the open timeout
+        self._start_keepalive()
+        rest = self.protocol.rest
+        if rest:
+            self.protocol.rest = b""
+            self._feed(rest)
 
     def _send_response(self, response: Response) -> None:
         self.response = response
@@ -134,17 +156,14 @@ class ServerConnection(Connection):
             if response.status_code != 101:
                 self.transport.close()
 
-    async def _run(self) -> None:
+    async def _run(self, handshake: bool) -> None:
         server = self.server
         try:
-            if not await self._handshake():
-                return
-            self._handshaking = False
-            self._start_keepalive()
-            self.transport.resume_reading()
-            if self.protocol.rest:
-                self._feed(self.protocol.rest)
-                self.protocol.rest = b""
+            if handshake:
+                if not await self._handshake():
+                    return
+                self._opened()
+                self.transport.resume_reading()
             try:
                 if server.handler_takes_path:
                     await server.handler(self, self.path)
@@ -183,16 +202,7 @@ class ServerConnection(Connection):
             if self._lost:
                 return False
         if response is None:
-            if server.closing:
-                response = protocol.reject(503, "Server is shutting down.\n")
-            else:
-                response = protocol.accept(request)
-                if protocol.handshake_exc is not None:
-                    self.logger.info(
-                        "%s: opening handshake failed: %s",
-                        self._peer_name(),
-                        protocol.handshake_exc,
-                    )
+            response = self._default_response(request)
         if server.process_response is not None:
             try:
                 result = server.process_response(self, request, response)
@@ -212,12 +222,31 @@ class ServerConnection(Connection):
         self._send_response(response)
         return response.status_code == 101 and not self._lost
 
+    def _default_response(self, request: Request) -> Response:
+        """Accept ``request``, or reject it: invalid, or the server is closing."""
+        protocol = self.protocol
+        if self.server.closing:
+            return protocol.reject(503, "Server is shutting down.\n")
+        response = protocol.accept(request)
+        if protocol.handshake_exc is not None:
+            self.logger.info(
+                "%s: opening handshake failed: %s", self._peer_name(), protocol.handshake_exc
+            )
+        return response
+
+    def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
+        super().connection_lost(exc)
+        if self._task is None:
+            # No handler task will report this connection done: the request
+            # never arrived in full, or it was answered without one.
+            self.server._connection_done(self)
+
     def _shutdown(self) -> None:
         """Part of :meth:`Server.close`: 503 to handshakes, 1001 to connections."""
         if self._lost:
             return
         if self._handshaking:
-            if self._task is None:
+            if self._task is None and self.response is None:
                 # The request is not complete: answer now.
                 self._send_response(self.protocol.reject(503, "Server is shutting down.\n"))
             # Otherwise _handshake answers 503 once process_request returns.

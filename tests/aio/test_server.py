@@ -228,6 +228,42 @@ async def test_garbage_gets_400_and_one_log_line(caplog: pytest.LogCaptureFixtur
     assert "Traceback" not in caplog.text
 
 
+async def until_no_connections(server: portside.Server) -> None:
+    async def poll() -> None:
+        while server.connections:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), 5)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # a TCP probe: connect, close
+        b"GET / HTTP/1.1\r\nHost: x\r\n",  # a request cut short
+        b"\x16\x03\x01 not http\r\n\r\n",  # answered 400 by the parser
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # answered 426: not an upgrade
+    ],
+    ids=["nothing", "partial", "garbage", "not-an-upgrade"],
+)
+async def test_connections_without_handshake_are_forgotten(sent: bytes) -> None:
+    # A hostile peer opening connections that never complete the handshake
+    # must not leave anything behind.
+    async with running() as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(sent)
+            await writer.drain()
+            while not server.connections:
+                await asyncio.sleep(0.001)
+            if sent.endswith(b"\r\n\r\n"):
+                assert (await reader.read()).startswith(b"HTTP/1.1 4")
+            writer.close()
+            await writer.wait_closed()
+            await until_no_connections(server)
+
+
 async def test_origins() -> None:
     allowed = ["https://good.example", re.compile(r"https://.*\.trusted\.example")]
     async with running(origins=allowed) as server:
