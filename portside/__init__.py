@@ -10,6 +10,7 @@ Servers: :func:`serve` and :func:`unix_serve`. Clients: :func:`connect` and
 from __future__ import annotations
 
 from . import exceptions
+from .aio.allocator import tune_allocator
 from .aio.client import ClientConnection, connect, unix_connect
 from .aio.connection import Connection, Data
 from .aio.runner import run
@@ -73,6 +74,7 @@ __all__ = [
     "exceptions",
     "run",
     "serve",
+    "tune_allocator",
     "unix_connect",
     "unix_serve",
 ]

@@ -88,6 +88,11 @@ async def ping_pong(ws: Client, message: Message, load: Load) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     connect = CONNECTORS[args.library]
+    if args.library == "portside":
+        import portside
+
+        # What portside.run() does before it starts the loop.
+        portside.tune_allocator()
     message: Message = (
         json_text_payload(args.size) if args.payload == "json" else binary_payload(args.size)
     )

@@ -12,6 +12,9 @@ async def echo(ws: portside.ServerConnection) -> None:
 
 
 async def serve(options: ServerOptions) -> None:
+    # What portside.run() does before it starts the loop; the harness picks the
+    # loop itself, so it cannot call portside.run().
+    portside.tune_allocator()
     async with portside.serve(
         echo,
         options.host,

@@ -7,6 +7,8 @@ import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from . import allocator
+
 __all__ = ["run", "uvloop_available"]
 
 T = TypeVar("T")
@@ -23,12 +25,22 @@ def uvloop_available() -> bool:
     return True
 
 
-def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
+def run(
+    main: Coroutine[Any, Any, T], *, debug: bool | None = None, tune_allocator: bool = True
+) -> T:
     """Run ``main`` like :func:`asyncio.run`, on uvloop when it is installed.
 
     Install it with ``pip install portside[uvloop]``; portside never requires it.
     Set ``PORTSIDE_NO_UVLOOP=1`` to use asyncio's own loop anyway.
+
+    Args:
+        main: The program's main coroutine.
+        debug: asyncio's debug mode, as in :func:`asyncio.run`.
+        tune_allocator: Call :func:`portside.tune_allocator` first, so that
+            large messages reuse freed memory instead of faulting in new pages.
     """
+    if tune_allocator:
+        allocator.tune_allocator()
     if uvloop_available():
         import uvloop
 

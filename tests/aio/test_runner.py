@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from portside.aio import allocator
 from portside.aio.runner import run, uvloop_available
 
 
@@ -37,3 +38,18 @@ def test_run_without_uvloop_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_uvloop)
     assert not uvloop_available()
     assert run(loop_module()).startswith("asyncio")
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_run_tunes_the_allocator_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch, tune: bool
+) -> None:
+    calls: list[str] = []
+
+    def record() -> bool:
+        calls.append("tuned")
+        return True
+
+    monkeypatch.setattr(allocator, "tune_allocator", record)
+    run(loop_module(), tune_allocator=tune)
+    assert calls == (["tuned"] if tune else [])
