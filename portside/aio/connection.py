@@ -341,8 +341,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if self.protocol.state is CLOSED:
             if self.protocol.side is SERVER:
                 # RFC 6455 7.1.1: the server closes the TCP connection first.
-                self.transport.close()
-                self._set_timer(self.close_timeout, self._abort)
+                self._close_transport()
             else:
                 # The client waits for the server to close, but not forever.
                 self._set_timer(self.close_timeout, self._close_transport)
@@ -350,8 +349,15 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._set_timer(self.close_timeout, self._abort)
 
     def _close_transport(self) -> None:
-        self.transport.close()
-        self._set_timer(self.close_timeout, self._abort)
+        transport = self.transport
+        transport.close()
+        if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext"):
+            # The peer could stall the close: data is left to flush, or TLS
+            # waits for its close_notify.
+            self._set_timer(self.close_timeout, self._abort)
+        else:
+            # Nothing to wait for: connection_lost() follows at once.
+            self._set_timer(None, None)
 
     def _abort(self) -> None:
         if not self._lost:

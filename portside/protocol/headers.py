@@ -39,10 +39,12 @@ class Headers(MutableMapping[str, str]):
     a header, as in an HTTP message; delete first to replace one.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, *args: HeadersLike, **kwargs: str) -> None:
         self._items: list[tuple[str, str]] = []
+        # Values by lower-case name, built on the first lookup; None when stale.
+        self._index: dict[str, list[str]] | None = None
         if len(args) == 1 and not kwargs and type(args[0]) is list:
             # The parser's case: a list of (name, value) pairs.
             self._items = list(args[0])
@@ -90,6 +92,7 @@ class Headers(MutableMapping[str, str]):
 
     def __setitem__(self, key: str, value: str) -> None:
         self._items.append((key, value))
+        self._index = None
 
     def __delitem__(self, key: str) -> None:
         lower = key.lower()
@@ -97,6 +100,7 @@ class Headers(MutableMapping[str, str]):
         if len(kept) == len(self._items):
             raise KeyError(key)
         self._items = kept
+        self._index = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -110,9 +114,11 @@ class Headers(MutableMapping[str, str]):
     def clear(self) -> None:
         """Remove every header."""
         self._items.clear()
+        self._index = None
 
     def update(self, *args: HeadersLike, **kwargs: str) -> None:  # type: ignore[override]
         """Add headers from a mapping, a :class:`Headers` or pairs of strings."""
+        self._index = None
         for arg in (*args, kwargs):
             if isinstance(arg, Headers):
                 self._items.extend(arg._items)
@@ -124,14 +130,18 @@ class Headers(MutableMapping[str, str]):
 
     def get_all(self, key: str) -> list[str]:
         """Return every value of the header ``key``, in order; empty if missing."""
-        lower = key.lower()
-        size = len(key)
-        # Comparing lengths first spares most lower() calls.
-        return [
-            value
-            for name, value in self._items
-            if len(name) == size and (name == key or name.lower() == lower)
-        ]
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self._items:
+                values = index.get(name.lower())
+                if values is None:
+                    index[name.lower()] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        values = index.get(key.lower())
+        return values.copy() if values is not None else []
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Return ``(name, value)`` pairs with names spelled as received or set."""

@@ -140,3 +140,18 @@ def test_build_extension_list() -> None:
 
 def test_subprotocol_list() -> None:
     assert parse_subprotocol_list("chat, superchat") == ["chat", "superchat"]
+
+
+def test_lookups_see_every_change() -> None:
+    headers = Headers([("Host", "a")])
+    assert headers.get_all("host") == ["a"]
+    headers["HOST"] = "b"
+    assert headers.get_all("Host") == ["a", "b"]
+    del headers["host"]
+    assert "Host" not in headers
+    headers.update({"Host": "c"})
+    assert headers["host"] == "c"
+    headers.get_all("host").append("not stored")
+    assert headers.get_all("host") == ["c"]
+    headers.clear()
+    assert headers.get_all("host") == []
