@@ -121,7 +121,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None  # keepalive or close timeout
         self._keepalive_ping: bytes | None = None
         self._lost = False
-        self._lost_waiter: asyncio.Future[None] | None = None
+        # One future per wait_closed() call, so that cancelling one caller
+        # leaves the others waiting.
+        self._lost_waiters: list[asyncio.Future[None]] = []
         self._id: uuid.UUID | None = None
         self._handshaking = False  # the opening handshake owns received bytes
         # Transports call get_buffer() before every read: skip a call level.
@@ -391,8 +393,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._pings.clear()
             self._wake_writers(error)
         self._write_paused = False
-        if self._lost_waiter is not None and not self._lost_waiter.done():
-            self._lost_waiter.set_result(None)
+        for waiter in self._lost_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._lost_waiters.clear()
 
     # Sending.
 
@@ -640,9 +644,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """Wait until the TCP connection is closed."""
         if self._lost:
             return
-        if self._lost_waiter is None:
-            self._lost_waiter = self.loop.create_future()
-        await asyncio.shield(self._lost_waiter)
+        waiter = self.loop.create_future()
+        waiters = self._lost_waiters
+        waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in waiters:  # cancelled before the connection was lost
+                waiters.remove(waiter)
 
     def _peer_name(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None

@@ -339,6 +339,22 @@ async def test_wait_closed_after_peer_closes() -> None:
         assert ws.close_code == 1001
 
 
+async def test_cancelling_one_wait_closed_leaves_the_others_waiting() -> None:
+    async with running() as server:
+        ws = await portside.connect(url(server))
+        first = asyncio.ensure_future(ws.wait_closed())
+        second = asyncio.ensure_future(ws.wait_closed())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 0.01)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert not second.done()
+        await ws.close()
+        await second
+        await ws.wait_closed()  # returns at once once closed
+
+
 async def test_properties() -> None:
     async with running(subprotocols=["chat"]) as server:
         async with portside.connect(url(server, "/p?q=1"), subprotocols=["chat"]) as ws:
