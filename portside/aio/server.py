@@ -162,8 +162,10 @@ class ServerConnection(Connection):
             if handshake:
                 if not await self._handshake():
                     return
-                self._opened()
+                # Resume first: feeding the bytes that came with the request
+                # may fill the queue and pause reading again.
                 self.transport.resume_reading()
+                self._opened()
             try:
                 if server.handler_takes_path:
                     await server.handler(self, self.path)

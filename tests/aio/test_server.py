@@ -539,3 +539,39 @@ async def test_close_from_a_plain_signal_handler() -> None:
     finally:
         signal.signal(signal.SIGUSR1, previous)
     assert not server.is_serving()
+
+
+@pytest.mark.parametrize("hook", [False, True], ids=["answered-at-once", "process_request"])
+async def test_frames_sent_with_the_request_are_kept_and_bounded(hook: bool) -> None:
+    # A client may send frames right behind its request, in the same segment:
+    # they are messages like any other, and max_queue still bounds them.
+    seen: list[object] = []
+    finished = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        seen.append(ws.transport.is_reading())
+        seen.extend([await ws.recv() for _ in range(3)])
+        finished.set()
+
+    def no_answer(connection: portside.ServerConnection, request: portside.Request) -> None:
+        return None
+
+    options: dict[str, Any] = {"max_queue": 2}
+    if hook:
+        options["process_request"] = no_answer
+    async with running(handler, **options) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        request = (
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        frames = b"".join(client_frame(0x1, f"m{i}".encode()) for i in range(3))
+        writer.write(request + frames)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        await asyncio.wait_for(finished.wait(), 5)
+        writer.close()
+        await writer.wait_closed()
+    # Three messages queued against a limit of two: reading was paused.
+    assert seen == [False, "m0", "m1", "m2"]
