@@ -101,10 +101,8 @@ class ServerConnection(Connection):
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
         self.server._connection_made(self)
-        self._set_timer(self.server.open_timeout, self._open_timed_out)
 
     def _open_timed_out(self) -> None:
-        self._timer = None
         if self._handshaking:
             self.logger.info("%s: opening handshake timed out", self._peer_name())
             self._abort()
@@ -141,7 +139,7 @@ class ServerConnection(Connection):
     def _opened(self) -> None:
         """The 101 response is sent: the connection is open."""
         self._handshaking = False
-        self._set_timer(None, None)  # the open timeout
+        self.server._handshake_done(self)
         self._start_keepalive()
         rest = self.protocol.rest
         if rest:
@@ -238,6 +236,7 @@ class ServerConnection(Connection):
 
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         super().connection_lost(exc)
+        self.server._handshake_done(self)
         if self._task is None:
             # No handler task will report this connection done: the request
             # never arrived in full, or it was answered without one.
@@ -312,6 +311,11 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._close_task: asyncio.Task[None] | None = None
         self._closed = self.loop.create_future()
+        # open_timeout: deadlines of the connections still in their opening
+        # handshake, checked by one timer every quarter of the timeout rather
+        # than by a timer per connection (each costs a heap push and a cancel).
+        self._opening: dict[ServerConnection, float] = {}
+        self._open_sweep: asyncio.TimerHandle | None = None
 
     async def call_process_request(
         self, connection: ServerConnection, request: Request
@@ -337,8 +341,27 @@ class Server:
 
     def _connection_made(self, connection: ServerConnection) -> None:
         self.connections.add(connection)
+        if self.open_timeout is not None:
+            self._opening[connection] = self.loop.time() + self.open_timeout
+            if self._open_sweep is None:
+                self._open_sweep = self.loop.call_later(self.open_timeout / 4, self._sweep)
         if self.closing:
             connection._shutdown()
+
+    def _handshake_done(self, connection: ServerConnection) -> None:
+        self._opening.pop(connection, None)
+
+    def _sweep(self) -> None:
+        """Abort the handshakes that outlived open_timeout; a quarter of it late at most."""
+        assert self.open_timeout is not None
+        now = self.loop.time()
+        expired = [c for c, deadline in self._opening.items() if deadline <= now]
+        for connection in expired:
+            del self._opening[connection]
+            connection._open_timed_out()
+        self._open_sweep = None
+        if self._opening:
+            self._open_sweep = self.loop.call_later(self.open_timeout / 4, self._sweep)
 
     def _task_started(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -412,6 +435,10 @@ class Server:
         for connection in list(self.connections):
             connection._abort()
         await self.server.wait_closed()
+        if self._open_sweep is not None:
+            self._open_sweep.cancel()
+            self._open_sweep = None
+        self._opening.clear()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
@@ -632,7 +659,8 @@ def serve(
         read_limit: The most bytes read from the socket in one go, besides room
             for a frame header.
         write_limit: Bytes buffered for sending above which ``send()`` waits.
-        open_timeout: Seconds allowed for the opening handshake; ``None``: forever.
+        open_timeout: Seconds allowed for the opening handshake, checked every
+            quarter of it (so up to 1.25 times as long); ``None``: forever.
         ping_interval: Seconds between keepalive pings; ``None`` disables them.
         ping_timeout: Seconds to wait for a keepalive pong; ``None``: forever.
         close_timeout: Seconds to wait for the closing handshake, and for

@@ -286,6 +286,20 @@ async def test_open_timeout_closes_slow_handshakes(caplog: pytest.LogCaptureFixt
     assert "opening handshake timed out" in caplog.text
 
 
+async def test_open_timeout_spares_completed_handshakes() -> None:
+    async with running(open_timeout=0.1) as server:
+        slow = await RawClient.connect(server, handshake=False)
+        slow.send(b"GET / HTTP/1.1\r\n")
+        async with portside.connect(url(server)) as ws:
+            assert await slow.reader.read() == b""  # cut by the sweep
+            await slow.close()
+            # The sweep that cut the slow one left the open connection alone.
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+            assert not server._opening
+    assert server._open_sweep is None
+
+
 # Shutdown.
 
 
