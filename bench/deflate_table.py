@@ -51,6 +51,36 @@ def _messages(count: int) -> list[bytes]:
     return [json_text_payload(SIZES[i % len(SIZES)], seed=i).encode() for i in range(count)]
 
 
+def _codec(window_bits: int, mem_level: int, level: int, no_context: bool) -> PerMessageDeflate:
+    """One side's codec; both sides of a pair use the same setting."""
+    return PerMessageDeflate(
+        remote_max_window_bits=window_bits,
+        local_max_window_bits=window_bits,
+        remote_no_context_takeover=no_context,
+        local_no_context_takeover=no_context,
+        level=level,
+        mem_level=mem_level,
+    )
+
+
+def _stream(
+    messages: list[bytes], sender: PerMessageDeflate, receiver: PerMessageDeflate
+) -> tuple[int, int]:
+    """Send every message from ``sender`` to ``receiver``; return (original, compressed).
+
+    One side of a connection holds its compressor and a decompressor; the
+    sender's compressor and the receiver's decompressor are that pair.
+    """
+    original = compressed = 0
+    for message in messages:
+        payload = sender.compress(message)
+        if receiver.decompress(payload, True, -1) != message:
+            raise AssertionError("a message did not survive the round trip")
+        original += len(message)
+        compressed += len(payload)
+    return original, compressed
+
+
 def measure(
     messages: list[bytes],
     *,
@@ -60,40 +90,16 @@ def measure(
     no_context_takeover: bool = False,
 ) -> Row:
     """Send ``messages`` through a pair of codecs with one setting; return the costs."""
-
-    def codec() -> PerMessageDeflate:
-        return PerMessageDeflate(
-            remote_max_window_bits=window_bits,
-            local_max_window_bits=window_bits,
-            remote_no_context_takeover=no_context_takeover,
-            local_no_context_takeover=no_context_takeover,
-            level=level,
-            mem_level=mem_level,
-        )
-
-    def stream(sender: PerMessageDeflate, receiver: PerMessageDeflate) -> tuple[int, int]:
-        # One side of a connection holds its compressor and a decompressor; the
-        # sender's compressor and the receiver's decompressor are that pair.
-        original = compressed = 0
-        for message in messages:
-            payload = sender.compress(message)
-            if receiver.decompress(payload, True, -1) != message:
-                raise AssertionError(f"round trip failed at window {window_bits}")
-            original += len(message)
-            compressed += len(payload)
-        return original, compressed
-
+    setting = (window_bits, mem_level, level, no_context_takeover)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    pair = codec(), codec()
-    original, compressed = stream(*pair)
+    pair = _codec(*setting), _codec(*setting)
+    original, compressed = _stream(messages, *pair)
     gc.collect()
     after, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del pair
-
-    rss_kib = _resident_per_pair(window_bits, mem_level, level, no_context_takeover)
     return Row(
         window_bits=window_bits,
         mem_level=mem_level,
@@ -101,7 +107,7 @@ def measure(
         no_context_takeover=no_context_takeover,
         held_kib=(after - before) / 1024,
         peak_kib=(peak - before) / 1024,
-        rss_kib=rss_kib,
+        rss_kib=_resident_per_pair(*setting),
         ratio=compressed / original,
     )
 
@@ -141,28 +147,14 @@ def _resident_per_pair(
 
 def _resident_probe(args: list[str]) -> None:
     window_bits, mem_level, level, no_context = map(int, args)
-
-    def codec() -> PerMessageDeflate:
-        return PerMessageDeflate(
-            remote_max_window_bits=window_bits,
-            local_max_window_bits=window_bits,
-            remote_no_context_takeover=bool(no_context),
-            local_no_context_takeover=bool(no_context),
-            level=level,
-            mem_level=mem_level,
-        )
-
+    setting = (window_bits, mem_level, level, bool(no_context))
     messages = _messages(MESSAGES)
-
-    def stream(pair: tuple[PerMessageDeflate, PerMessageDeflate]) -> None:
-        for message in messages:
-            pair[1].decompress(pair[0].compress(message), True, -1)
-
-    stream((codec(), codec()))  # warm-up: imports, caches, the allocator's pools
+    # Warm-up: imports, caches, the allocator's pools.
+    _stream(messages, _codec(*setting), _codec(*setting))
     start = _resident_bytes()
-    pairs = [(codec(), codec()) for _ in range(RSS_PAIRS)]
-    for pair in pairs:
-        stream(pair)
+    pairs = [(_codec(*setting), _codec(*setting)) for _ in range(RSS_PAIRS)]
+    for sender, receiver in pairs:
+        _stream(messages, sender, receiver)
     print((_resident_bytes() - start) / RSS_PAIRS / 1024)
 
 

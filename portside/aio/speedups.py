@@ -9,15 +9,14 @@ Attributes:
 
 from __future__ import annotations
 
-import os
-
+from ..protocol.speedups import WANTED
 from ._pyspeedups import ConnectionBase
 
 __all__ = ["IMPLEMENTATION", "ConnectionBase"]
 
 IMPLEMENTATION = "python"
 
-if os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0"):
+if WANTED:
     try:
         from . import _speedups  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - depends on the build

@@ -17,6 +17,7 @@ from ._pyspeedups import ReaderBase
 __all__ = [
     "IMPLEMENTATION",
     "ReaderBase",
+    "WANTED",
     "apply_mask",
     "encode_frame",
     "encode_header",
@@ -31,7 +32,10 @@ new_buffer = _pyspeedups.new_buffer
 parse_frames = _pyspeedups.parse_frames
 IMPLEMENTATION = "python"
 
-if os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0"):
+#: Whether the C accelerators should be used: not with ``PORTSIDE_NO_SPEEDUPS=1``.
+WANTED = os.environ.get("PORTSIDE_NO_SPEEDUPS", "") in ("", "0")
+
+if WANTED:
     try:
         from . import _speedups  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - depends on the build
