@@ -15,18 +15,42 @@ class ConnectionBase:
     """Hands received messages to the coroutine waiting for one.
 
     Subclasses (:class:`~portside.aio.connection.Connection`) provide
-    ``_receive_handshake(nbytes)``, ``_enqueue(message)``,
+    ``recv()``, ``_receive_handshake(nbytes)``, ``_enqueue(message)``,
     ``_on_event(event, alone)`` and ``_write_all(frames)``; ``protocol`` is the
     sans-I/O protocol, ``_waiter`` the future of the coroutine blocked in
     ``recv()`` (or ``None``), ``_handshaking`` whether received bytes belong to
-    the opening handshake.
+    the opening handshake. The other slots are the connection's, kept here so
+    that the C twin's ``recv()`` and ``send()`` read them without a lookup.
     """
 
-    __slots__ = ("_handshaking", "_waiter", "protocol")
+    __slots__ = (
+        "_fragmenting",
+        "_handshaking",
+        "_messages",
+        "_pending_error",
+        "_reading_paused",
+        "_waiter",
+        "_write_paused",
+        "loop",
+        "protocol",
+        "transport",
+    )
 
     protocol: Any
     _waiter: Any
     _handshaking: bool
+    loop: Any
+    transport: Any
+    _messages: Any
+    _pending_error: Any
+    _fragmenting: Any
+    _reading_paused: bool
+    _write_paused: bool
+
+    def __anext__(self) -> Any:
+        # recv() ends the iteration itself on a normal closure: one coroutine
+        # per message instead of two.
+        return self.recv(True)  # type: ignore[attr-defined]
 
     def buffer_updated(self, nbytes: int, /) -> None:
         """Process ``nbytes`` received (:class:`asyncio.BufferedProtocol`)."""

@@ -36,7 +36,30 @@ typedef struct {
     PyObject *str_enqueue;
     PyObject *str_on_event;
     PyObject *str_write_all;
+    /* What the fast paths of recv() and send() use. */
+    PyObject *str_state;          /* protocol.state */
+    PyObject *str_sending;        /* protocol._sending */
+    PyObject *str_deflate;        /* protocol.deflate */
+    PyObject *str_side;           /* protocol.side */
+    PyObject *str_reading;        /* protocol._reading */
+    PyObject *str_write;          /* transport.write(frame) */
+    PyObject *str_writelines;     /* transport.writelines(frames) */
+    PyObject *str_popleft;        /* connection._messages.popleft() */
+    PyObject *str_create_future;  /* loop.create_future() */
+    PyObject *str_recv_in_python; /* the Python recv() that a fast path falls back on */
+    PyObject *str_send_in_python; /* the Python send() that a fast path falls back on */
+    PyObject *str_drain;          /* connection._drain() */
+    PyObject *str_throw;          /* inner.throw(exc) */
+    PyObject *str_close;          /* inner.close() */
+    /* Imported from portside once, when the module loads. */
+    PyObject *open_state;         /* portside.protocol.state.OPEN */
+    PyObject *server_side;        /* portside.protocol.connection.SERVER */
+    PyObject *closed_ok;          /* portside.exceptions.ConnectionClosedOK */
+    Py_ssize_t copy_threshold;    /* portside.protocol.connection._COPY_THRESHOLD */
+    PyTypeObject *operation_type; /* Operation, below */
 } speedups_state;
+
+static struct PyModuleDef speedups_module;
 
 /* ConnectionBase. */
 
@@ -47,9 +70,16 @@ typedef struct {
  */
 typedef struct {
     PyObject_HEAD
-    PyObject *protocol; /* protocol: the sans-I/O protocol */
-    PyObject *waiter;   /* _waiter: the future of the coroutine in recv(), or None */
-    char handshaking;   /* _handshaking: received bytes belong to the handshake */
+    PyObject *protocol;      /* protocol: the sans-I/O protocol */
+    PyObject *waiter;        /* _waiter: the future of the coroutine in recv(), or None */
+    PyObject *loop;          /* loop: the event loop */
+    PyObject *transport;     /* transport: the asyncio transport */
+    PyObject *messages;      /* _messages: a deque of messages nobody read yet, or None */
+    PyObject *pending_error; /* _pending_error: the ProtocolError to fail on, or None */
+    PyObject *fragmenting;   /* _fragmenting: a future while a fragmented send runs, or None */
+    char handshaking;        /* _handshaking: received bytes belong to the handshake */
+    char reading_paused;     /* _reading_paused: reading paused by a full queue */
+    char write_paused;       /* _write_paused: the transport's buffer is over the limit */
 } ConnectionObject;
 
 /* The AttributeError of reading an unset slot, worded as CPython words it. */
@@ -241,6 +271,755 @@ connection_buffer_updated(ConnectionObject *self, PyTypeObject *defining_class,
     return result;
 }
 
+/*
+ * Operation: what ConnectionBase's recv(), send() and __anext__() return in C.
+ *
+ * It behaves as the coroutine of Connection's Python method would -- nothing
+ * happens until it is awaited or stepped; send(), throw() and close(); it is
+ * registered as a collections.abc.Coroutine, so asyncio.create_task() takes
+ * it -- and skips the Python frames on the common paths:
+ *
+ * - recv() with a message queued returns it at once;
+ * - recv() with nothing queued waits on a future of its own in _waiter;
+ * - send() of bytes, or of an ASCII str, by a server on an OPEN connection
+ *   without extension writes the frame itself.
+ *
+ * Anything else runs the Python implementation (Connection._recv_in_python or
+ * _send_in_python) and passes every step through to that coroutine.
+ */
+
+enum { OP_RECV, OP_SEND };
+enum { OP_NEW, OP_STARTED, OP_DONE };
+
+/* A start function's answer besides PySendResult's: go on with op->inner. */
+#define OP_CONTINUE 2
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *connection; /* the ConnectionObject */
+    PyObject *message;    /* send(): the message */
+    PyObject *inner;      /* once started: the future's iterator or the coroutine it awaits */
+    PyObject *waiter;     /* recv(), waiting: the future it put in connection._waiter */
+    char kind;            /* OP_RECV or OP_SEND */
+    char iterating;       /* recv() for __anext__: a normal closure ends the iteration */
+    char state;           /* OP_NEW, OP_STARTED or OP_DONE */
+    char running;         /* inside a step, as a coroutine's cr_running */
+} OperationObject;
+
+static PyObject *
+new_operation(ConnectionObject *conn, speedups_state *st, char kind, PyObject *message,
+              char iterating)
+{
+    OperationObject *op = PyObject_GC_New(OperationObject, st->operation_type);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->connection = Py_NewRef(conn);
+    op->message = Py_XNewRef(message);
+    op->inner = NULL;
+    op->waiter = NULL;
+    op->kind = kind;
+    op->iterating = iterating;
+    op->state = OP_NEW;
+    op->running = 0;
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+/* 1 if obj.<name> is expected, 0 if not, -1 on error. */
+static int
+attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_DECREF(value);
+    return value == expected;
+}
+
+/* The truth of obj.<name>, or -1 on error. */
+static int
+attribute_truth(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    int truth;
+    if (value == NULL) {
+        return -1;
+    }
+    truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* Write a frame header without mask (RFC 6455 5.2) at out; return its length. */
+static Py_ssize_t
+write_header(unsigned char *out, unsigned char first, Py_ssize_t size)
+{
+    out[0] = first;
+    if (size < 126) {
+        out[1] = (unsigned char)size;
+        return 2;
+    }
+    if (size < 65536) {
+        out[1] = 126;
+        out[2] = (unsigned char)(size >> 8);
+        out[3] = (unsigned char)size;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++) {
+        out[2 + i] = (unsigned char)((unsigned long long)size >> (56 - 8 * i));
+    }
+    return 10;
+}
+
+static Py_ssize_t
+header_size(Py_ssize_t size)
+{
+    return size < 126 ? 2 : size < 65536 ? 4 : 10;
+}
+
+/*
+ * send(): write a whole message from a server, as Protocol.send_binary() or
+ * send_text() would frame it, when nothing else is involved. 1: written; 0:
+ * not a case for the fast path; -1: error.
+ */
+static int
+send_fast(OperationObject *op, speedups_state *st)
+{
+    ConnectionObject *conn = (ConnectionObject *)op->connection;
+    PyObject *message = op->message, *protocol, *frame, *frames, *payload, *result;
+    const char *data;
+    Py_ssize_t size, hsize;
+    unsigned char first;
+    int ok;
+
+    if (conn->fragmenting != Py_None || conn->transport == NULL || conn->protocol == NULL) {
+        return 0;
+    }
+    if (PyBytes_CheckExact(message)) {
+        data = PyBytes_AS_STRING(message);
+        size = PyBytes_GET_SIZE(message);
+        first = 0x82; /* FIN, binary */
+    }
+    else if (PyUnicode_CheckExact(message) && PyUnicode_IS_COMPACT_ASCII(message)) {
+        /* ASCII is its own UTF-8. */
+        data = (const char *)PyUnicode_DATA(message);
+        size = PyUnicode_GET_LENGTH(message);
+        first = 0x81; /* FIN, text */
+    }
+    else {
+        return 0;
+    }
+    /* The conditions of Protocol.send_binary()'s fast path, read in its order. */
+    protocol = Py_NewRef(conn->protocol);
+    ok = attribute_is(protocol, st->str_state, st->open_state);
+    if (ok == 1) {
+        ok = attribute_truth(protocol, st->str_sending);
+        ok = ok < 0 ? -1 : !ok;
+    }
+    if (ok == 1) {
+        ok = attribute_is(protocol, st->str_deflate, Py_None);
+    }
+    if (ok == 1) {
+        /* RFC 6455 5.3: a client masks its frames; that is the Python path's. */
+        ok = attribute_is(protocol, st->str_side, st->server_side);
+    }
+    Py_DECREF(protocol);
+    if (ok <= 0) {
+        return ok;
+    }
+    hsize = header_size(size);
+    if (size < st->copy_threshold) {
+        /* Header and payload in one buffer, one write. */
+        if ((frame = PyBytes_FromStringAndSize(NULL, hsize + size)) == NULL) {
+            return -1;
+        }
+        write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
+        memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
+        result = call_method(st->str_write, conn->transport, frame, NULL, 1);
+        Py_DECREF(frame);
+    }
+    else {
+        /* A large payload goes out as it is, behind its header. */
+        if (first == 0x81) {
+            payload = PyBytes_FromStringAndSize(data, size);
+        }
+        else {
+            payload = Py_NewRef(message);
+        }
+        frame = PyBytes_FromStringAndSize(NULL, hsize);
+        frames = PyList_New(2);
+        if (payload == NULL || frame == NULL || frames == NULL) {
+            Py_XDECREF(payload);
+            Py_XDECREF(frame);
+            Py_XDECREF(frames);
+            return -1;
+        }
+        write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
+        PyList_SET_ITEM(frames, 0, frame);
+        PyList_SET_ITEM(frames, 1, payload);
+        result = call_method(st->str_writelines, conn->transport, frames, NULL, 1);
+        Py_DECREF(frames);
+    }
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 1;
+}
+
+static int
+send_start(OperationObject *op, speedups_state *st, PyObject **result)
+{
+    ConnectionObject *conn = (ConnectionObject *)op->connection;
+    int rc = send_fast(op, st);
+
+    if (rc < 0) {
+        return PYGEN_ERROR;
+    }
+    if (rc == 0) {
+        op->inner = call_method(st->str_send_in_python, (PyObject *)conn, op->message, NULL, 1);
+    }
+    else if (conn->write_paused) {
+        /* As the Python send(): wait for the transport's buffer to drain. */
+        op->inner = call_method(st->str_drain, (PyObject *)conn, NULL, NULL, 0);
+    }
+    else {
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    return op->inner == NULL ? PYGEN_ERROR : OP_CONTINUE;
+}
+
+static int
+recv_start(OperationObject *op, speedups_state *st, PyObject **result)
+{
+    ConnectionObject *conn = (ConnectionObject *)op->connection;
+    PyObject *messages = conn->messages, *future, *iterator;
+    unaryfunc await;
+    Py_ssize_t queued;
+    int reading;
+
+    if (messages != NULL && messages != Py_None) {
+        if ((queued = PyObject_Length(messages)) < 0) {
+            return PYGEN_ERROR;
+        }
+        if (queued > 0 && !conn->reading_paused) {
+            *result = call_method(st->str_popleft, messages, NULL, NULL, 0);
+            return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+        }
+        if (queued > 0) {
+            goto python; /* resuming reading is the Python path's */
+        }
+    }
+    /* Another waiter, an error to fail on, the end of the stream: all the
+       Python path's. */
+    if (conn->waiter != Py_None || conn->pending_error != Py_None || conn->loop == NULL ||
+        conn->protocol == NULL) {
+        goto python;
+    }
+    if ((reading = attribute_truth(conn->protocol, st->str_reading)) < 0) {
+        return PYGEN_ERROR;
+    }
+    if (!reading) {
+        goto python;
+    }
+    if ((future = call_method(st->str_create_future, conn->loop, NULL, NULL, 0)) == NULL) {
+        return PYGEN_ERROR;
+    }
+    await = Py_TYPE(future)->tp_as_async ? Py_TYPE(future)->tp_as_async->am_await : NULL;
+    if (await == NULL) {
+        PyErr_Format(PyExc_TypeError, "loop.create_future() returned a %.200s, not a future",
+                     Py_TYPE(future)->tp_name);
+        Py_DECREF(future);
+        return PYGEN_ERROR;
+    }
+    if ((iterator = await(future)) == NULL) {
+        Py_DECREF(future);
+        return PYGEN_ERROR;
+    }
+    Py_SETREF(conn->waiter, Py_NewRef(future));
+    op->waiter = future;
+    op->inner = iterator;
+    return OP_CONTINUE;
+
+python:
+    op->inner = call_method(st->str_recv_in_python, (PyObject *)conn,
+                            op->iterating ? Py_True : Py_False, NULL, 1);
+    return op->inner == NULL ? PYGEN_ERROR : OP_CONTINUE;
+}
+
+/* Leave the connection as the Python recv()'s finally clause does. */
+static void
+forget_waiter(OperationObject *op)
+{
+    ConnectionObject *conn = (ConnectionObject *)op->connection;
+    if (op->waiter != NULL) {
+        if (conn->waiter == op->waiter) {
+            Py_SETREF(conn->waiter, Py_NewRef(Py_None));
+        }
+        Py_CLEAR(op->waiter);
+    }
+}
+
+/* The operation ended with status: clean up, and end an iteration on a normal closure. */
+static PySendResult
+op_finish(OperationObject *op, speedups_state *st, PySendResult status)
+{
+    PyObject *type, *value, *traceback, *stop;
+    int waited = op->waiter != NULL;
+
+    forget_waiter(op);
+    Py_CLEAR(op->inner);
+    op->state = OP_DONE;
+    if (status == PYGEN_ERROR && waited && op->iterating &&
+        PyErr_ExceptionMatches(st->closed_ok)) {
+        /* raise StopAsyncIteration from None, as the Python recv() does. */
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (traceback != NULL) {
+            PyException_SetTraceback(value, traceback);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        if ((stop = PyObject_CallNoArgs(PyExc_StopAsyncIteration)) == NULL) {
+            Py_XDECREF(value);
+            return PYGEN_ERROR;
+        }
+        PyException_SetContext(stop, value);
+        PyException_SetCause(stop, NULL);
+        PyErr_Restore(Py_NewRef(PyExc_StopAsyncIteration), stop, NULL);
+    }
+    return status;
+}
+
+/* One step of the operation, as PyIter_Send() takes one of a coroutine. */
+static PySendResult
+op_send(OperationObject *op, PyObject *arg, PyObject **result)
+{
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(op));
+    int status;
+
+    *result = NULL;
+    if (op->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return PYGEN_ERROR;
+    }
+    if (op->state == OP_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        return PYGEN_ERROR;
+    }
+    op->running = 1;
+    if (op->state == OP_NEW) {
+        if (arg != Py_None) {
+            op->running = 0;
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started coroutine");
+            return PYGEN_ERROR;
+        }
+        op->state = OP_STARTED;
+        status = op->kind == OP_SEND ? send_start(op, st, result) : recv_start(op, st, result);
+        if (status != OP_CONTINUE) {
+            op->running = 0;
+            return op_finish(op, st, (PySendResult)status);
+        }
+    }
+    status = PyIter_Send(op->inner, arg, result);
+    op->running = 0;
+    if (status == PYGEN_NEXT) {
+        return PYGEN_NEXT;
+    }
+    return op_finish(op, st, (PySendResult)status);
+}
+
+static PySendResult
+operation_am_send(PyObject *op, PyObject *arg, PyObject **result)
+{
+    return op_send((OperationObject *)op, arg, result);
+}
+
+/* Raise StopIteration(value), as a coroutine that returned value does. */
+static void
+set_stop_iteration(PyObject *value)
+{
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+}
+
+static PyObject *
+operation_iternext(PyObject *op)
+{
+    PyObject *result;
+    switch (op_send((OperationObject *)op, Py_None, &result)) {
+    case PYGEN_NEXT:
+        return result;
+    case PYGEN_RETURN:
+        if (result != Py_None) {
+            set_stop_iteration(result);
+        }
+        Py_DECREF(result);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *
+operation_send(PyObject *op, PyObject *arg)
+{
+    PyObject *result;
+    switch (op_send((OperationObject *)op, arg, &result)) {
+    case PYGEN_NEXT:
+        return result;
+    case PYGEN_RETURN:
+        set_stop_iteration(result);
+        Py_DECREF(result);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* The exception that throw(type[, value[, traceback]]) raises, as generators make it. */
+static PyObject *
+exception_to_throw(PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *type, *value, *traceback, *exc;
+
+    if (nargs < 1 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "throw expected 1 to 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    type = args[0];
+    value = nargs > 1 ? args[1] : Py_None;
+    traceback = nargs > 2 ? args[2] : Py_None;
+    if (traceback != Py_None && !PyTraceBack_Check(traceback)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return NULL;
+    }
+    if (PyExceptionInstance_Check(type)) {
+        if (value != Py_None) {
+            PyErr_SetString(PyExc_TypeError,
+                            "instance exception may not have a separate value");
+            return NULL;
+        }
+        exc = Py_NewRef(type);
+    }
+    else if (PyExceptionClass_Check(type)) {
+        if (PyObject_TypeCheck(value, (PyTypeObject *)type)) {
+            exc = Py_NewRef(value);
+        }
+        else if (value == Py_None) {
+            exc = PyObject_CallNoArgs(type);
+        }
+        else {
+            exc = PyObject_CallOneArg(type, value);
+        }
+        if (exc == NULL) {
+            return NULL;
+        }
+        if (!PyExceptionInstance_Check(exc)) {
+            PyErr_Format(PyExc_TypeError, "calling %R should have returned an instance of "
+                         "BaseException, not %.200s", type, Py_TYPE(exc)->tp_name);
+            Py_DECREF(exc);
+            return NULL;
+        }
+    }
+    else {
+        PyErr_Format(PyExc_TypeError,
+                     "exceptions must be classes or instances deriving from BaseException, "
+                     "not %.200s", Py_TYPE(type)->tp_name);
+        return NULL;
+    }
+    if (traceback != Py_None && PyException_SetTraceback(exc, traceback) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+/* Raise exc (a reference taken), its traceback kept. */
+static void
+raise_exception(PyObject *exc)
+{
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+}
+
+static PyObject *
+operation_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    OperationObject *op = (OperationObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(op));
+    PyObject *exc, *result, *type, *value, *traceback;
+    PySendResult status;
+
+    if ((exc = exception_to_throw(args, nargs)) == NULL) {
+        return NULL;
+    }
+    if (op->running) {
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return NULL;
+    }
+    if (op->state != OP_STARTED) {
+        /* Not started, or over: the exception comes straight out, and a coroutine
+           not started is over. */
+        op->state = OP_DONE;
+        raise_exception(exc);
+        return NULL;
+    }
+    op->running = 1;
+    result = call_method(st->str_throw, op->inner, exc, NULL, 1);
+    op->running = 0;
+    Py_DECREF(exc);
+    if (result != NULL) {
+        return result; /* the inner coroutine caught it and awaits something else */
+    }
+    status = PYGEN_ERROR;
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        /* It caught it and returned. */
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        result = value == NULL ? NULL : PyObject_GetAttrString(value, "value");
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        status = result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+    }
+    if (op_finish(op, st, status) == PYGEN_RETURN) {
+        set_stop_iteration(result);
+        Py_DECREF(result);
+    }
+    return NULL;
+}
+
+static PyObject *
+operation_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    OperationObject *op = (OperationObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(op));
+    PyObject *result = Py_None;
+
+    if (op->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return NULL;
+    }
+    if (op->state == OP_STARTED && op->waiter == NULL && op->inner != NULL) {
+        /* A Python coroutine: close it, as closing a coroutine closes the one
+           it awaits. recv()'s future is left pending, as the Python recv()
+           leaves it. */
+        op->running = 1;
+        result = call_method(st->str_close, op->inner, NULL, NULL, 0);
+        op->running = 0;
+    }
+    forget_waiter(op);
+    Py_CLEAR(op->inner);
+    op->state = OP_DONE;
+    if (result == NULL) {
+        return NULL;
+    }
+    if (result != Py_None) {
+        Py_DECREF(result);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+operation_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+operation_get_name(OperationObject *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(op->kind == OP_SEND ? "send" : "recv");
+}
+
+static PyObject *
+operation_get_qualname(OperationObject *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(op->kind == OP_SEND ? "Connection.send" : "Connection.recv");
+}
+
+static PyObject *
+operation_get_running(OperationObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(op->running);
+}
+
+static PyObject *
+operation_repr(OperationObject *op)
+{
+    return PyUnicode_FromFormat("<portside operation Connection.%s at %p>",
+                                op->kind == OP_SEND ? "send" : "recv", op);
+}
+
+/* Warn about an operation never awaited, as Python does about a coroutine. */
+static void
+operation_finalize(PyObject *self)
+{
+    OperationObject *op = (OperationObject *)self;
+    PyObject *type, *value, *traceback;
+
+    if (op->state != OP_NEW) {
+        return;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "coroutine 'Connection.%s' was never awaited",
+                         op->kind == OP_SEND ? "send" : "recv") < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+    PyErr_Restore(type, value, traceback);
+}
+
+static int
+operation_traverse(OperationObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(op->connection);
+    Py_VISIT(op->message);
+    Py_VISIT(op->inner);
+    Py_VISIT(op->waiter);
+    return 0;
+}
+
+static int
+operation_clear(OperationObject *op)
+{
+    Py_CLEAR(op->connection);
+    Py_CLEAR(op->message);
+    Py_CLEAR(op->inner);
+    Py_CLEAR(op->waiter);
+    return 0;
+}
+
+static void
+operation_dealloc(OperationObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)op) < 0) {
+        return; /* resurrected by the warning machinery */
+    }
+    PyObject_GC_UnTrack(op);
+    operation_clear(op);
+    tp->tp_free((PyObject *)op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef operation_methods[] = {
+    {"send", (PyCFunction)operation_send, METH_O,
+     "send(value) -> the next value awaited, or raise StopIteration."},
+    {"throw", (PyCFunction)(void (*)(void))operation_throw, METH_FASTCALL,
+     "throw(type[, value[, traceback]]) -> raise an exception in the operation."},
+    {"close", (PyCFunction)operation_close, METH_NOARGS, "close() -> abandon the operation."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef operation_getset[] = {
+    {"__name__", (getter)operation_get_name, NULL, NULL, NULL},
+    {"__qualname__", (getter)operation_get_qualname, NULL, NULL, NULL},
+    {"cr_running", (getter)operation_get_running, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(operation_doc,
+"What recv() and send() return with the C accelerator: a coroutine written in C.");
+
+static PyType_Slot operation_slots[] = {
+    {Py_tp_doc, (void *)operation_doc},
+    {Py_tp_repr, (void *)operation_repr},
+    {Py_tp_traverse, (void *)operation_traverse},
+    {Py_tp_clear, (void *)operation_clear},
+    {Py_tp_dealloc, (void *)operation_dealloc},
+    {Py_tp_finalize, (void *)operation_finalize},
+    {Py_tp_iternext, (void *)operation_iternext},
+    {Py_tp_methods, operation_methods},
+    {Py_tp_getset, operation_getset},
+    {Py_am_await, (void *)operation_await},
+    {Py_am_send, (void *)operation_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec operation_spec = {
+    .name = "portside.aio._speedups.Operation",
+    .basicsize = sizeof(OperationObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = operation_slots,
+};
+
+/* ConnectionBase's recv(), send() and __anext__(). */
+
+PyDoc_STRVAR(connection_recv_doc,
+"recv($self, /)\n--\n\n"
+"Return the next message: str for text, bytes for binary (awaitable).");
+
+static PyObject *
+connection_recv(ConnectionObject *self, PyTypeObject *defining_class, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames)
+{
+    /* recv(_iterating=False): the flag is __anext__'s, positional or keyword. */
+    PyObject *iterating = nargs > 0 ? args[0] : NULL;
+    int flag = 0;
+
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
+        if (nargs > 0 || PyTuple_GET_SIZE(kwnames) > 1 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "_iterating")) {
+            PyErr_SetString(PyExc_TypeError, "recv() takes no keyword arguments");
+            return NULL;
+        }
+        iterating = args[0];
+    }
+    else if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "recv() takes at most 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    if (iterating != NULL && (flag = PyObject_IsTrue(iterating)) < 0) {
+        return NULL;
+    }
+    return new_operation(self, PyType_GetModuleState(defining_class), OP_RECV, NULL,
+                         (char)flag);
+}
+
+PyDoc_STRVAR(connection_send_doc,
+"send($self, message, /)\n--\n\n"
+"Send a message (awaitable): str as text, bytes-like as binary, an iterable\n"
+"or async iterable of them as a fragmented message.");
+
+static PyObject *
+connection_send(ConnectionObject *self, PyTypeObject *defining_class, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+
+    if (nargs + nkw != 1 ||
+        (nkw == 1 && (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
+                      PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                                       "message")))) {
+        PyErr_SetString(PyExc_TypeError, "send() takes exactly one argument: message");
+        return NULL;
+    }
+    return new_operation(self, PyType_GetModuleState(defining_class), OP_SEND, args[0], 0);
+}
+
+static PyObject *
+connection_anext(PyObject *self)
+{
+    PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    /* recv() ends the iteration itself on a normal closure: one operation per message. */
+    return new_operation((ConnectionObject *)self, PyModule_GetState(module), OP_RECV, NULL, 1);
+}
+
 /* The methods subclasses implement: these raise NotImplementedError. */
 
 static PyObject *
@@ -291,6 +1070,11 @@ connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->protocol);
     Py_VISIT(self->waiter);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->messages);
+    Py_VISIT(self->pending_error);
+    Py_VISIT(self->fragmenting);
     return 0;
 }
 
@@ -299,6 +1083,11 @@ connection_clear(ConnectionObject *self)
 {
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->waiter);
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->messages);
+    Py_CLEAR(self->pending_error);
+    Py_CLEAR(self->fragmenting);
     return 0;
 }
 
@@ -315,6 +1104,10 @@ connection_dealloc(ConnectionObject *self)
 }
 
 static PyMethodDef connection_methods[] = {
+    {"recv", (PyCFunction)(void (*)(void))connection_recv,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_recv_doc},
+    {"send", (PyCFunction)(void (*)(void))connection_send,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_send_doc},
     {"buffer_updated", (PyCFunction)(void (*)(void))connection_buffer_updated,
      METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_buffer_updated_doc},
     {"_receive_handshake", (PyCFunction)(void (*)(void))connection_receive_handshake,
@@ -335,6 +1128,19 @@ static PyMemberDef connection_members[] = {
      "The future of the coroutine blocked in recv(), or None."},
     {"_handshaking", Py_T_BOOL, offsetof(ConnectionObject, handshaking), 0,
      "Whether received bytes belong to the opening handshake."},
+    {"loop", Py_T_OBJECT_EX, offsetof(ConnectionObject, loop), 0, "The event loop."},
+    {"transport", Py_T_OBJECT_EX, offsetof(ConnectionObject, transport), 0,
+     "The asyncio transport."},
+    {"_messages", Py_T_OBJECT_EX, offsetof(ConnectionObject, messages), 0,
+     "A deque of the messages nobody read yet, or None."},
+    {"_pending_error", Py_T_OBJECT_EX, offsetof(ConnectionObject, pending_error), 0,
+     "The ProtocolError to fail the connection on, or None."},
+    {"_fragmenting", Py_T_OBJECT_EX, offsetof(ConnectionObject, fragmenting), 0,
+     "A future while a fragmented message is being sent, or None."},
+    {"_reading_paused", Py_T_BOOL, offsetof(ConnectionObject, reading_paused), 0,
+     "Whether a full queue paused reading."},
+    {"_write_paused", Py_T_BOOL, offsetof(ConnectionObject, write_paused), 0,
+     "Whether the transport's write buffer is over the limit."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -351,6 +1157,7 @@ static PyType_Slot connection_slots[] = {
     {Py_tp_dealloc, (void *)connection_dealloc},
     {Py_tp_methods, connection_methods},
     {Py_tp_members, connection_members},
+    {Py_am_anext, (void *)connection_anext},
     {0, NULL},
 };
 
@@ -368,12 +1175,38 @@ static PyType_Spec connection_spec = {
 #define STATE_STRINGS(st) \
     &(st)->str_buffer_updated, &(st)->str_data_to_send, &(st)->str_out, &(st)->str_done, \
     &(st)->str_set_result, &(st)->str_receive_handshake, &(st)->str_enqueue, \
-    &(st)->str_on_event, &(st)->str_write_all
+    &(st)->str_on_event, &(st)->str_write_all, &(st)->str_state, &(st)->str_sending, \
+    &(st)->str_deflate, &(st)->str_side, &(st)->str_reading, &(st)->str_write, \
+    &(st)->str_writelines, &(st)->str_popleft, &(st)->str_create_future, \
+    &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, \
+    &(st)->str_throw, &(st)->str_close
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
-    "_receive_handshake", "_enqueue", "_on_event", "_write_all",
+    "_receive_handshake", "_enqueue", "_on_event", "_write_all", "state", "_sending",
+    "deflate", "side", "_reading", "write", "writelines", "popleft", "create_future",
+    "_recv_in_python", "_send_in_python", "_drain", "throw", "close",
 };
+
+/* The object of portside that the fast paths compare with: a new reference. */
+static PyObject *
+import_from(const char *module_name, const char *name)
+{
+    PyObject *module = PyImport_ImportModule(module_name), *value;
+    if (module == NULL) {
+        return NULL;
+    }
+    value = PyObject_GetAttrString(module, name);
+    Py_DECREF(module);
+    return value;
+}
+
+/* The objects of the state, besides the strings. */
+#define STATE_OBJECTS(st) \
+    &(st)->open_state, &(st)->server_side, &(st)->closed_ok, \
+    (PyObject **)&(st)->operation_type
+
+#define OBJECT_COUNT 4
 
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
 
@@ -382,7 +1215,7 @@ speedups_exec(PyObject *module)
 {
     speedups_state *st = PyModule_GetState(module);
     PyObject **strings[] = {STATE_STRINGS(st)};
-    PyObject *type;
+    PyObject *type, *threshold;
     int rc;
 
     Py_BUILD_ASSERT(sizeof(strings) / sizeof(strings[0]) == STATE_COUNT);
@@ -390,6 +1223,22 @@ speedups_exec(PyObject *module)
         if ((*strings[i] = PyUnicode_InternFromString(state_names[i])) == NULL) {
             return -1;
         }
+    }
+    if ((st->open_state = import_from("portside.protocol.state", "OPEN")) == NULL ||
+        (st->server_side = import_from("portside.protocol.connection", "SERVER")) == NULL ||
+        (st->closed_ok = import_from("portside.exceptions", "ConnectionClosedOK")) == NULL ||
+        (threshold = import_from("portside.protocol.connection", "_COPY_THRESHOLD")) == NULL) {
+        return -1;
+    }
+    st->copy_threshold = PyLong_AsSsize_t(threshold);
+    Py_DECREF(threshold);
+    if (st->copy_threshold == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    st->operation_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &operation_spec, NULL);
+    if (st->operation_type == NULL ||
+        PyModule_AddObjectRef(module, "Operation", (PyObject *)st->operation_type) < 0) {
+        return -1;
     }
     if ((type = PyType_FromModuleAndSpec(module, &connection_spec, NULL)) == NULL) {
         return -1;
@@ -404,8 +1253,12 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
 {
     speedups_state *st = PyModule_GetState(module);
     PyObject **strings[] = {STATE_STRINGS(st)};
+    PyObject **objects[] = {STATE_OBJECTS(st)};
     for (size_t i = 0; i < STATE_COUNT; i++) {
         Py_VISIT(*strings[i]);
+    }
+    for (size_t i = 0; i < OBJECT_COUNT; i++) {
+        Py_VISIT(*objects[i]);
     }
     return 0;
 }
@@ -415,8 +1268,12 @@ speedups_clear(PyObject *module)
 {
     speedups_state *st = PyModule_GetState(module);
     PyObject **strings[] = {STATE_STRINGS(st)};
+    PyObject **objects[] = {STATE_OBJECTS(st)};
     for (size_t i = 0; i < STATE_COUNT; i++) {
         Py_CLEAR(*strings[i]);
+    }
+    for (size_t i = 0; i < OBJECT_COUNT; i++) {
+        Py_CLEAR(*objects[i]);
     }
     return 0;
 }

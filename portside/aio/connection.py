@@ -42,7 +42,7 @@ from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import CLOSED, CONNECTING, OPEN, State
-from .speedups import ConnectionBase
+from .speedups import IMPLEMENTATION, ConnectionBase
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocol.http11 import Request, Response
@@ -243,10 +243,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def __aiter__(self) -> AsyncIterator[Data]:
         return self
 
-    def __anext__(self) -> Coroutine[Any, Any, Data]:
-        # recv() itself ends the iteration on a normal closure: one coroutine
-        # per message instead of two.
-        return self.recv(True)
+    if TYPE_CHECKING:  # pragma: no cover - ConnectionBase's, C or Python
+
+        def __anext__(self) -> Coroutine[Any, Any, Data]: ...
 
     # asyncio.BufferedProtocol
 
@@ -523,6 +522,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._drain_waiters = []
         self._drain_waiters.append(waiter)
         await waiter
+
+    if IMPLEMENTATION == "c":  # pragma: no cover - depends on the build
+        # The C accelerator's recv() and send() handle the common cases without
+        # a Python frame and call these for the rest; they behave the same.
+        _recv_in_python = recv
+        _send_in_python = send
+        recv = ConnectionBase.recv  # type: ignore[attr-defined]
+        send = ConnectionBase.send  # type: ignore[attr-defined]
 
     # Control frames.
 

@@ -3,11 +3,17 @@
 ``PORTSIDE_NO_SPEEDUPS=1`` selects the pure-Python implementation, as for
 :mod:`portside.protocol.speedups`.
 
+The C ``ConnectionBase`` also brings ``recv()``, ``send()`` and ``__anext__()``:
+they return an ``Operation``, a coroutine written in C that handles the common
+cases itself and runs the Python methods for the rest.
+
 Attributes:
     IMPLEMENTATION: ``"c"`` or ``"python"``, whichever was loaded.
 """
 
 from __future__ import annotations
+
+import collections.abc
 
 from ..protocol.speedups import WANTED
 from ._pyspeedups import ConnectionBase
@@ -25,3 +31,5 @@ if WANTED:
         # The C twin of the same class; type checkers see the Python one.
         ConnectionBase = _speedups.ConnectionBase  # type: ignore[misc]
         IMPLEMENTATION = "c"
+        # So that asyncio.create_task() and asyncio.iscoroutine() take it.
+        collections.abc.Coroutine.register(_speedups.Operation)

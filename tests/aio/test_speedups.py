@@ -150,7 +150,18 @@ def new_connection(base: type[Any], events: Any = None, out: list[bytes] | None 
 
 
 def test_members_match_the_twin() -> None:
-    assert sorted(PY_BASE.__slots__) == ["_handshaking", "_waiter", "protocol"]
+    assert sorted(PY_BASE.__slots__) == [
+        "_fragmenting",
+        "_handshaking",
+        "_messages",
+        "_pending_error",
+        "_reading_paused",
+        "_waiter",
+        "_write_paused",
+        "loop",
+        "protocol",
+        "transport",
+    ]
     if C_BASE is not None:
         members = {
             name

@@ -1,0 +1,271 @@
+"""recv() and send() as coroutines, stepped by hand and by asyncio.
+
+With the C accelerator they return an ``Operation`` (portside/aio/_speedups.c),
+without it Python coroutines; the suite runs both ways and these tests hold for
+both, so the two behave alike wherever a caller can tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import pytest
+
+import portside
+from portside.aio.speedups import IMPLEMENTATION
+from tests.aio.helpers import RawClient, running, url
+from tests.framing import client_frame
+
+needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
+
+
+@asynccontextmanager
+async def pair(**kwargs: Any) -> AsyncIterator[tuple[portside.ServerConnection, Any]]:
+    """A server connection whose handler waits, and the client connected to it."""
+    opened: asyncio.Future[portside.ServerConnection] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        opened.set_result(ws)
+        await done.wait()
+
+    async with running(handler, **kwargs) as server, portside.connect(url(server)) as client:
+        try:
+            yield await opened, client
+        finally:
+            done.set()
+
+
+def forget(operation: Coroutine[Any, Any, Any]) -> None:
+    """Drop the last reference to an operation never awaited."""
+    del operation
+    gc.collect()
+
+
+def step(operation: Coroutine[Any, Any, Any]) -> Any:
+    """Step once; return what it awaits, or raise StopIteration with its result."""
+    return operation.send(None)
+
+
+async def test_operations_are_coroutines_for_asyncio() -> None:
+    async with pair() as (server_ws, client):
+        operation = server_ws.send("task")
+        assert asyncio.iscoroutine(operation)
+        await asyncio.create_task(operation)
+        received = asyncio.create_task(client.recv())
+        assert await received == "task"
+        await server_ws.send(message="keyword")
+        assert await asyncio.wait_for(client.recv(), 10) == "keyword"
+
+
+async def test_recv_returns_a_queued_message_without_suspending() -> None:
+    async def handler(ws: portside.ServerConnection) -> None:
+        first = await ws.recv()
+        # The three frames came in one write, so the other two wait in the queue.
+        operation = ws.recv()
+        with pytest.raises(StopIteration) as info:
+            step(operation)
+        await ws.send(f"{first!s} {info.value.value!s} {await ws.recv()!s}")
+
+    async with running(handler) as server:
+        raw = await RawClient.connect(server)
+        raw.send(b"".join(client_frame(1, text.encode()) for text in ("a", "b", "c")))
+        assert await raw.reader.readexactly(7) == b"\x81\x05a b c"
+        await raw.close()
+
+
+async def test_recv_waits_on_a_future_then_returns() -> None:
+    async with pair() as (server_ws, client):
+        operation = client.recv()
+        future = step(operation)
+        assert isinstance(future, asyncio.Future)
+        assert client._waiter is future
+        await server_ws.send("late")
+        # Stepping by hand left the future marked as awaited by a task.
+        future._asyncio_future_blocking = False
+        await future
+        with pytest.raises(StopIteration) as info:
+            step(operation)
+        assert info.value.value == "late"
+        assert client._waiter is None
+
+
+async def test_exception_thrown_into_a_waiting_recv() -> None:
+    async with pair() as (server_ws, client):
+        operation = client.recv()
+        step(operation)
+        with pytest.raises(KeyError, match="thrown"):
+            operation.throw(KeyError("thrown"))
+        assert client._waiter is None
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            step(operation)
+        # The message for the abandoned recv() is kept for the next one.
+        await server_ws.send("kept")
+        assert await client.recv() == "kept"
+
+
+async def test_closing_a_waiting_recv() -> None:
+    async with pair() as (server_ws, client):
+        operation = client.recv()
+        step(operation)
+        operation.close()
+        assert client._waiter is None
+        operation.close()  # again: nothing to do
+        await server_ws.send("kept")
+        assert await client.recv() == "kept"
+
+
+async def test_coroutine_rules() -> None:
+    async with pair() as (server_ws, client):
+        operation = server_ws.send("x")
+        with pytest.raises(TypeError, match="non-None value"):
+            operation.send(1)
+        with pytest.raises(StopIteration):
+            step(operation)
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            step(operation)
+        assert await client.recv() == "x"
+
+        never_started = server_ws.send("never")
+        with pytest.raises(ValueError, match="into a new one"):
+            never_started.throw(ValueError("into a new one"))
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            step(never_started)
+
+        closed_first = server_ws.recv()
+        closed_first.close()
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            step(closed_first)
+
+
+async def test_unawaited_operations_warn_as_coroutines_do() -> None:
+    async with pair() as (server_ws, client):
+        with pytest.warns(RuntimeWarning, match="'Connection.send' was never awaited"):
+            forget(server_ws.send("lost"))
+        with pytest.warns(RuntimeWarning, match="'Connection.recv' was never awaited"):
+            forget(client.recv())
+        # Nothing was sent.
+        await server_ws.send("after")
+        assert await client.recv() == "after"
+
+
+async def test_throw_forms() -> None:
+    async with pair() as (_, client):
+        for args, expected in [
+            ((KeyError,), KeyError),
+            ((KeyError, "value"), KeyError),
+            ((KeyError, KeyError("instance")), KeyError),
+        ]:
+            operation = client.recv()
+            step(operation)
+            with pytest.raises(expected):
+                operation.throw(*args)
+            assert client._waiter is None
+        operation = client.recv()
+        step(operation)
+        with pytest.raises(TypeError):
+            operation.throw(KeyError("instance"), "value")
+        with pytest.raises(TypeError):
+            operation.throw("not an exception")
+        operation.close()
+
+
+async def test_cancelling_a_fragmented_send_fails_the_connection() -> None:
+    sent_first = asyncio.Event()
+    never = asyncio.Event()
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "first"
+        sent_first.set()
+        await never.wait()
+        yield "never"  # pragma: no cover - cancelled above
+
+    async with pair() as (server_ws, client):
+        sending = asyncio.create_task(server_ws.send(fragments()))
+        await sent_first.wait()
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            await client.recv()
+        assert info.value.code == 1011
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "",
+        "ascii",
+        "é non-ASCII",
+        "a" * 125,
+        "a" * 126,
+        "a" * 5000,
+        "☕" * 5000,
+        b"",
+        b"\x00" * 125,
+        b"\x01" * 126,
+        b"\x02" * 65535,
+        b"\x03" * 65536,
+        bytearray(b"bytearray"),
+        memoryview(b"memoryview"),
+    ],
+    ids=lambda message: f"{type(message).__name__}-{len(message)}",
+)
+async def test_server_frames_every_size_and_type(message: Any) -> None:
+    async def handler(ws: portside.ServerConnection) -> None:
+        await ws.send(message)
+
+    expected = message.encode() if isinstance(message, str) else bytes(message)
+    size = len(expected)
+    # RFC 6455 5.2: FIN and the opcode, then the length in 7, 7+16 or 7+64 bits.
+    first = b"\x81" if isinstance(message, str) else b"\x82"
+    if size < 126:
+        header = first + bytes([size])
+    elif size < 65536:
+        header = first + b"\x7e" + size.to_bytes(2, "big")
+    else:
+        header = first + b"\x7f" + size.to_bytes(8, "big")
+    async with running(handler) as server:
+        raw = await RawClient.connect(server)
+        assert await raw.reader.readexactly(len(header) + size) == header + expected
+        await raw.close()
+
+
+async def test_send_and_recv_argument_errors() -> None:
+    async with pair() as (server_ws, client):
+        send = cast(Callable[..., Awaitable[None]], server_ws.send)
+        with pytest.raises(TypeError):
+            send()
+        with pytest.raises(TypeError):
+            send("a", "b")
+        with pytest.raises(TypeError):
+            send(other="a")
+        with pytest.raises(TypeError):
+            await server_ws.send(cast(Any, 42))
+        await server_ws.send("still open")
+        assert await client.recv() == "still open"
+
+
+@needs_c
+async def test_operation_names() -> None:
+    async with pair() as (server_ws, client):
+        operation: Any = server_ws.send("named")
+        assert operation.__name__ == "send"
+        assert operation.__qualname__ == "Connection.send"
+        assert "Connection.send" in repr(operation)
+        assert operation.cr_running is False
+        await operation
+        operation = client.recv()
+        assert operation.__qualname__ == "Connection.recv"
+        assert await operation == "named"
+        recv = cast(Callable[..., Any], client.recv)
+        with pytest.raises(TypeError):
+            recv(True, False)
+        with pytest.raises(TypeError):
+            recv(other=True)
+        iterating = recv(_iterating=True)
+        iterating.close()
