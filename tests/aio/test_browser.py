@@ -71,6 +71,9 @@ async def test_browser_exchanges_messages_with_compression() -> None:
                 f"http://127.0.0.1:{port}/page",
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                # Its temporary files go in the profile, removed with it: killed,
+                # Chromium cannot remove them itself.
+                env={**os.environ, "TMPDIR": profile},
                 start_new_session=True,  # its own process group, killed whole
             )
             try:
