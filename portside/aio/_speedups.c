@@ -45,7 +45,8 @@ typedef struct {
     PyObject *str_write;          /* transport.write(frame) */
     PyObject *str_writelines;     /* transport.writelines(frames) */
     PyObject *str_popleft;        /* connection._messages.popleft() */
-    PyObject *str_create_future;  /* loop.create_future() */
+    PyObject *str_call_soon;      /* loop.call_soon(callback, waiter, context=context) */
+    PyObject *str_context;        /* its keyword */
     PyObject *str_recv_in_python; /* the Python recv() that a fast path falls back on */
     PyObject *str_send_in_python; /* the Python send() that a fast path falls back on */
     PyObject *str_drain;          /* connection._drain() */
@@ -56,7 +57,11 @@ typedef struct {
     PyObject *server_side;        /* portside.protocol.connection.SERVER */
     PyObject *closed_ok;          /* portside.exceptions.ConnectionClosedOK */
     Py_ssize_t copy_threshold;    /* portside.protocol.connection._COPY_THRESHOLD */
+    PyObject *cancelled_error;    /* asyncio.CancelledError */
+    PyObject *invalid_state_error; /* asyncio.InvalidStateError */
+    PyObject *context_kwnames;    /* ("context",) */
     PyTypeObject *operation_type; /* Operation, below */
+    PyTypeObject *waiter_type;    /* Waiter, below */
 } speedups_state;
 
 static struct PyModuleDef speedups_module;
@@ -112,9 +117,542 @@ call_method_void(PyObject *name, PyObject *obj, PyObject *a, PyObject *b, size_t
     return 0;
 }
 
+static void set_stop_iteration(PyObject *value);
+
+/*
+ * Waiter: the future a C recv() waits on, in connection._waiter.
+ *
+ * It is what asyncio calls a Future-compatible object (asyncio.isfuture() is
+ * true of it; a Task waits on it through add_done_callback()), with one
+ * difference from asyncio.Future: when buffer_updated() hands it a message, it
+ * runs the waiting task's wakeup there and then, instead of scheduling it with
+ * loop.call_soon() for the next turn of the loop. The task resumes exactly as it
+ * would have, one loop iteration sooner and without the scheduling (which costs
+ * more than the rest of the delivery on asyncio's own loop). When that cannot be
+ * done (a task is running already, as when bytes that came with the handshake
+ * are fed from one), and for everything else -- set_result(), set_exception(),
+ * cancel(), callbacks added when done -- callbacks are scheduled as a Future
+ * schedules them.
+ */
+
+enum { WAITER_PENDING, WAITER_CANCELLED, WAITER_FINISHED };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *result;         /* once finished without exception */
+    PyObject *exception;      /* once finished with one */
+    PyObject *callback;       /* the first done callback (a task's wakeup), or NULL */
+    PyObject *context;        /* its context */
+    PyObject *more;           /* further (callback, context) tuples: a list, or NULL */
+    PyObject *cancel_message; /* cancel(msg)'s msg, or NULL */
+    char state;
+    char blocking;            /* _asyncio_future_blocking */
+} WaiterObject;
+
+static PyObject *
+new_waiter(speedups_state *st, PyObject *loop)
+{
+    WaiterObject *w = PyObject_GC_New(WaiterObject, st->waiter_type);
+    if (w == NULL) {
+        return NULL;
+    }
+    w->loop = Py_NewRef(loop);
+    w->result = NULL;
+    w->exception = NULL;
+    w->callback = NULL;
+    w->context = NULL;
+    w->more = NULL;
+    w->cancel_message = NULL;
+    w->state = WAITER_PENDING;
+    w->blocking = 0;
+    PyObject_GC_Track(w);
+    return (PyObject *)w;
+}
+
+/* loop.call_soon(callback, waiter, context=context): 0, or -1 on error. */
+static int
+schedule_callback(speedups_state *st, WaiterObject *w, PyObject *callback, PyObject *context)
+{
+    /* A free slot first, then self and the arguments, then the keyword's value. */
+    PyObject *call[5] = {NULL, w->loop, callback, (PyObject *)w, context};
+    PyObject *result = PyObject_VectorcallMethod(
+        st->str_call_soon, call + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, st->context_kwnames);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* Schedule every done callback, as a Future does when it finishes. */
+static int
+schedule_callbacks(speedups_state *st, WaiterObject *w)
+{
+    PyObject *callback = w->callback, *context = w->context, *more = w->more;
+    int rc = 0;
+
+    w->callback = w->context = w->more = NULL;
+    if (callback != NULL) {
+        rc = schedule_callback(st, w, callback, context);
+        Py_DECREF(callback);
+        Py_DECREF(context);
+    }
+    if (more != NULL) {
+        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(more); i++) {
+            PyObject *pair = PyList_GET_ITEM(more, i);
+            rc = schedule_callback(st, w, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+        }
+        Py_DECREF(more);
+    }
+    return rc;
+}
+
+/*
+ * Run the done callbacks of a waiter that buffer_updated() finished: the waiting
+ * task's wakeup at once, when it is the only callback. 0, or -1 on error.
+ */
+static int
+waiter_wake(speedups_state *st, WaiterObject *w)
+{
+    PyObject *callback, *context, *result;
+
+    if (w->callback == NULL || w->more != NULL) {
+        return schedule_callbacks(st, w);
+    }
+    callback = w->callback;
+    context = w->context;
+    w->callback = w->context = NULL;
+    result = NULL;
+    if (PyContext_Enter(context) == 0) {
+        result = PyObject_CallOneArg(callback, (PyObject *)w);
+        if (PyContext_Exit(context) < 0) {
+            Py_CLEAR(result);
+        }
+    }
+    if (result == NULL && PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        /* A task's step lets only two kinds of exception out: BaseExceptions
+           that are not Exceptions (KeyboardInterrupt, SystemExit), which must go
+           on up as they would from the loop, and this RuntimeError, raised
+           before the task ran: "Cannot enter into task ... while another task
+           ... is being executed" (as when bytes that came with the handshake are
+           fed from a task), or a context already entered. The next turn of the
+           loop will do. */
+        PyErr_Clear();
+        result = schedule_callback(st, w, callback, context) < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    Py_DECREF(callback);
+    Py_DECREF(context);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+static PyObject *
+invalid_state(speedups_state *st, const char *message)
+{
+    PyErr_SetString(st->invalid_state_error, message);
+    return NULL;
+}
+
+/* Raise the CancelledError of a cancelled waiter. */
+static PyObject *
+raise_cancelled(speedups_state *st, WaiterObject *w)
+{
+    PyObject *exc = w->cancel_message == NULL
+                        ? PyObject_CallNoArgs(st->cancelled_error)
+                        : PyObject_CallOneArg(st->cancelled_error, w->cancel_message);
+    if (exc != NULL) {
+        PyErr_SetObject(st->cancelled_error, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* The result, or NULL with the exception raised: result()'s and an await's. */
+static PyObject *
+waiter_outcome(speedups_state *st, WaiterObject *w)
+{
+    if (w->state == WAITER_CANCELLED) {
+        return raise_cancelled(st, w);
+    }
+    if (w->state == WAITER_PENDING) {
+        return invalid_state(st, "Result is not set.");
+    }
+    if (w->exception != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(w->exception), w->exception);
+        return NULL;
+    }
+    return Py_NewRef(w->result);
+}
+
+static PyObject *
+waiter_result(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return waiter_outcome(PyType_GetModuleState(Py_TYPE(self)), (WaiterObject *)self);
+}
+
+static PyObject *
+waiter_exception(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    WaiterObject *w = (WaiterObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (w->state == WAITER_CANCELLED) {
+        return raise_cancelled(st, w);
+    }
+    if (w->state == WAITER_PENDING) {
+        return invalid_state(st, "Exception is not set.");
+    }
+    return Py_NewRef(w->exception != NULL ? w->exception : Py_None);
+}
+
+static PyObject *
+waiter_done(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(((WaiterObject *)self)->state != WAITER_PENDING);
+}
+
+static PyObject *
+waiter_cancelled(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(((WaiterObject *)self)->state == WAITER_CANCELLED);
+}
+
+static PyObject *
+waiter_get_loop(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(((WaiterObject *)self)->loop);
+}
+
+static PyObject *
+waiter_set_result(PyObject *self, PyObject *result)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (w->state != WAITER_PENDING) {
+        return invalid_state(st, "invalid state");
+    }
+    w->result = Py_NewRef(result);
+    w->state = WAITER_FINISHED;
+    return schedule_callbacks(st, w) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+waiter_set_exception(PyObject *self, PyObject *exception)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    PyObject *exc;
+
+    if (w->state != WAITER_PENDING) {
+        return invalid_state(st, "invalid state");
+    }
+    if (PyExceptionClass_Check(exception)) {
+        exc = PyObject_CallNoArgs(exception);
+        if (exc == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        exc = Py_NewRef(exception);
+    }
+    if (!PyExceptionInstance_Check(exc)) {
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_TypeError, "invalid exception object");
+        return NULL;
+    }
+    if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
+        Py_DECREF(exc);
+        PyErr_SetString(PyExc_TypeError,
+                        "StopIteration interacts badly with generators and cannot be raised "
+                        "into a Future");
+        return NULL;
+    }
+    w->exception = exc;
+    w->state = WAITER_FINISHED;
+    return schedule_callbacks(st, w) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+waiter_cancel(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *message = Py_None;
+
+    /* cancel(msg=None) */
+    if (nargs + nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "msg"))) {
+        PyErr_SetString(PyExc_TypeError, "cancel() takes one optional argument: msg");
+        return NULL;
+    }
+    if (nargs + nkw == 1) {
+        message = args[0];
+    }
+    if (w->state != WAITER_PENDING) {
+        Py_RETURN_FALSE;
+    }
+    w->state = WAITER_CANCELLED;
+    w->cancel_message = message == Py_None ? NULL : Py_NewRef(message);
+    return schedule_callbacks(st, w) < 0 ? NULL : Py_NewRef(Py_True);
+}
+
+static PyObject *
+waiter_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *callback, *context = Py_None, *pair;
+    int rc;
+
+    /* add_done_callback(fn, /, *, context=None) */
+    if (nargs != 1 || nkw > 1 ||
+        (nkw == 1 &&
+         PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context"))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add_done_callback() takes a callback and an optional context=");
+        return NULL;
+    }
+    callback = args[0];
+    if (nkw == 1) {
+        context = args[1];
+    }
+    context = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
+    if (context == NULL) {
+        return NULL;
+    }
+    if (w->state != WAITER_PENDING) {
+        rc = schedule_callback(st, w, callback, context);
+        Py_DECREF(context);
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    if (w->callback == NULL && w->more == NULL) {
+        w->callback = Py_NewRef(callback);
+        w->context = context;
+        Py_RETURN_NONE;
+    }
+    if (w->more == NULL && (w->more = PyList_New(0)) == NULL) {
+        Py_DECREF(context);
+        return NULL;
+    }
+    pair = PyTuple_Pack(2, callback, context);
+    Py_DECREF(context);
+    if (pair == NULL) {
+        return NULL;
+    }
+    rc = PyList_Append(w->more, pair);
+    Py_DECREF(pair);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *
+waiter_remove_done_callback(PyObject *self, PyObject *callback)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    Py_ssize_t removed = 0;
+    PyObject *kept;
+    int equal;
+
+    if (w->callback != NULL) {
+        if ((equal = PyObject_RichCompareBool(w->callback, callback, Py_EQ)) < 0) {
+            return NULL;
+        }
+        if (equal) {
+            Py_CLEAR(w->callback);
+            Py_CLEAR(w->context);
+            removed++;
+        }
+    }
+    if (w->more != NULL) {
+        if ((kept = PyList_New(0)) == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(w->more); i++) {
+            PyObject *pair = PyList_GET_ITEM(w->more, i);
+            equal = PyObject_RichCompareBool(PyTuple_GET_ITEM(pair, 0), callback, Py_EQ);
+            if (equal < 0 || (!equal && PyList_Append(kept, pair) < 0)) {
+                Py_DECREF(kept);
+                return NULL;
+            }
+            removed += equal;
+        }
+        Py_SETREF(w->more, kept);
+    }
+    return PyLong_FromSsize_t(removed);
+}
+
+/* Awaiting a waiter, as awaiting a Future: yield it until it is done. */
+static PySendResult
+waiter_am_send(PyObject *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    WaiterObject *w = (WaiterObject *)self;
+    if (w->state == WAITER_PENDING) {
+        if (!w->blocking) {
+            w->blocking = 1;
+            *result = Py_NewRef(self);
+            return PYGEN_NEXT;
+        }
+        PyErr_SetString(PyExc_RuntimeError, "await wasn't used with future");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    *result = waiter_outcome(PyType_GetModuleState(Py_TYPE(self)), w);
+    return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+}
+
+static PyObject *
+waiter_iternext(PyObject *self)
+{
+    PyObject *result;
+    switch (waiter_am_send(self, Py_None, &result)) {
+    case PYGEN_NEXT:
+        return result;
+    case PYGEN_RETURN:
+        if (result != Py_None) {
+            set_stop_iteration(result);
+        }
+        Py_DECREF(result);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static PyObject *
+waiter_await(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+waiter_get_blocking(WaiterObject *w, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(w->blocking);
+}
+
+static int
+waiter_set_blocking(WaiterObject *w, PyObject *value, void *Py_UNUSED(closure))
+{
+    int truth;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete attribute");
+        return -1;
+    }
+    if ((truth = PyObject_IsTrue(value)) < 0) {
+        return -1;
+    }
+    w->blocking = (char)truth;
+    return 0;
+}
+
+static PyObject *
+waiter_get_loop_attribute(WaiterObject *w, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(w->loop);
+}
+
+static PyObject *
+waiter_repr(WaiterObject *w)
+{
+    static const char *const states[] = {"pending", "cancelled", "finished"};
+    return PyUnicode_FromFormat("<portside Waiter %s>", states[(int)w->state]);
+}
+
+static int
+waiter_traverse(WaiterObject *w, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(w));
+    Py_VISIT(w->loop);
+    Py_VISIT(w->result);
+    Py_VISIT(w->exception);
+    Py_VISIT(w->callback);
+    Py_VISIT(w->context);
+    Py_VISIT(w->more);
+    Py_VISIT(w->cancel_message);
+    return 0;
+}
+
+static int
+waiter_clear(WaiterObject *w)
+{
+    Py_CLEAR(w->loop);
+    Py_CLEAR(w->result);
+    Py_CLEAR(w->exception);
+    Py_CLEAR(w->callback);
+    Py_CLEAR(w->context);
+    Py_CLEAR(w->more);
+    Py_CLEAR(w->cancel_message);
+    return 0;
+}
+
+static void
+waiter_dealloc(WaiterObject *w)
+{
+    PyTypeObject *tp = Py_TYPE(w);
+    PyObject_GC_UnTrack(w);
+    waiter_clear(w);
+    tp->tp_free((PyObject *)w);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef waiter_methods[] = {
+    {"result", waiter_result, METH_NOARGS, "The message; raise if cancelled or failed."},
+    {"exception", waiter_exception, METH_NOARGS, "The exception set, or None."},
+    {"done", waiter_done, METH_NOARGS, "Whether the waiter is finished or cancelled."},
+    {"cancelled", waiter_cancelled, METH_NOARGS, "Whether the waiter was cancelled."},
+    {"get_loop", waiter_get_loop, METH_NOARGS, "The event loop."},
+    {"set_result", waiter_set_result, METH_O, "Finish with a result."},
+    {"set_exception", waiter_set_exception, METH_O, "Finish with an exception."},
+    {"cancel", (PyCFunction)(void (*)(void))waiter_cancel, METH_FASTCALL | METH_KEYWORDS,
+     "cancel(msg=None) -> whether it was pending."},
+    {"add_done_callback", (PyCFunction)(void (*)(void))waiter_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, "add_done_callback(fn, *, context=None)"},
+    {"remove_done_callback", waiter_remove_done_callback, METH_O,
+     "remove_done_callback(fn) -> how many were removed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef waiter_getset[] = {
+    {"_asyncio_future_blocking", (getter)waiter_get_blocking, (setter)waiter_set_blocking,
+     NULL, NULL},
+    {"_loop", (getter)waiter_get_loop_attribute, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(waiter_doc,
+"The future a C recv() waits on; it resumes its task as soon as a message comes.");
+
+static PyType_Slot waiter_slots[] = {
+    {Py_tp_doc, (void *)waiter_doc},
+    {Py_tp_repr, (void *)waiter_repr},
+    {Py_tp_traverse, (void *)waiter_traverse},
+    {Py_tp_clear, (void *)waiter_clear},
+    {Py_tp_dealloc, (void *)waiter_dealloc},
+    {Py_tp_iternext, (void *)waiter_iternext},
+    {Py_tp_methods, waiter_methods},
+    {Py_tp_getset, waiter_getset},
+    {Py_am_await, (void *)waiter_await},
+    {Py_am_send, (void *)waiter_am_send},
+    {0, NULL},
+};
+
+static PyType_Spec waiter_spec = {
+    .name = "portside.aio._speedups.Waiter",
+    .basicsize = sizeof(WaiterObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = waiter_slots,
+};
+
 /* Hand a message to the waiting coroutine, else to self._enqueue(). */
 static int
-deliver_message(ConnectionObject *self, speedups_state *st, PyObject *message)
+deliver_message(ConnectionObject *self, speedups_state *st, PyObject *message,
+                PyObject **wakeup)
 {
     PyObject *waiter, *done;
     int is_done;
@@ -127,6 +665,20 @@ deliver_message(ConnectionObject *self, speedups_state *st, PyObject *message)
         /* Take the waiter's reference: it leaves self._waiter. */
         waiter = self->waiter;
         self->waiter = Py_NewRef(Py_None);
+        if (Py_TYPE(waiter) == st->waiter_type) {
+            /* A C recv()'s, unless it was cancelled: finish it now, and wake its
+               task once every event of this read is handled, as the task would
+               find them if it were woken on the next turn of the loop. */
+            if (((WaiterObject *)waiter)->state == WAITER_PENDING) {
+                ((WaiterObject *)waiter)->result = Py_NewRef(message);
+                ((WaiterObject *)waiter)->state = WAITER_FINISHED;
+                assert(*wakeup == NULL); /* _waiter is None until the task runs */
+                *wakeup = waiter;
+                return 0;
+            }
+            Py_DECREF(waiter);
+            return call_method_void(st->str_enqueue, (PyObject *)self, message, NULL, 1);
+        }
         done = call_method(st->str_done, waiter, NULL, NULL, 0);
         if (done == NULL) {
             Py_DECREF(waiter);
@@ -151,13 +703,14 @@ deliver_message(ConnectionObject *self, speedups_state *st, PyObject *message)
 
 /* Hand one event to the waiter, _enqueue() or _on_event(). */
 static int
-handle_event(ConnectionObject *self, speedups_state *st, PyObject *event, PyObject *events)
+handle_event(ConnectionObject *self, speedups_state *st, PyObject *event, PyObject *events,
+             PyObject **wakeup)
 {
     Py_ssize_t count;
 
     /* Exactly bytes or str, as the twin's event.__class__ checks. */
     if (PyBytes_CheckExact(event) || PyUnicode_CheckExact(event)) {
-        return deliver_message(self, st, event);
+        return deliver_message(self, st, event, wakeup);
     }
     /* Read when the event comes, as len(events) is: a callee may change it. */
     if ((count = PyObject_Size(events)) < 0) {
@@ -169,7 +722,8 @@ handle_event(ConnectionObject *self, speedups_state *st, PyObject *event, PyObje
 
 /* Hand every event to the waiter, _enqueue() or _on_event(), in order. */
 static int
-handle_events(ConnectionObject *self, speedups_state *st, PyObject *events)
+handle_events(ConnectionObject *self, speedups_state *st, PyObject *events,
+              PyObject **wakeup)
 {
     PyObject *iterator, *event;
     int rc = 0;
@@ -178,7 +732,7 @@ handle_events(ConnectionObject *self, speedups_state *st, PyObject *events)
         /* As a list iterator does, read the size again after every event. */
         for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(events); i++) {
             event = Py_NewRef(PyList_GET_ITEM(events, i));
-            rc = handle_event(self, st, event, events);
+            rc = handle_event(self, st, event, events, wakeup);
             Py_DECREF(event);
         }
         return rc;
@@ -187,7 +741,7 @@ handle_events(ConnectionObject *self, speedups_state *st, PyObject *events)
         return -1;
     }
     while (rc == 0 && (event = PyIter_Next(iterator)) != NULL) {
-        rc = handle_event(self, st, event, events);
+        rc = handle_event(self, st, event, events, wakeup);
         Py_DECREF(event);
     }
     Py_DECREF(iterator);
@@ -220,7 +774,7 @@ write_output(ConnectionObject *self, speedups_state *st, PyObject *protocol)
 static PyObject *
 connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObject *nbytes)
 {
-    PyObject *protocol, *events;
+    PyObject *protocol, *events, *wakeup = NULL, *type, *value, *traceback;
     int rc;
 
     if (self->handshaking) {
@@ -235,12 +789,26 @@ connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObj
        replace self.protocol, the output is still that of this protocol. */
     protocol = Py_NewRef(self->protocol);
     events = call_method(st->str_buffer_updated, protocol, nbytes, NULL, 1);
-    rc = events == NULL ? -1 : handle_events(self, st, events);
+    rc = events == NULL ? -1 : handle_events(self, st, events, &wakeup);
     if (rc == 0) {
         rc = write_output(self, st, protocol);
     }
     Py_XDECREF(events);
     Py_DECREF(protocol);
+    if (wakeup != NULL) {
+        if (rc == 0) {
+            rc = waiter_wake(st, (WaiterObject *)wakeup);
+        }
+        else {
+            /* Whatever failed, the task must not wait forever. */
+            PyErr_Fetch(&type, &value, &traceback);
+            if (schedule_callbacks(st, (WaiterObject *)wakeup) < 0) {
+                PyErr_WriteUnraisable(wakeup);
+            }
+            PyErr_Restore(type, value, traceback);
+        }
+        Py_DECREF(wakeup);
+    }
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
@@ -280,7 +848,7 @@ connection_buffer_updated(ConnectionObject *self, PyTypeObject *defining_class,
  * it -- and skips the Python frames on the common paths:
  *
  * - recv() with a message queued returns it at once;
- * - recv() with nothing queued waits on a future of its own in _waiter;
+ * - recv() with nothing queued waits on a Waiter of its own in _waiter;
  * - send() of bytes, or of an ASCII str, by a server on an OPEN connection
  *   without extension writes the frame itself.
  *
@@ -298,8 +866,8 @@ typedef struct {
     PyObject_HEAD
     PyObject *connection; /* the ConnectionObject */
     PyObject *message;    /* send(): the message */
-    PyObject *inner;      /* once started: the future's iterator or the coroutine it awaits */
-    PyObject *waiter;     /* recv(), waiting: the future it put in connection._waiter */
+    PyObject *inner;      /* once started: the Waiter or the Python coroutine it awaits */
+    PyObject *waiter;     /* recv(), waiting: the Waiter it put in connection._waiter */
     char kind;            /* OP_RECV or OP_SEND */
     char iterating;       /* recv() for __anext__: a normal closure ends the iteration */
     char state;           /* OP_NEW, OP_STARTED or OP_DONE */
@@ -497,8 +1065,7 @@ static int
 recv_start(OperationObject *op, speedups_state *st, PyObject **result)
 {
     ConnectionObject *conn = (ConnectionObject *)op->connection;
-    PyObject *messages = conn->messages, *future, *iterator;
-    unaryfunc await;
+    PyObject *messages = conn->messages, *waiter;
     Py_ssize_t queued;
     int reading;
 
@@ -526,23 +1093,13 @@ recv_start(OperationObject *op, speedups_state *st, PyObject **result)
     if (!reading) {
         goto python;
     }
-    if ((future = call_method(st->str_create_future, conn->loop, NULL, NULL, 0)) == NULL) {
+    if ((waiter = new_waiter(st, conn->loop)) == NULL) {
         return PYGEN_ERROR;
     }
-    await = Py_TYPE(future)->tp_as_async ? Py_TYPE(future)->tp_as_async->am_await : NULL;
-    if (await == NULL) {
-        PyErr_Format(PyExc_TypeError, "loop.create_future() returned a %.200s, not a future",
-                     Py_TYPE(future)->tp_name);
-        Py_DECREF(future);
-        return PYGEN_ERROR;
-    }
-    if ((iterator = await(future)) == NULL) {
-        Py_DECREF(future);
-        return PYGEN_ERROR;
-    }
-    Py_SETREF(conn->waiter, Py_NewRef(future));
-    op->waiter = future;
-    op->inner = iterator;
+    Py_SETREF(conn->waiter, Py_NewRef(waiter));
+    op->waiter = waiter;
+    /* Awaited as a Future is: the waiter yields itself until it is done. */
+    op->inner = Py_NewRef(waiter);
     return OP_CONTINUE;
 
 python:
@@ -771,6 +1328,13 @@ operation_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
            not started is over. */
         op->state = OP_DONE;
         raise_exception(exc);
+        return NULL;
+    }
+    if (op->waiter != NULL) {
+        /* Thrown at the await of the waiter, which lets it through, as a
+           Future does. */
+        raise_exception(exc);
+        op_finish(op, st, PYGEN_ERROR);
         return NULL;
     }
     op->running = 1;
@@ -1177,14 +1741,14 @@ static PyType_Spec connection_spec = {
     &(st)->str_set_result, &(st)->str_receive_handshake, &(st)->str_enqueue, \
     &(st)->str_on_event, &(st)->str_write_all, &(st)->str_state, &(st)->str_sending, \
     &(st)->str_deflate, &(st)->str_side, &(st)->str_reading, &(st)->str_write, \
-    &(st)->str_writelines, &(st)->str_popleft, &(st)->str_create_future, \
+    &(st)->str_writelines, &(st)->str_popleft, &(st)->str_call_soon, &(st)->str_context, \
     &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, \
     &(st)->str_throw, &(st)->str_close
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
     "_receive_handshake", "_enqueue", "_on_event", "_write_all", "state", "_sending",
-    "deflate", "side", "_reading", "write", "writelines", "popleft", "create_future",
+    "deflate", "side", "_reading", "write", "writelines", "popleft", "call_soon", "context",
     "_recv_in_python", "_send_in_python", "_drain", "throw", "close",
 };
 
@@ -1203,10 +1767,11 @@ import_from(const char *module_name, const char *name)
 
 /* The objects of the state, besides the strings. */
 #define STATE_OBJECTS(st) \
-    &(st)->open_state, &(st)->server_side, &(st)->closed_ok, \
-    (PyObject **)&(st)->operation_type
+    &(st)->open_state, &(st)->server_side, &(st)->closed_ok, &(st)->cancelled_error, \
+    &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
+    (PyObject **)&(st)->waiter_type
 
-#define OBJECT_COUNT 4
+#define OBJECT_COUNT 8
 
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
 
@@ -1233,6 +1798,16 @@ speedups_exec(PyObject *module)
     st->copy_threshold = PyLong_AsSsize_t(threshold);
     Py_DECREF(threshold);
     if (st->copy_threshold == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if ((st->cancelled_error = import_from("asyncio", "CancelledError")) == NULL ||
+        (st->invalid_state_error = import_from("asyncio", "InvalidStateError")) == NULL ||
+        (st->context_kwnames = PyTuple_Pack(1, st->str_context)) == NULL) {
+        return -1;
+    }
+    st->waiter_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &waiter_spec, NULL);
+    if (st->waiter_type == NULL ||
+        PyModule_AddObjectRef(module, "Waiter", (PyObject *)st->waiter_type) < 0) {
         return -1;
     }
     st->operation_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &operation_spec, NULL);

@@ -18,7 +18,7 @@ import pytest
 import portside
 from portside.aio.speedups import IMPLEMENTATION
 from tests.aio.helpers import RawClient, running, url
-from tests.framing import client_frame
+from tests.framing import client_frame, server_frame
 
 needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
 
@@ -82,7 +82,7 @@ async def test_recv_waits_on_a_future_then_returns() -> None:
     async with pair() as (server_ws, client):
         operation = client.recv()
         future = step(operation)
-        assert isinstance(future, asyncio.Future)
+        assert asyncio.isfuture(future)
         assert client._waiter is future
         await server_ws.send("late")
         # Stepping by hand left the future marked as awaited by a task.
@@ -269,3 +269,127 @@ async def test_operation_names() -> None:
             recv(other=True)
         iterating = recv(_iterating=True)
         iterating.close()
+
+
+# The future recv() waits on: asyncio.Future without the accelerator, its Waiter
+# with it. Both must behave as asyncio's futures do.
+
+
+async def waiting_future(client: Any) -> tuple[Coroutine[Any, Any, Any], Any]:
+    operation = client.recv()
+    future = step(operation)
+    future._asyncio_future_blocking = False  # as a task would leave it
+    return operation, future
+
+
+async def test_the_future_recv_waits_on() -> None:
+    async with pair() as (server_ws, client):
+        operation, future = await waiting_future(client)
+        assert asyncio.isfuture(future)
+        assert future.get_loop() is asyncio.get_running_loop()
+        assert future._loop is asyncio.get_running_loop()
+        assert not future.done()
+        assert not future.cancelled()
+        with pytest.raises(asyncio.InvalidStateError, match="Result is not set"):
+            future.result()
+        with pytest.raises(asyncio.InvalidStateError, match="Exception is not set"):
+            future.exception()
+        calls: list[Any] = []
+
+        def first(done: Any) -> None:
+            calls.append(("first", done))
+
+        def second(done: Any) -> None:
+            calls.append(("second", done))
+
+        future.add_done_callback(first)
+        future.add_done_callback(second)
+        future.add_done_callback(first)
+        assert future.remove_done_callback(first) == 2
+        assert future.remove_done_callback(first) == 0
+        future.add_done_callback(first)
+        await server_ws.send("message")
+        assert await future == "message"
+        # In order, before the wakeup of the task awaiting it, added last.
+        assert calls == [("second", future), ("first", future)]
+        future.add_done_callback(second)  # when done: scheduled at once
+        await asyncio.sleep(0)
+        assert calls[-1] == ("second", future)
+        assert future.result() == "message"
+        assert future.exception() is None
+        with pytest.raises(asyncio.InvalidStateError):
+            future.set_result("again")
+        with pytest.raises(StopIteration) as info:
+            step(operation)
+        assert info.value.value == "message"
+
+
+async def test_cancelling_the_future_recv_waits_on() -> None:
+    async with pair() as (server_ws, client):
+        operation, future = await waiting_future(client)
+        assert future.cancel(msg="why")
+        assert not future.cancel()
+        assert future.cancelled()
+        assert future.done()
+        with pytest.raises(asyncio.CancelledError, match="why"):
+            future.result()
+        with pytest.raises(asyncio.CancelledError):
+            future.exception()
+        with pytest.raises(asyncio.CancelledError):
+            step(operation)
+        assert client._waiter is None
+        await server_ws.send("kept")
+        assert await client.recv() == "kept"
+
+
+async def test_exceptions_set_on_the_future_recv_waits_on() -> None:
+    async with pair() as (_, client):
+        operation, future = await waiting_future(client)
+        with pytest.raises(TypeError, match="StopIteration"):
+            future.set_exception(StopIteration)
+        future.set_exception(KeyError)
+        assert isinstance(future.exception(), KeyError)
+        with pytest.raises(KeyError):
+            step(operation)
+        with pytest.raises(asyncio.InvalidStateError):
+            future.set_exception(KeyError("again"))
+
+
+async def test_a_task_cancelled_in_recv_loses_no_message() -> None:
+    async with pair() as (server_ws, client):
+        waiting = asyncio.create_task(client.recv())
+        await asyncio.sleep(0)
+        future = client._waiter
+        assert future is not None
+        waiting.cancel("stop")
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert future.cancelled()
+        assert client._waiter is None
+        await server_ws.send("kept")
+        assert await client.recv() == "kept"
+
+
+async def test_message_fed_while_a_task_runs_wakes_recv_later() -> None:
+    # Bytes fed from a task (as the server does with bytes that came behind the
+    # handshake) cannot resume another task there and then: it resumes on the
+    # next turn of the loop.
+    async with pair() as (_, client):
+        waiting = asyncio.create_task(client.recv())
+        await asyncio.sleep(0)
+        client._feed(server_frame(1, b"fed"))
+        assert not waiting.done()
+        assert await waiting == "fed"
+
+
+async def test_messages_of_one_read_are_all_queued_before_recv_resumes() -> None:
+    # recv() resumes once the whole read is handled: the rest waits in the queue.
+    async with pair() as (_, client):
+        waiting = asyncio.create_task(client.recv())
+        await asyncio.sleep(0)
+        seen: list[int] = []
+        waiting.add_done_callback(lambda _: seen.append(len(client._messages or ())))
+        client._feed(b"".join(server_frame(1, text) for text in (b"a", b"b", b"c")))
+        assert await waiting == "a"
+        assert seen == [2]
+        assert [await client.recv(), await client.recv()] == ["b", "c"]
