@@ -62,6 +62,17 @@ typedef struct {
     PyObject *context_kwnames;    /* ("context",) */
     PyTypeObject *operation_type; /* Operation, below */
     PyTypeObject *waiter_type;    /* Waiter, below */
+    /* Where ServerProtocol and ClientProtocol keep the slots the fast paths
+       read, so that they read them without an attribute lookup: see
+       protocol_slots(). NULL types when the layout is not the one expected. */
+    PyObject *server_protocol;    /* portside.protocol.server.ServerProtocol */
+    PyObject *client_protocol;    /* portside.protocol.client.ClientProtocol */
+    Py_ssize_t state_offset;      /* state: an object */
+    Py_ssize_t sending_offset;    /* _sending: an object */
+    Py_ssize_t deflate_offset;    /* deflate: an object */
+    Py_ssize_t side_offset;       /* side: an object */
+    Py_ssize_t reading_offset;    /* _reading: an object, or a C bool */
+    int reading_is_bool;
 } speedups_state;
 
 static struct PyModuleDef speedups_module;
@@ -920,6 +931,19 @@ attribute_truth(PyObject *obj, PyObject *name)
     return truth;
 }
 
+/* Whether protocol is exactly a ServerProtocol or a ClientProtocol, whose slots
+   the fast paths read directly. */
+static int
+known_protocol(speedups_state *st, PyObject *protocol)
+{
+    PyObject *type = (PyObject *)Py_TYPE(protocol);
+    return st->server_protocol != NULL &&
+           (type == st->server_protocol || type == st->client_protocol);
+}
+
+/* The object in a slot of a known protocol: borrowed; NULL when unset. */
+#define PROTOCOL_SLOT(protocol, offset) (*(PyObject **)((char *)(protocol) + (offset)))
+
 /* Write a frame header without mask (RFC 6455 5.2) at out; return its length. */
 static Py_ssize_t
 write_header(unsigned char *out, unsigned char first, Py_ssize_t size)
@@ -980,19 +1004,32 @@ send_fast(OperationObject *op, speedups_state *st)
     else {
         return 0;
     }
-    /* The conditions of Protocol.send_binary()'s fast path, read in its order. */
+    /* The conditions of Protocol.send_binary()'s fast path, read in its order.
+       RFC 6455 5.3: a client masks its frames; that is the Python path's. */
     protocol = Py_NewRef(conn->protocol);
-    ok = attribute_is(protocol, st->str_state, st->open_state);
-    if (ok == 1) {
-        ok = attribute_truth(protocol, st->str_sending);
-        ok = ok < 0 ? -1 : !ok;
+    if (known_protocol(st, protocol) && PROTOCOL_SLOT(protocol, st->state_offset) &&
+        PROTOCOL_SLOT(protocol, st->sending_offset) &&
+        PROTOCOL_SLOT(protocol, st->deflate_offset) && PROTOCOL_SLOT(protocol, st->side_offset)) {
+        ok = PROTOCOL_SLOT(protocol, st->state_offset) == st->open_state &&
+             PROTOCOL_SLOT(protocol, st->deflate_offset) == Py_None &&
+             PROTOCOL_SLOT(protocol, st->side_offset) == st->server_side;
+        if (ok == 1) {
+            ok = PyObject_IsTrue(PROTOCOL_SLOT(protocol, st->sending_offset));
+            ok = ok < 0 ? -1 : !ok;
+        }
     }
-    if (ok == 1) {
-        ok = attribute_is(protocol, st->str_deflate, Py_None);
-    }
-    if (ok == 1) {
-        /* RFC 6455 5.3: a client masks its frames; that is the Python path's. */
-        ok = attribute_is(protocol, st->str_side, st->server_side);
+    else {
+        ok = attribute_is(protocol, st->str_state, st->open_state);
+        if (ok == 1) {
+            ok = attribute_truth(protocol, st->str_sending);
+            ok = ok < 0 ? -1 : !ok;
+        }
+        if (ok == 1) {
+            ok = attribute_is(protocol, st->str_deflate, Py_None);
+        }
+        if (ok == 1) {
+            ok = attribute_is(protocol, st->str_side, st->server_side);
+        }
     }
     Py_DECREF(protocol);
     if (ok <= 0) {
@@ -1087,7 +1124,10 @@ recv_start(OperationObject *op, speedups_state *st, PyObject **result)
         conn->protocol == NULL) {
         goto python;
     }
-    if ((reading = attribute_truth(conn->protocol, st->str_reading)) < 0) {
+    if (known_protocol(st, conn->protocol) && st->reading_is_bool) {
+        reading = *((char *)conn->protocol + st->reading_offset) != 0;
+    }
+    else if ((reading = attribute_truth(conn->protocol, st->str_reading)) < 0) {
         return PYGEN_ERROR;
     }
     if (!reading) {
@@ -1769,9 +1809,72 @@ import_from(const char *module_name, const char *name)
 #define STATE_OBJECTS(st) \
     &(st)->open_state, &(st)->server_side, &(st)->closed_ok, &(st)->cancelled_error, \
     &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
-    (PyObject **)&(st)->waiter_type
+    (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol
 
-#define OBJECT_COUNT 8
+#define OBJECT_COUNT 10
+
+/*
+ * The offset of a slot of a protocol class whose values the fast paths read
+ * directly: 0 if the attribute is not a slot of a kind they know (then they
+ * look it up as any attribute), -1 on error. *is_bool tells a C bool from an
+ * object.
+ */
+static int
+slot_offset(PyObject *type, const char *name, Py_ssize_t *offset, int *is_bool)
+{
+    PyObject *descriptor = PyObject_GetAttrString(type, name);
+    PyMemberDef *member;
+
+    *offset = 0;
+    if (descriptor == NULL) {
+        return -1;
+    }
+    if (Py_IS_TYPE(descriptor, &PyMemberDescr_Type)) {
+        member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type == Py_T_OBJECT_EX || (is_bool != NULL && member->type == Py_T_BOOL)) {
+            *offset = member->offset;
+            if (is_bool != NULL) {
+                *is_bool = member->type == Py_T_BOOL;
+            }
+        }
+    }
+    Py_DECREF(descriptor);
+    return 0;
+}
+
+/* Find the slots of the protocol classes; leave the types NULL if one is missing. */
+static int
+protocol_slots(speedups_state *st)
+{
+    PyObject *server, *client;
+    int reading_is_bool = 0, rc;
+
+    if ((server = import_from("portside.protocol.server", "ServerProtocol")) == NULL) {
+        return -1;
+    }
+    if ((client = import_from("portside.protocol.client", "ClientProtocol")) == NULL) {
+        Py_DECREF(server);
+        return -1;
+    }
+    rc = slot_offset(server, "state", &st->state_offset, NULL) < 0 ||
+                 slot_offset(server, "_sending", &st->sending_offset, NULL) < 0 ||
+                 slot_offset(server, "deflate", &st->deflate_offset, NULL) < 0 ||
+                 slot_offset(server, "side", &st->side_offset, NULL) < 0 ||
+                 slot_offset(server, "_reading", &st->reading_offset, &reading_is_bool) < 0
+             ? -1
+             : 0;
+    st->reading_is_bool = reading_is_bool;
+    if (rc == 0 && st->state_offset && st->sending_offset && st->deflate_offset &&
+        st->side_offset && st->reading_offset) {
+        /* Both classes inherit these slots from Protocol: the same offsets. */
+        st->server_protocol = server;
+        st->client_protocol = client;
+        return 0;
+    }
+    Py_DECREF(server);
+    Py_DECREF(client);
+    return rc;
+}
 
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
 
@@ -1800,7 +1903,8 @@ speedups_exec(PyObject *module)
     if (st->copy_threshold == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if ((st->cancelled_error = import_from("asyncio", "CancelledError")) == NULL ||
+    if (protocol_slots(st) < 0 ||
+        (st->cancelled_error = import_from("asyncio", "CancelledError")) == NULL ||
         (st->invalid_state_error = import_from("asyncio", "InvalidStateError")) == NULL ||
         (st->context_kwnames = PyTuple_Pack(1, st->str_context)) == NULL) {
         return -1;

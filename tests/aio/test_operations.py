@@ -17,6 +17,8 @@ import pytest
 
 import portside
 from portside.aio.speedups import IMPLEMENTATION
+from portside.protocol.client import ClientProtocol
+from portside.protocol.server import ServerProtocol
 from tests.aio.helpers import RawClient, running, url
 from tests.framing import client_frame, server_frame
 
@@ -393,3 +395,26 @@ async def test_messages_of_one_read_are_all_queued_before_recv_resumes() -> None
         assert await waiting == "a"
         assert seen == [2]
         assert [await client.recv(), await client.recv()] == ["b", "c"]
+
+
+async def test_protocol_subclasses_take_the_general_path() -> None:
+    # The C send() and recv() read the slots of ServerProtocol and ClientProtocol
+    # directly; any other class goes through attribute lookups, with the same
+    # outcome.
+    class Server(ServerProtocol):
+        __slots__ = ()
+
+    class Client(ClientProtocol):
+        __slots__ = ()
+
+    async with pair() as (server_ws, client):
+        server_ws.protocol.__class__ = Server
+        client.protocol.__class__ = Client
+        for message in ("text", b"binary", b"x" * 5000):
+            await server_ws.send(message)
+            assert await client.recv() == message
+        await client.send("back")
+        assert await server_ws.recv() == "back"
+        await server_ws.close()
+        with pytest.raises(portside.ConnectionClosedOK):
+            await server_ws.send("closed")
