@@ -683,9 +683,16 @@ deliver_message(ConnectionObject *self, speedups_state *st, PyObject *message,
             if (((WaiterObject *)waiter)->state == WAITER_PENDING) {
                 ((WaiterObject *)waiter)->result = Py_NewRef(message);
                 ((WaiterObject *)waiter)->state = WAITER_FINISHED;
-                assert(*wakeup == NULL); /* _waiter is None until the task runs */
+                is_done = 0;
+                if (*wakeup != NULL) {
+                    /* Not expected (_waiter stays None until the task runs), but
+                       an earlier waiter must not be forgotten. */
+                    is_done = schedule_callbacks(st, (WaiterObject *)*wakeup);
+                    Py_DECREF(*wakeup);
+                }
+                /* Woken at the end of buffer_updated(), even after an error. */
                 *wakeup = waiter;
-                return 0;
+                return is_done;
             }
             Py_DECREF(waiter);
             return call_method_void(st->str_enqueue, (PyObject *)self, message, NULL, 1);
