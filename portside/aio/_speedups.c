@@ -50,6 +50,7 @@ typedef struct {
     PyObject *str_recv_in_python; /* the Python recv() that a fast path falls back on */
     PyObject *str_send_in_python; /* the Python send() that a fast path falls back on */
     PyObject *str_drain;          /* connection._drain() */
+    PyObject *str_requeue;        /* connection._requeue(message) */
     PyObject *str_throw;          /* inner.throw(exc) */
     PyObject *str_close;          /* inner.close() */
     /* Imported from portside once, when the module loads. */
@@ -1168,6 +1169,28 @@ forget_waiter(OperationObject *op)
     }
 }
 
+/*
+ * recv() is abandoned (cancelled, closed) while its waiter holds a message that
+ * came before the task could resume: put the message back, first in line, for
+ * the next recv(), as the Python recv() does. An error doing so is reported as
+ * unraisable: the exception on its way out of the operation goes on.
+ */
+static void
+requeue_message(OperationObject *op, speedups_state *st)
+{
+    WaiterObject *w = (WaiterObject *)op->waiter;
+    PyObject *type, *value, *traceback;
+
+    if (w == NULL || w->state != WAITER_FINISHED || w->result == NULL) {
+        return;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    if (call_method_void(st->str_requeue, op->connection, w->result, NULL, 1) < 0) {
+        PyErr_WriteUnraisable(op->connection);
+    }
+    PyErr_Restore(type, value, traceback);
+}
+
 /* The operation ended with status: clean up, and end an iteration on a normal closure. */
 static PySendResult
 op_finish(OperationObject *op, speedups_state *st, PySendResult status)
@@ -1381,6 +1404,7 @@ operation_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         /* Thrown at the await of the waiter, which lets it through, as a
            Future does. */
         raise_exception(exc);
+        requeue_message(op, st);
         op_finish(op, st, PYGEN_ERROR);
         return NULL;
     }
@@ -1427,6 +1451,9 @@ operation_close(PyObject *self, PyObject *Py_UNUSED(ignored))
         op->running = 1;
         result = call_method(st->str_close, op->inner, NULL, NULL, 0);
         op->running = 0;
+    }
+    if (op->state == OP_STARTED && op->waiter != NULL) {
+        requeue_message(op, st);
     }
     forget_waiter(op);
     Py_CLEAR(op->inner);
@@ -1789,14 +1816,14 @@ static PyType_Spec connection_spec = {
     &(st)->str_on_event, &(st)->str_write_all, &(st)->str_state, &(st)->str_sending, \
     &(st)->str_deflate, &(st)->str_side, &(st)->str_reading, &(st)->str_write, \
     &(st)->str_writelines, &(st)->str_popleft, &(st)->str_call_soon, &(st)->str_context, \
-    &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, \
+    &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, &(st)->str_requeue, \
     &(st)->str_throw, &(st)->str_close
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
     "_receive_handshake", "_enqueue", "_on_event", "_write_all", "state", "_sending",
     "deflate", "side", "_reading", "write", "writelines", "popleft", "call_soon", "context",
-    "_recv_in_python", "_send_in_python", "_drain", "throw", "close",
+    "_recv_in_python", "_send_in_python", "_drain", "_requeue", "throw", "close",
 };
 
 /* The object of portside that the fast paths compare with: a new reference. */

@@ -236,6 +236,12 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if _iterating:
                 raise StopAsyncIteration from None
             raise
+        except BaseException:
+            # Cancelled (or closed) after the message came but before this
+            # coroutine resumed: the message goes back for the next recv().
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._requeue(waiter.result())
+            raise
         finally:
             if self._waiter is waiter:
                 self._waiter = None
@@ -270,6 +276,17 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if messages is None:
             messages = self._messages = collections.deque()
         messages.append(message)
+        self._pause_if_full(messages)
+
+    def _requeue(self, message: Data) -> None:
+        """Put back, first in line, a message that a cancelled recv() received."""
+        messages = self._messages
+        if messages is None:
+            messages = self._messages = collections.deque()
+        messages.appendleft(message)
+        self._pause_if_full(messages)
+
+    def _pause_if_full(self, messages: collections.deque[Data]) -> None:
         if (
             self.max_queue is not None
             and len(messages) >= self.max_queue

@@ -418,3 +418,25 @@ async def test_protocol_subclasses_take_the_general_path() -> None:
         await server_ws.close()
         with pytest.raises(portside.ConnectionClosedOK):
             await server_ws.send("closed")
+
+
+async def test_recv_cancelled_after_its_message_came_loses_nothing() -> None:
+    async with pair() as (_, client):
+        waiting = asyncio.create_task(client.recv())
+        await asyncio.sleep(0)
+        # Fed from this task, the first message completes recv()'s future, but
+        # its task can only resume on the next turn of the loop: cancelled first.
+        client._feed(server_frame(1, b"first") + server_frame(1, b"second"))
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert [await client.recv(), await client.recv()] == ["first", "second"]
+
+
+async def test_recv_closed_after_its_message_came_loses_nothing() -> None:
+    async with pair() as (_, client):
+        operation = client.recv()
+        step(operation)
+        client._feed(server_frame(1, b"first"))
+        operation.close()
+        assert await client.recv() == "first"
