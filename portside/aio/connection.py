@@ -540,13 +540,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._drain_waiters.append(waiter)
         await waiter
 
-    if IMPLEMENTATION == "c":  # pragma: no cover - depends on the build
+    if not TYPE_CHECKING and IMPLEMENTATION == "c":  # pragma: no cover - depends on the build
         # The C accelerator's recv() and send() handle the common cases without
         # a Python frame and call these for the rest; they behave the same.
+        # Type checkers see the Python methods' signatures.
         _recv_in_python = recv
         _send_in_python = send
-        recv = ConnectionBase.recv  # type: ignore[attr-defined]
-        send = ConnectionBase.send  # type: ignore[attr-defined]
+        recv = ConnectionBase.recv
+        send = ConnectionBase.send
 
     # Control frames.
 
