@@ -1438,13 +1438,15 @@ operation_close(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     OperationObject *op = (OperationObject *)self;
     speedups_state *st = PyType_GetModuleState(Py_TYPE(op));
-    PyObject *result = Py_None;
+    PyObject *result = Py_NewRef(Py_None);
 
     if (op->running) {
         PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        Py_DECREF(result);
         return NULL;
     }
     if (op->state == OP_STARTED && op->waiter == NULL && op->inner != NULL) {
+        Py_DECREF(result);
         /* A Python coroutine: close it, as closing a coroutine closes the one
            it awaits. recv()'s future is left pending, as the Python recv()
            leaves it. */
@@ -1461,9 +1463,7 @@ operation_close(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (result == NULL) {
         return NULL;
     }
-    if (result != Py_None) {
-        Py_DECREF(result);
-    }
+    Py_DECREF(result);
     Py_RETURN_NONE;
 }
 
