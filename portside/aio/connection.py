@@ -276,17 +276,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if messages is None:
             messages = self._messages = collections.deque()
         messages.append(message)
-        self._pause_if_full(messages)
-
-    def _requeue(self, message: Data) -> None:
-        """Put back, first in line, a message that a cancelled recv() received."""
-        messages = self._messages
-        if messages is None:
-            messages = self._messages = collections.deque()
-        messages.appendleft(message)
-        self._pause_if_full(messages)
-
-    def _pause_if_full(self, messages: collections.deque[Data]) -> None:
         if (
             self.max_queue is not None
             and len(messages) >= self.max_queue
@@ -296,6 +285,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             # Stop reading: TCP's flow control pushes back on the peer.
             self._reading_paused = True
             self.transport.pause_reading()
+
+    def _requeue(self, message: Data) -> None:
+        """Put back, first in line, a message that a cancelled recv() received."""
+        self._enqueue(message)
+        cast("collections.deque[Data]", self._messages).rotate(1)
 
     def _on_event(self, event: object, alone: bool) -> None:
         if isinstance(event, Pong):
