@@ -51,11 +51,14 @@ typedef struct {
     PyObject *str_send_in_python; /* the Python send() that a fast path falls back on */
     PyObject *str_drain;          /* connection._drain() */
     PyObject *str_requeue;        /* connection._requeue(message) */
+    PyObject *str_next_mask;      /* protocol._next_mask() */
     PyObject *str_throw;          /* inner.throw(exc) */
     PyObject *str_close;          /* inner.close() */
     /* Imported from portside once, when the module loads. */
     PyObject *open_state;         /* portside.protocol.state.OPEN */
     PyObject *server_side;        /* portside.protocol.connection.SERVER */
+    PyObject *client_side;        /* portside.protocol.connection.CLIENT */
+    PyObject *encode_frame;       /* portside.protocol.speedups.encode_frame */
     PyObject *closed_ok;          /* portside.exceptions.ConnectionClosedOK */
     Py_ssize_t copy_threshold;    /* portside.protocol.connection._COPY_THRESHOLD */
     PyObject *cancelled_error;    /* asyncio.CancelledError */
@@ -868,8 +871,8 @@ connection_buffer_updated(ConnectionObject *self, PyTypeObject *defining_class,
  *
  * - recv() with a message queued returns it at once;
  * - recv() with nothing queued waits on a Waiter of its own in _waiter;
- * - send() of bytes, or of an ASCII str, by a server on an OPEN connection
- *   without extension writes the frame itself.
+ * - send() of bytes, or of an ASCII str, on an OPEN connection without
+ *   extension writes the frame itself (masked, from a client).
  *
  * Anything else runs the Python implementation (Connection._recv_in_python or
  * _send_in_python) and passes every step through to that coroutine.
@@ -981,6 +984,52 @@ header_size(Py_ssize_t size)
 }
 
 /*
+ * send() from a client: one frame masked with the protocol's next mask (RFC 6455
+ * 5.3), as Protocol.send_binary() or send_text() would encode it. 1, or -1 on
+ * error.
+ */
+static int
+send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsigned char first,
+            PyObject *message, const char *data, Py_ssize_t size)
+{
+    PyObject *payload, *mask, *opcode, *frame, *result;
+    PyObject *args[4];
+
+    payload = first == 0x82 ? Py_NewRef(message) : PyBytes_FromStringAndSize(data, size);
+    if (payload == NULL) {
+        return -1;
+    }
+    if ((mask = call_method(st->str_next_mask, protocol, NULL, NULL, 0)) == NULL) {
+        Py_DECREF(payload);
+        return -1;
+    }
+    if ((opcode = PyLong_FromLong(first)) == NULL) {
+        Py_DECREF(payload);
+        Py_DECREF(mask);
+        return -1;
+    }
+    args[0] = NULL;
+    args[1] = opcode;
+    args[2] = payload;
+    args[3] = mask;
+    frame = PyObject_Vectorcall(st->encode_frame, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                NULL);
+    Py_DECREF(opcode);
+    Py_DECREF(payload);
+    Py_DECREF(mask);
+    if (frame == NULL) {
+        return -1;
+    }
+    result = call_method(st->str_write, conn->transport, frame, NULL, 1);
+    Py_DECREF(frame);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 1;
+}
+
+/*
  * send(): write a whole message from a server, as Protocol.send_binary() or
  * send_text() would frame it, when nothing else is involved. 1: written; 0:
  * not a case for the fast path; -1: error.
@@ -1012,21 +1061,29 @@ send_fast(OperationObject *op, speedups_state *st)
     else {
         return 0;
     }
-    /* The conditions of Protocol.send_binary()'s fast path, read in its order.
-       RFC 6455 5.3: a client masks its frames; that is the Python path's. */
+    /* The conditions of Protocol.send_binary()'s fast path, read in its order. */
     protocol = Py_NewRef(conn->protocol);
     if (known_protocol(st, protocol) && PROTOCOL_SLOT(protocol, st->state_offset) &&
         PROTOCOL_SLOT(protocol, st->sending_offset) &&
         PROTOCOL_SLOT(protocol, st->deflate_offset) && PROTOCOL_SLOT(protocol, st->side_offset)) {
         ok = PROTOCOL_SLOT(protocol, st->state_offset) == st->open_state &&
-             PROTOCOL_SLOT(protocol, st->deflate_offset) == Py_None &&
-             PROTOCOL_SLOT(protocol, st->side_offset) == st->server_side;
+             PROTOCOL_SLOT(protocol, st->deflate_offset) == Py_None;
         if (ok == 1) {
             ok = PyObject_IsTrue(PROTOCOL_SLOT(protocol, st->sending_offset));
             ok = ok < 0 ? -1 : !ok;
         }
+        if (ok == 1 && PROTOCOL_SLOT(protocol, st->side_offset) == st->client_side) {
+            ok = send_masked(conn, st, protocol, first, message, data, size);
+            Py_DECREF(protocol);
+            return ok;
+        }
+        if (ok == 1) {
+            ok = PROTOCOL_SLOT(protocol, st->side_offset) == st->server_side;
+        }
     }
     else {
+        /* RFC 6455 5.3: a client masks its frames; here, that is the Python
+           path's. */
         ok = attribute_is(protocol, st->str_state, st->open_state);
         if (ok == 1) {
             ok = attribute_truth(protocol, st->str_sending);
@@ -1816,14 +1873,14 @@ static PyType_Spec connection_spec = {
     &(st)->str_on_event, &(st)->str_write_all, &(st)->str_state, &(st)->str_sending, \
     &(st)->str_deflate, &(st)->str_side, &(st)->str_reading, &(st)->str_write, \
     &(st)->str_writelines, &(st)->str_popleft, &(st)->str_call_soon, &(st)->str_context, \
-    &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, &(st)->str_requeue, \
+    &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, &(st)->str_requeue, &(st)->str_next_mask, \
     &(st)->str_throw, &(st)->str_close
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
     "_receive_handshake", "_enqueue", "_on_event", "_write_all", "state", "_sending",
     "deflate", "side", "_reading", "write", "writelines", "popleft", "call_soon", "context",
-    "_recv_in_python", "_send_in_python", "_drain", "_requeue", "throw", "close",
+    "_recv_in_python", "_send_in_python", "_drain", "_requeue", "_next_mask", "throw", "close",
 };
 
 /* The object of portside that the fast paths compare with: a new reference. */
@@ -1843,9 +1900,10 @@ import_from(const char *module_name, const char *name)
 #define STATE_OBJECTS(st) \
     &(st)->open_state, &(st)->server_side, &(st)->closed_ok, &(st)->cancelled_error, \
     &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
-    (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol
+    (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol, \
+    &(st)->client_side, &(st)->encode_frame
 
-#define OBJECT_COUNT 10
+#define OBJECT_COUNT 12
 
 /*
  * The offset of a slot of a protocol class whose values the fast paths read
@@ -1928,6 +1986,8 @@ speedups_exec(PyObject *module)
     }
     if ((st->open_state = import_from("portside.protocol.state", "OPEN")) == NULL ||
         (st->server_side = import_from("portside.protocol.connection", "SERVER")) == NULL ||
+        (st->client_side = import_from("portside.protocol.connection", "CLIENT")) == NULL ||
+        (st->encode_frame = import_from("portside.protocol.speedups", "encode_frame")) == NULL ||
         (st->closed_ok = import_from("portside.exceptions", "ConnectionClosedOK")) == NULL ||
         (threshold = import_from("portside.protocol.connection", "_COPY_THRESHOLD")) == NULL) {
         return -1;
