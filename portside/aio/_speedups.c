@@ -132,7 +132,43 @@ call_method_void(PyObject *name, PyObject *obj, PyObject *a, PyObject *b, size_t
     return 0;
 }
 
-static void set_stop_iteration(PyObject *value);
+/* Raise StopIteration(value), as a coroutine that returned value does. */
+static void
+set_stop_iteration(PyObject *value)
+{
+    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, exc);
+        Py_DECREF(exc);
+    }
+}
+
+/*
+ * What __next__() (stop_always 0) or send() (stop_always 1) returns for one step
+ * that ended with status and result: the value yielded, or NULL with the
+ * return value in StopIteration (__next__() may leave a None return unraised).
+ */
+static PyObject *
+step_result(PySendResult status, PyObject *result, int stop_always)
+{
+    if (status == PYGEN_NEXT) {
+        return result;
+    }
+    if (status == PYGEN_RETURN) {
+        if (stop_always || result != Py_None) {
+            set_stop_iteration(result);
+        }
+        Py_DECREF(result);
+    }
+    return NULL;
+}
+
+/* __await__() of the Waiter and of the Operation: each is its own iterator. */
+static PyObject *
+await_self(PyObject *self)
+{
+    return Py_NewRef(self);
+}
 
 /*
  * Waiter: the future a C recv() waits on, in connection._waiter.
@@ -524,24 +560,8 @@ static PyObject *
 waiter_iternext(PyObject *self)
 {
     PyObject *result;
-    switch (waiter_am_send(self, Py_None, &result)) {
-    case PYGEN_NEXT:
-        return result;
-    case PYGEN_RETURN:
-        if (result != Py_None) {
-            set_stop_iteration(result);
-        }
-        Py_DECREF(result);
-        return NULL;
-    default:
-        return NULL;
-    }
-}
-
-static PyObject *
-waiter_await(PyObject *self)
-{
-    return Py_NewRef(self);
+    PySendResult status = waiter_am_send(self, Py_None, &result);
+    return step_result(status, result, 0);
 }
 
 static PyObject *
@@ -651,7 +671,7 @@ static PyType_Slot waiter_slots[] = {
     {Py_tp_iternext, (void *)waiter_iternext},
     {Py_tp_methods, waiter_methods},
     {Py_tp_getset, waiter_getset},
-    {Py_am_await, (void *)waiter_await},
+    {Py_am_await, (void *)await_self},
     {Py_am_send, (void *)waiter_am_send},
     {0, NULL},
 };
@@ -1324,49 +1344,20 @@ operation_am_send(PyObject *op, PyObject *arg, PyObject **result)
     return op_send((OperationObject *)op, arg, result);
 }
 
-/* Raise StopIteration(value), as a coroutine that returned value does. */
-static void
-set_stop_iteration(PyObject *value)
-{
-    PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, value);
-    if (exc != NULL) {
-        PyErr_SetObject(PyExc_StopIteration, exc);
-        Py_DECREF(exc);
-    }
-}
-
 static PyObject *
 operation_iternext(PyObject *op)
 {
     PyObject *result;
-    switch (op_send((OperationObject *)op, Py_None, &result)) {
-    case PYGEN_NEXT:
-        return result;
-    case PYGEN_RETURN:
-        if (result != Py_None) {
-            set_stop_iteration(result);
-        }
-        Py_DECREF(result);
-        return NULL;
-    default:
-        return NULL;
-    }
+    PySendResult status = op_send((OperationObject *)op, Py_None, &result);
+    return step_result(status, result, 0);
 }
 
 static PyObject *
 operation_send(PyObject *op, PyObject *arg)
 {
     PyObject *result;
-    switch (op_send((OperationObject *)op, arg, &result)) {
-    case PYGEN_NEXT:
-        return result;
-    case PYGEN_RETURN:
-        set_stop_iteration(result);
-        Py_DECREF(result);
-        return NULL;
-    default:
-        return NULL;
-    }
+    PySendResult status = op_send((OperationObject *)op, arg, &result);
+    return step_result(status, result, 1);
 }
 
 /* The exception that throw(type[, value[, traceback]]) raises, as generators make it. */
@@ -1525,12 +1516,6 @@ operation_close(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-operation_await(PyObject *op)
-{
-    return Py_NewRef(op);
-}
-
-static PyObject *
 operation_get_name(OperationObject *op, void *Py_UNUSED(closure))
 {
     return PyUnicode_FromString(op->kind == OP_SEND ? "send" : "recv");
@@ -1636,7 +1621,7 @@ static PyType_Slot operation_slots[] = {
     {Py_tp_iternext, (void *)operation_iternext},
     {Py_tp_methods, operation_methods},
     {Py_tp_getset, operation_getset},
-    {Py_am_await, (void *)operation_await},
+    {Py_am_await, (void *)await_self},
     {Py_am_send, (void *)operation_am_send},
     {0, NULL},
 };
