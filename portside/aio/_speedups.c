@@ -54,6 +54,11 @@ typedef struct {
     PyObject *str_next_mask;      /* protocol._next_mask() */
     PyObject *str_throw;          /* inner.throw(exc) */
     PyObject *str_close;          /* inner.close() */
+    /* What a Task looks up on the future it waits on: see waiter_getattro(). */
+    PyObject *str_future_blocking; /* _asyncio_future_blocking */
+    PyObject *str_get_loop;        /* get_loop */
+    PyObject *str_add_done_callback; /* add_done_callback */
+    PyObject *str_result;          /* result */
     /* Imported from portside once, when the module loads. */
     PyObject *open_state;         /* portside.protocol.state.OPEN */
     PyObject *server_side;        /* portside.protocol.connection.SERVER */
@@ -61,6 +66,7 @@ typedef struct {
     PyObject *encode_frame;       /* portside.protocol.speedups.encode_frame */
     PyObject *closed_ok;          /* portside.exceptions.ConnectionClosedOK */
     Py_ssize_t copy_threshold;    /* portside.protocol.connection._COPY_THRESHOLD */
+    PyObject *joining_writelines; /* asyncio.WriteTransport.writelines */
     PyObject *cancelled_error;    /* asyncio.CancelledError */
     PyObject *invalid_state_error; /* asyncio.InvalidStateError */
     PyObject *context_kwnames;    /* ("context",) */
@@ -100,6 +106,8 @@ typedef struct {
     char handshaking;        /* _handshaking: received bytes belong to the handshake */
     char reading_paused;     /* _reading_paused: reading paused by a full queue */
     char write_paused;       /* _write_paused: the transport's buffer is over the limit */
+    PyObject *spare_waiter;  /* the last recv()'s Waiter, for the next one: see take_waiter() */
+    PyObject *waking;        /* the Waiter buffer_updated() is waking, borrowed, or NULL */
 } ConnectionObject;
 
 /* The AttributeError of reading an unset slot, worded as CPython words it. */
@@ -197,6 +205,7 @@ typedef struct {
     PyObject *context;        /* its context */
     PyObject *more;           /* further (callback, context) tuples: a list, or NULL */
     PyObject *cancel_message; /* cancel(msg)'s msg, or NULL */
+    PyObject *methods[3];     /* result, get_loop, add_done_callback, bound: see waiter_getattro() */
     char state;
     char blocking;            /* _asyncio_future_blocking */
 } WaiterObject;
@@ -215,6 +224,7 @@ new_waiter(speedups_state *st, PyObject *loop)
     w->context = NULL;
     w->more = NULL;
     w->cancel_message = NULL;
+    w->methods[0] = w->methods[1] = w->methods[2] = NULL;
     w->state = WAITER_PENDING;
     w->blocking = 0;
     PyObject_GC_Track(w);
@@ -463,7 +473,7 @@ waiter_add_done_callback(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
     /* add_done_callback(fn, /, *, context=None) */
     if (nargs != 1 || nkw > 1 ||
-        (nkw == 1 &&
+        (nkw == 1 && PyTuple_GET_ITEM(kwnames, 0) != st->str_context &&
          PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context"))) {
         PyErr_SetString(PyExc_TypeError,
                         "add_done_callback() takes a callback and an optional context=");
@@ -609,6 +619,9 @@ waiter_traverse(WaiterObject *w, visitproc visit, void *arg)
     Py_VISIT(w->context);
     Py_VISIT(w->more);
     Py_VISIT(w->cancel_message);
+    Py_VISIT(w->methods[0]);
+    Py_VISIT(w->methods[1]);
+    Py_VISIT(w->methods[2]);
     return 0;
 }
 
@@ -622,6 +635,9 @@ waiter_clear(WaiterObject *w)
     Py_CLEAR(w->context);
     Py_CLEAR(w->more);
     Py_CLEAR(w->cancel_message);
+    Py_CLEAR(w->methods[0]);
+    Py_CLEAR(w->methods[1]);
+    Py_CLEAR(w->methods[2]);
     return 0;
 }
 
@@ -659,6 +675,72 @@ static PyGetSetDef waiter_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* Indexes in waiter_methods, checked when the module loads. */
+enum { WAITER_RESULT = 0, WAITER_GET_LOOP = 4, WAITER_ADD_DONE_CALLBACK = 8 };
+
+/* Which of a waiter's cached bound methods. */
+enum { CACHED_RESULT, CACHED_GET_LOOP, CACHED_ADD_DONE_CALLBACK };
+
+/*
+ * The bound method, made once per waiter: a task asks for the same three on
+ * every wait, and a connection's waiter serves recv() after recv().
+ */
+static PyObject *
+waiter_method(WaiterObject *w, int cached, int index)
+{
+    if (w->methods[cached] == NULL &&
+        (w->methods[cached] = PyCFunction_New(&waiter_methods[index], (PyObject *)w)) == NULL) {
+        return NULL;
+    }
+    return Py_NewRef(w->methods[cached]);
+}
+
+/* Whether name is the string "result", interned or not. */
+static int
+is_result_name(PyObject *name)
+{
+    return PyUnicode_CheckExact(name) && PyUnicode_IS_COMPACT_ASCII(name) &&
+           PyUnicode_GET_LENGTH(name) == 6 && memcmp(PyUnicode_DATA(name), "result", 6) == 0;
+}
+
+/*
+ * Attribute lookup, with a short way for the four lookups a Task makes on the
+ * future it waits on, every time it waits: _asyncio_future_blocking (read and
+ * set), get_loop, add_done_callback and, when woken, result -- the last by a C
+ * string, so with a new str that misses the type's lookup cache. The general
+ * lookup (through the type's methods and getsets) would find the same objects.
+ */
+static PyObject *
+waiter_getattro(PyObject *self, PyObject *name)
+{
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (name == st->str_future_blocking) {
+        return PyBool_FromLong(((WaiterObject *)self)->blocking);
+    }
+    if (name == st->str_add_done_callback) {
+        return waiter_method((WaiterObject *)self, CACHED_ADD_DONE_CALLBACK,
+                             WAITER_ADD_DONE_CALLBACK);
+    }
+    if (name == st->str_get_loop) {
+        return waiter_method((WaiterObject *)self, CACHED_GET_LOOP, WAITER_GET_LOOP);
+    }
+    if (name == st->str_result || is_result_name(name)) {
+        return waiter_method((WaiterObject *)self, CACHED_RESULT, WAITER_RESULT);
+    }
+    return PyObject_GenericGetAttr(self, name);
+}
+
+static int
+waiter_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    speedups_state *st = PyType_GetModuleState(Py_TYPE(self));
+    if (name == st->str_future_blocking && value == Py_False) {
+        ((WaiterObject *)self)->blocking = 0;
+        return 0;
+    }
+    return PyObject_GenericSetAttr(self, name, value);
+}
+
 PyDoc_STRVAR(waiter_doc,
 "The future a C recv() waits on; it resumes its task as soon as a message comes.");
 
@@ -671,6 +753,8 @@ static PyType_Slot waiter_slots[] = {
     {Py_tp_iternext, (void *)waiter_iternext},
     {Py_tp_methods, waiter_methods},
     {Py_tp_getset, waiter_getset},
+    {Py_tp_getattro, (void *)waiter_getattro},
+    {Py_tp_setattro, (void *)waiter_setattro},
     {Py_am_await, (void *)await_self},
     {Py_am_send, (void *)waiter_am_send},
     {0, NULL},
@@ -683,6 +767,92 @@ static PyType_Spec waiter_spec = {
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = waiter_slots,
 };
+
+/*
+ * A connection keeps the waiter of its last recv() for the next one (as its
+ * three bound methods are kept in it), once nothing else refers to it: a
+ * waiter that went anywhere else stays where it went, and the next recv()
+ * makes a new one.
+ */
+
+/* Whether holders references are all there are to w, besides its cached methods'. */
+static int
+waiter_held_only_by(WaiterObject *w, Py_ssize_t holders)
+{
+    Py_ssize_t references = holders;
+    for (int i = 0; i < 3; i++) {
+        if (w->methods[i] != NULL) {
+            if (Py_REFCNT(w->methods[i]) != 1) {
+                return 0;
+            }
+            references++;
+        }
+    }
+    return Py_REFCNT(w) == references;
+}
+
+/* Pending again, as new. */
+static void
+waiter_reset(WaiterObject *w)
+{
+    w->state = WAITER_PENDING;
+    w->blocking = 0;
+    Py_CLEAR(w->result);
+    Py_CLEAR(w->exception);
+    Py_CLEAR(w->callback);
+    Py_CLEAR(w->context);
+    Py_CLEAR(w->more);
+    Py_CLEAR(w->cancel_message);
+}
+
+/*
+ * Drop a reference to a waiter the connection is done with, and its cached
+ * methods, which refer to it: else the last reference would leave a cycle to
+ * the garbage collector. (Whoever else holds the waiter or a method keeps it.)
+ */
+static void
+drop_waiter(PyObject *waiter)
+{
+    WaiterObject *w = (WaiterObject *)waiter;
+    Py_CLEAR(w->methods[0]);
+    Py_CLEAR(w->methods[1]);
+    Py_CLEAR(w->methods[2]);
+    Py_DECREF(waiter);
+}
+
+/* Keep the waiter of a recv() that returned (a reference given) for the next one. */
+static void
+release_waiter(ConnectionObject *conn, PyObject *waiter)
+{
+    WaiterObject *w = (WaiterObject *)waiter;
+#ifndef Py_GIL_DISABLED
+    /* (Without the GIL, reference counts cannot tell who holds the waiter.) */
+    if (conn->spare_waiter == NULL && w->state == WAITER_FINISHED && w->exception == NULL) {
+        conn->spare_waiter = waiter;
+        return;
+    }
+#endif
+    drop_waiter(waiter);
+}
+
+/* A pending waiter for recv(): the connection's spare one if nobody else has it. */
+static PyObject *
+take_waiter(ConnectionObject *conn, speedups_state *st)
+{
+    PyObject *spare = conn->spare_waiter;
+    if (spare != NULL) {
+        conn->spare_waiter = NULL;
+        /* The task that calls recv() again is often the one buffer_updated()
+           is waking with this very waiter: that reference is known. */
+        if (((WaiterObject *)spare)->loop == conn->loop &&
+            waiter_held_only_by((WaiterObject *)spare, spare == conn->waking ? 2 : 1)) {
+            waiter_reset((WaiterObject *)spare);
+            return spare;
+        }
+        drop_waiter(spare);
+    }
+    return new_waiter(st, conn->loop);
+}
 
 /* Hand a message to the waiting coroutine, else to self._enqueue(). */
 static int
@@ -839,7 +1009,13 @@ connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObj
     Py_DECREF(protocol);
     if (wakeup != NULL) {
         if (rc == 0) {
+            self->waking = wakeup;
             rc = waiter_wake(st, (WaiterObject *)wakeup);
+            self->waking = NULL;
+            if (wakeup == self->spare_waiter && waiter_held_only_by((WaiterObject *)wakeup, 2)) {
+                /* Its recv() returned: let the message go now, not at the next recv(). */
+                waiter_reset((WaiterObject *)wakeup);
+            }
         }
         else {
             /* Whatever failed, the task must not wait forever. */
@@ -1054,6 +1230,17 @@ send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsi
  * send_text() would frame it, when nothing else is involved. 1: written; 0:
  * not a case for the fast path; -1: error.
  */
+/*
+ * Whether the transport's writelines() is asyncio.WriteTransport's, which joins
+ * the buffers into one and calls write() (the selector loop's transports before
+ * Python 3.12 have no other): joining them here saves its Python frame.
+ */
+static int
+writelines_joins(speedups_state *st, PyObject *transport)
+{
+    return _PyType_Lookup(Py_TYPE(transport), st->str_writelines) == st->joining_writelines;
+}
+
 static int
 send_fast(OperationObject *op, speedups_state *st)
 {
@@ -1121,7 +1308,7 @@ send_fast(OperationObject *op, speedups_state *st)
         return ok;
     }
     hsize = header_size(size);
-    if (size < st->copy_threshold) {
+    if (size < st->copy_threshold || writelines_joins(st, conn->transport)) {
         /* Header and payload in one buffer, one write. */
         if ((frame = PyBytes_FromStringAndSize(NULL, hsize + size)) == NULL) {
             return -1;
@@ -1218,7 +1405,7 @@ recv_start(OperationObject *op, speedups_state *st, PyObject **result)
     if (!reading) {
         goto python;
     }
-    if ((waiter = new_waiter(st, conn->loop)) == NULL) {
+    if ((waiter = take_waiter(conn, st)) == NULL) {
         return PYGEN_ERROR;
     }
     Py_SETREF(conn->waiter, Py_NewRef(waiter));
@@ -1238,11 +1425,14 @@ static void
 forget_waiter(OperationObject *op)
 {
     ConnectionObject *conn = (ConnectionObject *)op->connection;
+    PyObject *waiter;
     if (op->waiter != NULL) {
         if (conn->waiter == op->waiter) {
             Py_SETREF(conn->waiter, Py_NewRef(Py_None));
         }
-        Py_CLEAR(op->waiter);
+        waiter = op->waiter;
+        op->waiter = NULL;
+        release_waiter(conn, waiter);
     }
 }
 
@@ -1750,6 +1940,7 @@ connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->protocol);
     Py_VISIT(self->waiter);
+    Py_VISIT(self->spare_waiter);
     Py_VISIT(self->loop);
     Py_VISIT(self->transport);
     Py_VISIT(self->messages);
@@ -1761,8 +1952,14 @@ connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
 static int
 connection_clear(ConnectionObject *self)
 {
+    PyObject *spare;
+
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->waiter);
+    if ((spare = self->spare_waiter) != NULL) {
+        self->spare_waiter = NULL;
+        drop_waiter(spare);
+    }
     Py_CLEAR(self->loop);
     Py_CLEAR(self->transport);
     Py_CLEAR(self->messages);
@@ -1859,13 +2056,15 @@ static PyType_Spec connection_spec = {
     &(st)->str_deflate, &(st)->str_side, &(st)->str_reading, &(st)->str_write, \
     &(st)->str_writelines, &(st)->str_popleft, &(st)->str_call_soon, &(st)->str_context, \
     &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, &(st)->str_requeue, &(st)->str_next_mask, \
-    &(st)->str_throw, &(st)->str_close
+    &(st)->str_throw, &(st)->str_close, &(st)->str_future_blocking, &(st)->str_get_loop, \
+    &(st)->str_add_done_callback, &(st)->str_result
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
     "_receive_handshake", "_enqueue", "_on_event", "_write_all", "state", "_sending",
     "deflate", "side", "_reading", "write", "writelines", "popleft", "call_soon", "context",
     "_recv_in_python", "_send_in_python", "_drain", "_requeue", "_next_mask", "throw", "close",
+    "_asyncio_future_blocking", "get_loop", "add_done_callback", "result",
 };
 
 /* The object of portside that the fast paths compare with: a new reference. */
@@ -1881,14 +2080,27 @@ import_from(const char *module_name, const char *name)
     return value;
 }
 
+/* asyncio.WriteTransport.writelines, the function: a new reference. */
+static PyObject *
+write_transport_writelines(void)
+{
+    PyObject *type = import_from("asyncio", "WriteTransport"), *function;
+    if (type == NULL) {
+        return NULL;
+    }
+    function = PyObject_GetAttrString(type, "writelines");
+    Py_DECREF(type);
+    return function;
+}
+
 /* The objects of the state, besides the strings. */
 #define STATE_OBJECTS(st) \
     &(st)->open_state, &(st)->server_side, &(st)->closed_ok, &(st)->cancelled_error, \
     &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
     (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol, \
-    &(st)->client_side, &(st)->encode_frame
+    &(st)->client_side, &(st)->encode_frame, &(st)->joining_writelines
 
-#define OBJECT_COUNT 12
+#define OBJECT_COUNT 13
 
 /*
  * The offset of a slot of a protocol class whose values the fast paths read
@@ -1964,6 +2176,12 @@ speedups_exec(PyObject *module)
     int rc;
 
     Py_BUILD_ASSERT(sizeof(strings) / sizeof(strings[0]) == STATE_COUNT);
+    if (strcmp(waiter_methods[WAITER_RESULT].ml_name, "result") != 0 ||
+        strcmp(waiter_methods[WAITER_GET_LOOP].ml_name, "get_loop") != 0 ||
+        strcmp(waiter_methods[WAITER_ADD_DONE_CALLBACK].ml_name, "add_done_callback") != 0) {
+        PyErr_SetString(PyExc_SystemError, "Waiter's method indexes are out of date");
+        return -1;
+    }
     for (size_t i = 0; i < STATE_COUNT; i++) {
         if ((*strings[i] = PyUnicode_InternFromString(state_names[i])) == NULL) {
             return -1;
@@ -1974,6 +2192,7 @@ speedups_exec(PyObject *module)
         (st->client_side = import_from("portside.protocol.connection", "CLIENT")) == NULL ||
         (st->encode_frame = import_from("portside.protocol.speedups", "encode_frame")) == NULL ||
         (st->closed_ok = import_from("portside.exceptions", "ConnectionClosedOK")) == NULL ||
+        (st->joining_writelines = write_transport_writelines()) == NULL ||
         (threshold = import_from("portside.protocol.connection", "_COPY_THRESHOLD")) == NULL) {
         return -1;
     }

@@ -440,3 +440,133 @@ async def test_recv_closed_after_its_message_came_loses_nothing() -> None:
         client._feed(server_frame(1, b"first"))
         operation.close()
         assert await client.recv() == "first"
+
+
+async def test_what_a_task_looks_up_on_the_future_recv_waits_on() -> None:
+    # A task reads and sets _asyncio_future_blocking, and calls get_loop(),
+    # add_done_callback() and, woken, result(), this one looked up by a name it
+    # makes anew each time: the C Waiter answers these without the general
+    # lookup, with the same objects.
+    async with pair() as (server_ws, client):
+        operation, future = await waiting_future(client)
+        assert future._asyncio_future_blocking is False
+        future._asyncio_future_blocking = True
+        assert future._asyncio_future_blocking is True
+        future._asyncio_future_blocking = 0
+        assert future._asyncio_future_blocking is False
+        result_name = "".join(["res", "ult"])  # equal to "result", not the same str
+        result = getattr(future, result_name)
+        assert result.__self__ is future and result.__name__ == "result"
+        assert future.get_loop.__self__ is future
+        assert future.get_loop() is asyncio.get_running_loop()
+        calls: list[Any] = []
+        context_name = "".join(["con", "text"])
+        future.add_done_callback(calls.append, **{context_name: None})
+        with pytest.raises(TypeError):
+            future.add_done_callback(calls.append, **{"".join(["ctx"]): None})
+        with pytest.raises(AttributeError):
+            future.no_such_attribute  # noqa: B018
+        await server_ws.send("message")
+        assert await future == "message"
+        assert getattr(future, result_name)() == "message"
+        assert calls == [future]
+        with pytest.raises(StopIteration):
+            step(operation)
+
+
+def the_spare_waiter(connection: Any) -> int | None:
+    """The id of the waiter a connection keeps for its next recv(), if any."""
+    spare = [o for o in gc.get_referents(connection) if type(o).__name__ == "Waiter"]
+    return id(spare[0]) if spare else None
+
+
+async def wait_for_message(server_ws: Any, client: Any, message: str) -> int:
+    """recv() in a task until server_ws sends message; the id of its waiter."""
+    waiting = asyncio.create_task(client.recv())
+    await asyncio.sleep(0)
+    waiter_id = id(client._waiter)
+    await server_ws.send(message)
+    assert await waiting == message
+    return waiter_id
+
+
+@needs_c
+async def test_recv_waits_on_the_waiter_of_the_last_recv() -> None:
+    async with pair() as (server_ws, client):
+        first = await wait_for_message(server_ws, client, "one")
+        # Kept by the connection (so no other object can have its id), with the
+        # message let go.
+        assert the_spare_waiter(client) == first
+        assert await wait_for_message(server_ws, client, "two") == first
+        assert await wait_for_message(server_ws, client, "three") == first
+
+
+@needs_c
+async def test_a_waiter_held_elsewhere_is_not_reused() -> None:
+    async with pair() as (server_ws, client):
+        waiting = asyncio.create_task(client.recv())
+        await asyncio.sleep(0)
+        held = client._waiter
+        await server_ws.send("one")
+        assert await waiting == "one"
+        result = held.result  # a bound method held: the waiter must not change either
+        del held
+        assert await wait_for_message(server_ws, client, "two") != id(result.__self__)
+        assert result() == "one"
+        assert result.__self__.done()
+
+
+async def test_writelines_that_joins_is_done_in_one_write() -> None:
+    # asyncio.WriteTransport.writelines() joins the buffers and calls write():
+    # a large frame to such a transport goes out in one write(), of the same
+    # bytes; a transport with writelines() of its own gets the buffers.
+    class Joining(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, Any]] = []
+
+        def write(self, data: Any) -> None:
+            self.calls.append(("write", bytes(data)))
+
+        def is_closing(self) -> bool:
+            return False
+
+    class Gathering(Joining):
+        def writelines(self, list_of_data: Any) -> None:
+            self.calls.append(("writelines", [bytes(data) for data in list_of_data]))
+
+    payload = b"x" * 5000
+    header = b"\x82\x7e" + len(payload).to_bytes(2, "big")
+    async with pair(compression=None) as (server_ws, _):
+        transport = server_ws.transport
+        try:
+            server_ws.transport = joining = Joining()
+            await server_ws.send(payload)
+            assert joining.calls == [("write", header + payload)]
+            server_ws.transport = gathering = Gathering()
+            await server_ws.send(payload)
+            assert gathering.calls == [("writelines", [header, payload])]
+        finally:
+            server_ws.transport = transport
+
+
+async def test_recv_leaves_no_waiter_to_the_garbage_collector() -> None:
+    # The C Waiter keeps its bound methods, which refer to it: every path must
+    # break that cycle, or each recv() would leave garbage to collect.
+    async with pair() as (server_ws, client):
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for index in range(20):
+                await wait_for_message(server_ws, client, str(index))
+                waiting = asyncio.create_task(client.recv())
+                await asyncio.sleep(0)
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            gc.collect()
+            left = [o for o in gc.garbage if type(o).__name__ in ("Waiter", "Future")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert left == []
