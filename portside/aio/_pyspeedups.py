@@ -85,3 +85,10 @@ class ConnectionBase:
 
     def _write_all(self, frames: list[bytes], /) -> None:
         raise NotImplementedError  # pragma: no cover
+
+    def _hook_transport(self) -> bool:
+        """Read and write on the socket directly: the C twin's alone; ``False``."""
+        return False
+
+    def _unhook_transport(self) -> None:
+        """Undo :meth:`_hook_transport`."""

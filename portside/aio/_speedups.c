@@ -13,6 +13,16 @@
 
 #if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
+
+#ifndef _WIN32
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#define PORTSIDE_SELECTOR_IO 1
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
 #define Py_T_BOOL T_BOOL
 #define Py_T_OBJECT_EX T_OBJECT_EX
 #endif
@@ -59,6 +69,19 @@ typedef struct {
     PyObject *str_get_loop;        /* get_loop */
     PyObject *str_add_done_callback; /* add_done_callback */
     PyObject *str_result;          /* result */
+    /* What the selector loop's socket transport keeps: see "The selector
+       loop's socket transport" below. */
+    PyObject *str_conn_lost;       /* transport._conn_lost */
+    PyObject *str_eof;             /* transport._eof */
+    PyObject *str_empty_waiter;    /* transport._empty_waiter */
+    PyObject *str_buffer;          /* transport._buffer */
+    PyObject *str_sock_fd;         /* transport._sock_fd */
+    PyObject *str_read_ready_cb;   /* transport._read_ready_cb */
+    PyObject *str_get_buffer_cb;   /* transport._read_ready__get_buffer */
+    PyObject *str_on_eof;          /* transport._read_ready__on_eof() */
+    PyObject *str_fatal_error;     /* transport._fatal_error(exc, message) */
+    PyObject *str_get_buffer;      /* connection.get_buffer(-1) */
+    PyObject *str_read_ready;      /* connection._read_ready */
     /* Imported from portside once, when the module loads. */
     PyObject *open_state;         /* portside.protocol.state.OPEN */
     PyObject *server_side;        /* portside.protocol.connection.SERVER */
@@ -67,6 +90,9 @@ typedef struct {
     PyObject *closed_ok;          /* portside.exceptions.ConnectionClosedOK */
     Py_ssize_t copy_threshold;    /* portside.protocol.connection._COPY_THRESHOLD */
     PyObject *joining_writelines; /* asyncio.WriteTransport.writelines */
+    PyObject *selector_transport; /* asyncio.selector_events._SelectorSocketTransport, or NULL */
+    PyObject *minus_one;          /* -1, get_buffer()'s argument */
+    PyObject *buffer_updated;     /* ConnectionBase.buffer_updated, the method descriptor */
     PyObject *cancelled_error;    /* asyncio.CancelledError */
     PyObject *invalid_state_error; /* asyncio.InvalidStateError */
     PyObject *context_kwnames;    /* ("context",) */
@@ -108,6 +134,8 @@ typedef struct {
     char write_paused;       /* _write_paused: the transport's buffer is over the limit */
     PyObject *spare_waiter;  /* the last recv()'s Waiter, for the next one: see take_waiter() */
     PyObject *waking;        /* the Waiter buffer_updated() is waking, borrowed, or NULL */
+    char direct_io;          /* reads and writes go to the socket fd: see _hook_transport() */
+    int fd;                  /* the transport's socket, while direct_io */
 } ConnectionObject;
 
 /* The AttributeError of reading an unset slot, worded as CPython words it. */
@@ -1180,6 +1208,294 @@ header_size(Py_ssize_t size)
 }
 
 /*
+ * The selector loop's socket transport.
+ *
+ * On asyncio's own loop, a read and a write go through the Python code of
+ * asyncio.selector_events._SelectorSocketTransport: _read_ready__get_buffer()
+ * calls get_buffer(), socket.recv_into() and buffer_updated(); write() tries
+ * socket.send() when nothing is buffered. The connection does the same steps
+ * itself on the socket's file descriptor, with the same outcome for every
+ * case, and leaves the rest (EOF, errors, buffering, flow control) to the
+ * transport's own methods. _hook_transport() turns this on when the transport
+ * is exactly that class and looks as expected; other loops (uvloop) and
+ * transports (TLS) are left alone.
+ */
+
+/* transport._fatal_error(exc, message) for the exception being raised. NULL if
+   that is SystemExit or KeyboardInterrupt, which go on up as they would from
+   the transport's method; else None. */
+static PyObject *
+fatal_error(speedups_state *st, PyObject *transport, const char *message)
+{
+    PyObject *type, *value, *traceback, *text, *result;
+
+    if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+        PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        return NULL;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    if ((text = PyUnicode_FromString(message)) == NULL) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    result = call_method(st->str_fatal_error, transport, value, text, 2);
+    Py_DECREF(value);
+    Py_DECREF(text);
+    return result;
+}
+
+/*
+ * Whether write() would send this frame at once: no write_eof(), no sendfile,
+ * the connection not lost, nothing buffered. 1, 0, or -1 on error.
+ */
+static int
+can_send_now(speedups_state *st, PyObject *transport)
+{
+    PyObject *value;
+    int rc;
+
+    if ((rc = attribute_truth(transport, st->str_conn_lost)) != 0 ||
+        (rc = attribute_truth(transport, st->str_eof)) != 0 ||
+        (rc = attribute_truth(transport, st->str_buffer)) != 0) {
+        return rc < 0 ? -1 : 0;
+    }
+    if ((value = PyObject_GetAttr(transport, st->str_empty_waiter)) == NULL) {
+        return -1;
+    }
+    rc = value == Py_None;
+    Py_DECREF(value);
+    return rc;
+}
+
+/* transport.write(frame), on the socket itself when write() would send it at
+   once. 0, or -1 on error. */
+static int
+write_frame(ConnectionObject *conn, speedups_state *st, PyObject *frame)
+{
+    PyObject *transport = conn->transport, *rest = NULL;
+    int rc;
+
+#ifdef PORTSIDE_SELECTOR_IO
+    if (conn->direct_io && (PyObject *)Py_TYPE(transport) == st->selector_transport) {
+        const char *data = PyBytes_AS_STRING(frame);
+        Py_ssize_t size = PyBytes_GET_SIZE(frame), sent;
+
+        if ((rc = can_send_now(st, transport)) < 0) {
+            return -1;
+        }
+        if (rc) {
+            sent = send(conn->fd, data, (size_t)size, MSG_NOSIGNAL);
+            if (sent == size) {
+                return 0;
+            }
+            /* Whatever is left -- all of it after an error, which write()
+               then meets and handles -- goes through write(), which buffers
+               it and waits for the socket as it would have. */
+            if (sent > 0 && (rest = PyBytes_FromStringAndSize(data + sent, size - sent)) == NULL) {
+                return -1;
+            }
+        }
+    }
+#endif
+    rc = call_method_void(st->str_write, transport, rest != NULL ? rest : frame, NULL, 1);
+    Py_XDECREF(rest);
+    return rc;
+}
+
+PyDoc_STRVAR(connection_read_ready_doc,
+"_read_ready($self, /)\n--\n\n"
+"Read from the socket: the selector transport's _read_ready_cb once hooked.");
+
+static PyObject *
+connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
+                      PyObject *const *Py_UNUSED(args), Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = PyType_GetModuleState(defining_class);
+    PyObject *transport, *buffer, *nbytes, *result;
+    Py_buffer view;
+    Py_ssize_t received;
+    int lost;
+
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "_read_ready() takes no arguments");
+        return NULL;
+    }
+    if (self->transport == NULL) {
+        unset_attribute((PyObject *)self, "transport");
+        return NULL;
+    }
+    transport = Py_NewRef(self->transport);
+    if (!self->direct_io) {
+        /* Unhooked meanwhile: the transport's own way. */
+        result = call_method(st->str_get_buffer_cb, transport, NULL, NULL, 0);
+        Py_DECREF(transport);
+        return result;
+    }
+    /* The steps and the outcomes of _read_ready__get_buffer(). */
+    if ((lost = attribute_truth(transport, st->str_conn_lost)) != 0) {
+        Py_DECREF(transport);
+        return lost < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    buffer = call_method(st->str_get_buffer, (PyObject *)self, st->minus_one, NULL, 1);
+    if (buffer != NULL && PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE) < 0) {
+        Py_CLEAR(buffer);
+    }
+    if (buffer != NULL && view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_CLEAR(buffer);
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+    }
+    if (buffer == NULL) {
+        result = fatal_error(st, transport, "Fatal error: protocol.get_buffer() call failed.");
+        Py_DECREF(transport);
+        return result;
+    }
+#ifdef PORTSIDE_SELECTOR_IO
+    received = recv(self->fd, view.buf, (size_t)view.len, 0);
+#else
+    received = -1;
+    errno = EAGAIN;
+#endif
+    PyBuffer_Release(&view);
+    Py_DECREF(buffer);
+    if (received < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            /* BlockingIOError, InterruptedError: the selector calls again. */
+            result = Py_NewRef(Py_None);
+        }
+        else {
+            PyErr_SetFromErrno(PyExc_OSError);
+            result = fatal_error(st, transport, "Fatal read error on socket transport");
+        }
+    }
+    else if (received == 0) {
+        result = call_method(st->str_on_eof, transport, NULL, NULL, 0);
+    }
+    else if ((nbytes = PyLong_FromSsize_t(received)) == NULL) {
+        result = NULL;
+    }
+    else {
+        if (_PyType_Lookup(Py_TYPE(self), st->str_buffer_updated) == st->buffer_updated) {
+            Py_BEGIN_CRITICAL_SECTION(self);
+            result = connection_buffer_updated_impl(self, st, nbytes);
+            Py_END_CRITICAL_SECTION();
+        }
+        else {
+            result = call_method(st->str_buffer_updated, (PyObject *)self, nbytes, NULL, 1);
+        }
+        Py_DECREF(nbytes);
+        if (result == NULL) {
+            result = fatal_error(st, transport,
+                                 "Fatal error: protocol.buffer_updated() call failed.");
+        }
+    }
+    Py_DECREF(transport);
+    return result;
+}
+
+PyDoc_STRVAR(connection_hook_transport_doc,
+"_hook_transport($self, /)\n--\n\n"
+"Read and write on the socket directly if the transport is asyncio's selector\n"
+"socket transport, reading into get_buffer(); return whether it is.");
+
+static PyObject *
+connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
+                          PyObject *const *Py_UNUSED(args), Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = PyType_GetModuleState(defining_class);
+    PyObject *transport = self->transport, *current, *own, *fd, *hook;
+    int same;
+    long number;
+
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "_hook_transport() takes no arguments");
+        return NULL;
+    }
+#ifdef PORTSIDE_SELECTOR_IO
+    if (self->direct_io || transport == NULL || st->selector_transport == NULL ||
+        (PyObject *)Py_TYPE(transport) != st->selector_transport) {
+        Py_RETURN_FALSE;
+    }
+    /* Reading into get_buffer(): _read_ready_cb is _read_ready__get_buffer. */
+    if ((current = PyObject_GetAttr(transport, st->str_read_ready_cb)) == NULL) {
+        return NULL;
+    }
+    if ((own = PyObject_GetAttr(transport, st->str_get_buffer_cb)) == NULL) {
+        Py_DECREF(current);
+        return NULL;
+    }
+    same = PyObject_RichCompareBool(current, own, Py_EQ);
+    Py_DECREF(current);
+    Py_DECREF(own);
+    if (same <= 0) {
+        return same < 0 ? NULL : Py_NewRef(Py_False);
+    }
+    if ((fd = PyObject_GetAttr(transport, st->str_sock_fd)) == NULL) {
+        return NULL;
+    }
+    number = PyLong_Check(fd) ? PyLong_AsLong(fd) : -1;
+    Py_DECREF(fd);
+    if (number == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (number < 0 || number > INT_MAX) {
+        Py_RETURN_FALSE;
+    }
+    if ((hook = PyObject_GetAttr((PyObject *)self, st->str_read_ready)) == NULL) {
+        return NULL;
+    }
+    same = PyObject_SetAttr(transport, st->str_read_ready_cb, hook);
+    Py_DECREF(hook);
+    if (same < 0) {
+        return NULL;
+    }
+    self->fd = (int)number;
+    self->direct_io = 1;
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+PyDoc_STRVAR(connection_unhook_transport_doc,
+"_unhook_transport($self, /)\n--\n\n"
+"Undo _hook_transport(): the transport reads and writes as it did.");
+
+static PyObject *
+connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class,
+                            PyObject *const *Py_UNUSED(args), Py_ssize_t nargs,
+                            PyObject *kwnames)
+{
+    speedups_state *st = PyType_GetModuleState(defining_class);
+    PyObject *own;
+    int rc;
+
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "_unhook_transport() takes no arguments");
+        return NULL;
+    }
+    if (!self->direct_io) {
+        Py_RETURN_NONE;
+    }
+    self->direct_io = 0;
+    /* The transport's reference to this connection goes: it would keep both
+       alive until the garbage collector came. */
+    if (self->transport == NULL ||
+        (own = PyObject_GetAttr(self->transport, st->str_get_buffer_cb)) == NULL) {
+        return self->transport == NULL ? Py_NewRef(Py_None) : NULL;
+    }
+    rc = PyObject_SetAttr(self->transport, st->str_read_ready_cb, own);
+    Py_DECREF(own);
+    return rc < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+/*
  * send() from a client: one frame masked with the protocol's next mask (RFC 6455
  * 5.3), as Protocol.send_binary() or send_text() would encode it. 1, or -1 on
  * error.
@@ -1188,8 +1504,9 @@ static int
 send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsigned char first,
             PyObject *message, const char *data, Py_ssize_t size)
 {
-    PyObject *payload, *mask, *opcode, *frame, *result;
+    PyObject *payload, *mask, *opcode, *frame;
     PyObject *args[4];
+    int rc;
 
     payload = first == 0x82 ? Py_NewRef(message) : PyBytes_FromStringAndSize(data, size);
     if (payload == NULL) {
@@ -1216,20 +1533,11 @@ send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsi
     if (frame == NULL) {
         return -1;
     }
-    result = call_method(st->str_write, conn->transport, frame, NULL, 1);
+    rc = write_frame(conn, st, frame);
     Py_DECREF(frame);
-    if (result == NULL) {
-        return -1;
-    }
-    Py_DECREF(result);
-    return 1;
+    return rc < 0 ? -1 : 1;
 }
 
-/*
- * send(): write a whole message from a server, as Protocol.send_binary() or
- * send_text() would frame it, when nothing else is involved. 1: written; 0:
- * not a case for the fast path; -1: error.
- */
 /*
  * Whether the transport's writelines() is asyncio.WriteTransport's, which joins
  * the buffers into one and calls write() (the selector loop's transports before
@@ -1241,15 +1549,20 @@ writelines_joins(speedups_state *st, PyObject *transport)
     return _PyType_Lookup(Py_TYPE(transport), st->str_writelines) == st->joining_writelines;
 }
 
+/*
+ * send(): write a whole message from a server, as Protocol.send_binary() or
+ * send_text() would frame it, when nothing else is involved. 1: written; 0:
+ * not a case for the fast path; -1: error.
+ */
 static int
 send_fast(OperationObject *op, speedups_state *st)
 {
     ConnectionObject *conn = (ConnectionObject *)op->connection;
-    PyObject *message = op->message, *protocol, *frame, *frames, *payload, *result;
+    PyObject *message = op->message, *protocol, *frame, *frames, *payload;
     const char *data;
     Py_ssize_t size, hsize;
     unsigned char first;
-    int ok;
+    int ok, rc;
 
     if (conn->fragmenting != Py_None || conn->transport == NULL || conn->protocol == NULL) {
         return 0;
@@ -1315,36 +1628,31 @@ send_fast(OperationObject *op, speedups_state *st)
         }
         write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
         memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
-        result = call_method(st->str_write, conn->transport, frame, NULL, 1);
+        rc = write_frame(conn, st, frame);
         Py_DECREF(frame);
+        return rc < 0 ? -1 : 1;
+    }
+    /* A large payload goes out as it is, behind its header. */
+    if (first == 0x81) {
+        payload = PyBytes_FromStringAndSize(data, size);
     }
     else {
-        /* A large payload goes out as it is, behind its header. */
-        if (first == 0x81) {
-            payload = PyBytes_FromStringAndSize(data, size);
-        }
-        else {
-            payload = Py_NewRef(message);
-        }
-        frame = PyBytes_FromStringAndSize(NULL, hsize);
-        frames = PyList_New(2);
-        if (payload == NULL || frame == NULL || frames == NULL) {
-            Py_XDECREF(payload);
-            Py_XDECREF(frame);
-            Py_XDECREF(frames);
-            return -1;
-        }
-        write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
-        PyList_SET_ITEM(frames, 0, frame);
-        PyList_SET_ITEM(frames, 1, payload);
-        result = call_method(st->str_writelines, conn->transport, frames, NULL, 1);
-        Py_DECREF(frames);
+        payload = Py_NewRef(message);
     }
-    if (result == NULL) {
+    frame = PyBytes_FromStringAndSize(NULL, hsize);
+    frames = PyList_New(2);
+    if (payload == NULL || frame == NULL || frames == NULL) {
+        Py_XDECREF(payload);
+        Py_XDECREF(frame);
+        Py_XDECREF(frames);
         return -1;
     }
-    Py_DECREF(result);
-    return 1;
+    write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
+    PyList_SET_ITEM(frames, 0, frame);
+    PyList_SET_ITEM(frames, 1, payload);
+    rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
+    Py_DECREF(frames);
+    return rc < 0 ? -1 : 1;
 }
 
 static int
@@ -1995,6 +2303,12 @@ static PyMethodDef connection_methods[] = {
      "Act on an event other than a message (subclasses implement it)."},
     {"_write_all", (PyCFunction)(void (*)(void))connection_write_all, METH_FASTCALL,
      "Write frames to the transport (subclasses implement it)."},
+    {"_read_ready", (PyCFunction)(void (*)(void))connection_read_ready,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_read_ready_doc},
+    {"_hook_transport", (PyCFunction)(void (*)(void))connection_hook_transport,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_hook_transport_doc},
+    {"_unhook_transport", (PyCFunction)(void (*)(void))connection_unhook_transport,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_unhook_transport_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2057,7 +2371,10 @@ static PyType_Spec connection_spec = {
     &(st)->str_writelines, &(st)->str_popleft, &(st)->str_call_soon, &(st)->str_context, \
     &(st)->str_recv_in_python, &(st)->str_send_in_python, &(st)->str_drain, &(st)->str_requeue, &(st)->str_next_mask, \
     &(st)->str_throw, &(st)->str_close, &(st)->str_future_blocking, &(st)->str_get_loop, \
-    &(st)->str_add_done_callback, &(st)->str_result
+    &(st)->str_add_done_callback, &(st)->str_result, &(st)->str_conn_lost, &(st)->str_eof, \
+    &(st)->str_empty_waiter, &(st)->str_buffer, &(st)->str_sock_fd, &(st)->str_read_ready_cb, \
+    &(st)->str_get_buffer_cb, &(st)->str_on_eof, &(st)->str_fatal_error, &(st)->str_get_buffer, \
+    &(st)->str_read_ready
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
@@ -2065,6 +2382,9 @@ static const char *const state_names[] = {
     "deflate", "side", "_reading", "write", "writelines", "popleft", "call_soon", "context",
     "_recv_in_python", "_send_in_python", "_drain", "_requeue", "_next_mask", "throw", "close",
     "_asyncio_future_blocking", "get_loop", "add_done_callback", "result",
+    "_conn_lost", "_eof", "_empty_waiter", "_buffer", "_sock_fd", "_read_ready_cb",
+    "_read_ready__get_buffer", "_read_ready__on_eof", "_fatal_error", "get_buffer",
+    "_read_ready",
 };
 
 /* The object of portside that the fast paths compare with: a new reference. */
@@ -2098,9 +2418,10 @@ write_transport_writelines(void)
     &(st)->open_state, &(st)->server_side, &(st)->closed_ok, &(st)->cancelled_error, \
     &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
     (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol, \
-    &(st)->client_side, &(st)->encode_frame, &(st)->joining_writelines
+    &(st)->client_side, &(st)->encode_frame, &(st)->joining_writelines, \
+    &(st)->selector_transport, &(st)->minus_one, &(st)->buffer_updated
 
-#define OBJECT_COUNT 13
+#define OBJECT_COUNT 16
 
 /*
  * The offset of a slot of a protocol class whose values the fast paths read
@@ -2219,6 +2540,27 @@ speedups_exec(PyObject *module)
     }
     if ((type = PyType_FromModuleAndSpec(module, &connection_spec, NULL)) == NULL) {
         return -1;
+    }
+    /* The descriptor that the type's buffer_updated is, unless overridden. */
+    st->buffer_updated = PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict,
+                                                 st->str_buffer_updated);
+    if (st->buffer_updated == NULL) {
+        Py_DECREF(type);
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_SystemError, "ConnectionBase has no buffer_updated");
+        }
+        return -1;
+    }
+    Py_INCREF(st->buffer_updated);
+    if ((st->minus_one = PyLong_FromLong(-1)) == NULL) {
+        Py_DECREF(type);
+        return -1;
+    }
+    /* Without it (another platform, another Python), sockets are left to the
+       transports. */
+    st->selector_transport = import_from("asyncio.selector_events", "_SelectorSocketTransport");
+    if (st->selector_transport == NULL) {
+        PyErr_Clear();
     }
     rc = PyModule_AddType(module, (PyTypeObject *)type);
     Py_DECREF(type);

@@ -48,6 +48,7 @@ class ClientConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+        self._hook_transport()
         protocol = self.protocol
         self.request = protocol.connect()
         self.transport.write(protocol.send_request(self.request))

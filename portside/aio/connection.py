@@ -245,6 +245,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         finally:
             if self._waiter is waiter:
                 self._waiter = None
+            # The future holds the exception raised here, whose traceback holds
+            # this frame: without the local, no cycle keeps the connection.
+            del waiter
 
     def __aiter__(self) -> AsyncIterator[Data]:
         return self
@@ -387,6 +390,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         self._lost = True
+        self._unhook_transport()
         protocol = self.protocol
         if not protocol.eof_rcvd:
             protocol.receive_eof()

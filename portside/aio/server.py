@@ -100,6 +100,7 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+        self._hook_transport()
         self.server._connection_made(self)
 
     def _open_timed_out(self) -> None:

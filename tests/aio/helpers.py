@@ -31,6 +31,23 @@ async def running(handler: Any = echo, **kwargs: Any) -> AsyncIterator[portside.
         yield server
 
 
+@asynccontextmanager
+async def pair(**kwargs: Any) -> AsyncIterator[tuple[portside.ServerConnection, Any]]:
+    """A server connection whose handler waits, and the client connected to it."""
+    opened: asyncio.Future[portside.ServerConnection] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        opened.set_result(ws)
+        await done.wait()
+
+    async with running(handler, **kwargs) as server, portside.connect(url(server)) as client:
+        try:
+            yield await opened, client
+        finally:
+            done.set()
+
+
 class RawClient:
     """A hand-driven client: sends exactly the bytes a test wants."""
 

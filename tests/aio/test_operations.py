@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
@@ -19,27 +18,10 @@ import portside
 from portside.aio.speedups import IMPLEMENTATION
 from portside.protocol.client import ClientProtocol
 from portside.protocol.server import ServerProtocol
-from tests.aio.helpers import RawClient, running, url
+from tests.aio.helpers import RawClient, pair, running
 from tests.framing import client_frame, server_frame
 
 needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
-
-
-@asynccontextmanager
-async def pair(**kwargs: Any) -> AsyncIterator[tuple[portside.ServerConnection, Any]]:
-    """A server connection whose handler waits, and the client connected to it."""
-    opened: asyncio.Future[portside.ServerConnection] = asyncio.get_running_loop().create_future()
-    done = asyncio.Event()
-
-    async def handler(ws: portside.ServerConnection) -> None:
-        opened.set_result(ws)
-        await done.wait()
-
-    async with running(handler, **kwargs) as server, portside.connect(url(server)) as client:
-        try:
-            yield await opened, client
-        finally:
-            done.set()
 
 
 def forget(operation: Coroutine[Any, Any, Any]) -> None:

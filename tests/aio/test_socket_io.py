@@ -1,0 +1,223 @@
+"""Reads and writes on the socket itself, under asyncio's selector transport.
+
+On asyncio's own loop, the C ``ConnectionBase`` replaces the Python steps of
+``_SelectorSocketTransport``'s reads (get_buffer, recv_into, buffer_updated) and
+of its ``write()`` when nothing is buffered, with the same outcome in every case
+(the section "The selector loop's socket transport" of portside/aio/_speedups.c).
+These tests hold for every implementation and loop; the ones about the hook
+itself need the C accelerator on asyncio's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import struct
+from typing import Any
+
+import pytest
+
+import portside
+from portside.aio.speedups import IMPLEMENTATION
+from tests.aio.helpers import RawClient, pair, running, url
+
+needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
+
+
+def hooked(ws: Any) -> bool:
+    """Whether the connection reads from its socket itself."""
+    callback = getattr(ws.transport, "_read_ready_cb", None)
+    return getattr(callback, "__self__", None) is ws
+
+
+def on_selector_loop() -> bool:
+    return isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop)
+
+
+async def test_server_and_client_are_hooked_on_the_selector_loop() -> None:
+    async with pair() as (server_ws, client):
+        expected = IMPLEMENTATION == "c" and on_selector_loop()
+        assert hooked(server_ws) is expected
+        assert hooked(client) is expected
+        await client.send("ping")
+        assert await server_ws.recv() == "ping"
+        await server_ws.send("pong")
+        assert await client.recv() == "pong"
+
+
+async def test_unhooked_when_the_connection_is_lost() -> None:
+    # The transport must not keep the connection: only the garbage collector
+    # would free them then.
+    async with pair() as (server_ws, client):
+        await client.close()
+        await server_ws.wait_closed()
+        assert not hooked(server_ws)
+        assert not hooked(client)
+        if IMPLEMENTATION == "c" and on_selector_loop():
+            transport: Any = server_ws.transport
+            assert transport._read_ready_cb == transport._read_ready__get_buffer
+
+
+async def test_connections_are_freed_without_the_garbage_collector() -> None:
+    async with running() as server:
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(3):
+                async with portside.connect(url(server)) as client:
+                    await client.send("x")
+                    assert await client.recv() == "x"
+            await asyncio.sleep(0)
+            gc.collect()
+            left = [
+                o
+                for o in gc.garbage
+                if isinstance(o, (portside.ServerConnection, portside.ClientConnection))
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert left == []
+
+
+async def test_frames_after_a_partial_write_arrive_in_order() -> None:
+    big = bytes(range(256)) * 16384  # 4 MiB
+    buffered: list[int] = []
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        await ws.send(big)
+        buffered.append(ws.transport.get_write_buffer_size())
+        await ws.send(b"after")
+        await ws.send("text after")
+        await ws.wait_closed()
+
+    async with running(handler, compression=None, write_limit=2**26) as server:
+        raw = await RawClient.connect(server)
+        header = await raw.reader.readexactly(10)
+        assert header[:2] == b"\x82\x7f"
+        assert struct.unpack("!Q", header[2:])[0] == len(big)
+        assert await raw.reader.readexactly(len(big)) == big
+        assert await raw.reader.readexactly(7) == b"\x82\x05after"
+        assert await raw.reader.readexactly(12) == b"\x81\x0atext after"
+        await raw.close()
+    assert buffered[0] > 0  # the socket took part of the frame only
+
+
+async def test_a_reset_from_the_peer_closes_the_connection() -> None:
+    closed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        try:
+            await ws.recv()
+        except portside.ConnectionClosed as exc:
+            closed.set_result(exc)
+
+    async with running(handler) as server:
+        raw = await RawClient.connect(server)
+        sock = raw.transport.get_extra_info("socket")
+        # SO_LINGER 0: close() sends RST; the server's read fails.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.transport.abort()
+        exc = await closed
+        assert isinstance(exc, portside.ConnectionClosedError)
+        assert exc.rcvd is None
+
+
+async def test_a_failing_buffer_updated_is_a_fatal_error() -> None:
+    if not on_selector_loop():
+        pytest.skip("the selector transport's error handling")
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with pair() as (server_ws, client):
+
+            class Failing(type(server_ws.protocol)):  # type: ignore[misc]
+                __slots__ = ()
+
+                def buffer_updated(self, nbytes: int) -> Any:
+                    raise ValueError("broken")
+
+            server_ws.protocol.__class__ = Failing
+            await client.send("x")
+            await server_ws.wait_closed()
+    finally:
+        loop.set_exception_handler(None)
+    assert [context["message"] for context in errors] == [
+        "Fatal error: protocol.buffer_updated() call failed."
+    ]
+    assert isinstance(errors[0]["exception"], ValueError)
+
+
+async def test_an_empty_buffer_is_a_fatal_error() -> None:
+    if not on_selector_loop():
+        pytest.skip("the selector transport's error handling")
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with pair() as (server_ws, client):
+            server_ws.get_buffer = lambda sizehint: bytearray()  # type: ignore[method-assign]
+            await client.send("x")
+            await server_ws.wait_closed()
+    finally:
+        loop.set_exception_handler(None)
+    assert [context["message"] for context in errors] == [
+        "Fatal error: protocol.get_buffer() call failed."
+    ]
+    assert isinstance(errors[0]["exception"], RuntimeError)
+
+
+@needs_c
+async def test_read_ready_by_hand() -> None:
+    if not on_selector_loop():
+        pytest.skip("asyncio's selector loop only")
+    async with pair() as (server_ws, client):
+        read_ready = getattr(server_ws, "_read_ready")  # noqa: B009 - C only
+        with pytest.raises(TypeError):
+            read_ready(1)
+        # Nothing to read: EAGAIN, nothing happens.
+        assert read_ready() is None
+        # KeyboardInterrupt goes on up, as from the transport's own method.
+
+        def interrupted(sizehint: int) -> bytearray:
+            raise KeyboardInterrupt
+
+        own = server_ws.get_buffer
+        server_ws.get_buffer = interrupted  # type: ignore[method-assign]
+        with pytest.raises(KeyboardInterrupt):
+            read_ready()
+        server_ws.get_buffer = own  # type: ignore[method-assign]
+        # A lost connection reads nothing.
+        transport: Any = server_ws.transport
+        transport._conn_lost += 1
+        try:
+            await client.send("waits")
+            await asyncio.sleep(0.01)
+            assert read_ready() is None
+        finally:
+            transport._conn_lost -= 1
+        assert await server_ws.recv() == "waits"
+        # Unhooked, it is the transport's own read.
+        server_ws._unhook_transport()
+        assert not hooked(server_ws)
+        assert read_ready() is None
+        assert server_ws._hook_transport() is True
+        assert server_ws._hook_transport() is False  # already
+        await client.send("again")
+        assert await server_ws.recv() == "again"
+
+
+async def test_hook_declines_other_transports() -> None:
+    async with pair() as (server_ws, client):
+        transport = server_ws.transport
+        server_ws._unhook_transport()
+        try:
+            server_ws.transport = asyncio.Transport()
+            assert server_ws._hook_transport() is False
+        finally:
+            server_ws.transport = transport
+        assert not hooked(server_ws)
+        await client.send("unhooked")
+        assert await server_ws.recv() == "unhooked"
