@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #define PORTSIDE_SELECTOR_IO 1
 #endif
 #ifndef MSG_NOSIGNAL
@@ -1308,6 +1309,73 @@ write_frame(ConnectionObject *conn, speedups_state *st, PyObject *frame)
     return rc;
 }
 
+/*
+ * The frame header and the payload (of owner, a bytes message, if not NULL), as
+ * write() of the two joined would send them, without joining them first: 1
+ * written (in full, or the rest handed to write()), 0 not a case for it, -1
+ * error.
+ */
+static int
+write_header_and_payload(ConnectionObject *conn, speedups_state *st, const unsigned char *header,
+                         Py_ssize_t hsize, const char *data, Py_ssize_t size, PyObject *owner)
+{
+#ifdef PORTSIDE_SELECTOR_IO
+    PyObject *transport = conn->transport, *rest;
+    struct iovec parts[2];
+    struct msghdr message;
+    Py_ssize_t sent, total = hsize + size;
+    int rc;
+
+    if (!conn->direct_io || (PyObject *)Py_TYPE(transport) != st->selector_transport) {
+        return 0;
+    }
+    if ((rc = can_send_now(st, transport)) <= 0) {
+        return rc;
+    }
+    parts[0].iov_base = (void *)header;
+    parts[0].iov_len = (size_t)hsize;
+    parts[1].iov_base = (void *)data;
+    parts[1].iov_len = (size_t)size;
+    memset(&message, 0, sizeof(message));
+    message.msg_iov = parts;
+    message.msg_iovlen = 2;
+    sent = sendmsg(conn->fd, &message, MSG_NOSIGNAL);
+    if (sent == total) {
+        return 1;
+    }
+    /* The rest -- all of it after an error, which write() then meets and
+       handles -- goes through write(), which buffers it. */
+    if (sent < 0) {
+        sent = 0;
+    }
+    if (sent >= hsize && owner != NULL) {
+        /* Part of the payload of a bytes message: a view of the rest, which
+           write() copies into its buffer or keeps, and no copy of ours. */
+        PyObject *view = PyMemoryView_FromObject(owner);
+        rest = view == NULL ? NULL : PySequence_GetSlice(view, sent - hsize, size);
+        Py_XDECREF(view);
+        if (rest == NULL) {
+            return -1;
+        }
+    }
+    else if ((rest = PyBytes_FromStringAndSize(NULL, total - sent)) == NULL) {
+        return -1;
+    }
+    else if (sent < hsize) {
+        memcpy(PyBytes_AS_STRING(rest), header + sent, (size_t)(hsize - sent));
+        memcpy(PyBytes_AS_STRING(rest) + (hsize - sent), data, (size_t)size);
+    }
+    else {
+        memcpy(PyBytes_AS_STRING(rest), data + (sent - hsize), (size_t)(total - sent));
+    }
+    rc = call_method_void(st->str_write, transport, rest, NULL, 1);
+    Py_DECREF(rest);
+    return rc < 0 ? -1 : 1;
+#else
+    return 0;
+#endif
+}
+
 PyDoc_STRVAR(connection_read_ready_doc,
 "_read_ready($self, /)\n--\n\n"
 "Read from the socket: the selector transport's _read_ready_cb once hooked.");
@@ -1560,6 +1628,7 @@ send_fast(OperationObject *op, speedups_state *st)
     ConnectionObject *conn = (ConnectionObject *)op->connection;
     PyObject *message = op->message, *protocol, *frame, *frames, *payload;
     const char *data;
+    unsigned char header[10];
     Py_ssize_t size, hsize;
     unsigned char first;
     int ok, rc;
@@ -1621,37 +1690,39 @@ send_fast(OperationObject *op, speedups_state *st)
         return ok;
     }
     hsize = header_size(size);
-    if (size < st->copy_threshold || writelines_joins(st, conn->transport)) {
-        /* Header and payload in one buffer, one write. */
-        if ((frame = PyBytes_FromStringAndSize(NULL, hsize + size)) == NULL) {
-            return -1;
+    write_header(header, first, size);
+    /* A large payload goes out as it is, behind its header: on the socket
+       itself, or by writelines() unless that would join them anyway. */
+    if (size >= st->copy_threshold) {
+        if ((rc = write_header_and_payload(conn, st, header, hsize, data, size,
+                                           first == 0x82 ? message : NULL)) != 0) {
+            return rc;
         }
-        write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
-        memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
-        rc = write_frame(conn, st, frame);
-        Py_DECREF(frame);
-        return rc < 0 ? -1 : 1;
+        if (!writelines_joins(st, conn->transport)) {
+            payload = first == 0x81 ? PyBytes_FromStringAndSize(data, size) : Py_NewRef(message);
+            frame = PyBytes_FromStringAndSize((const char *)header, hsize);
+            frames = PyList_New(2);
+            if (payload == NULL || frame == NULL || frames == NULL) {
+                Py_XDECREF(payload);
+                Py_XDECREF(frame);
+                Py_XDECREF(frames);
+                return -1;
+            }
+            PyList_SET_ITEM(frames, 0, frame);
+            PyList_SET_ITEM(frames, 1, payload);
+            rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
+            Py_DECREF(frames);
+            return rc < 0 ? -1 : 1;
+        }
     }
-    /* A large payload goes out as it is, behind its header. */
-    if (first == 0x81) {
-        payload = PyBytes_FromStringAndSize(data, size);
-    }
-    else {
-        payload = Py_NewRef(message);
-    }
-    frame = PyBytes_FromStringAndSize(NULL, hsize);
-    frames = PyList_New(2);
-    if (payload == NULL || frame == NULL || frames == NULL) {
-        Py_XDECREF(payload);
-        Py_XDECREF(frame);
-        Py_XDECREF(frames);
+    /* Header and payload in one buffer, one write. */
+    if ((frame = PyBytes_FromStringAndSize(NULL, hsize + size)) == NULL) {
         return -1;
     }
-    write_header((unsigned char *)PyBytes_AS_STRING(frame), first, size);
-    PyList_SET_ITEM(frames, 0, frame);
-    PyList_SET_ITEM(frames, 1, payload);
-    rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
-    Py_DECREF(frames);
+    memcpy(PyBytes_AS_STRING(frame), header, (size_t)hsize);
+    memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
+    rc = write_frame(conn, st, frame);
+    Py_DECREF(frame);
     return rc < 0 ? -1 : 1;
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import struct
 from typing import Any
@@ -221,3 +222,31 @@ async def test_hook_declines_other_transports() -> None:
         assert not hooked(server_ws)
         await client.send("unhooked")
         assert await server_ws.recv() == "unhooked"
+
+
+async def test_a_frame_to_a_full_socket_is_buffered_whole() -> None:
+    # The socket takes nothing (EAGAIN) while the transport's buffer is empty:
+    # the whole frame, header included, goes to the transport's buffer.
+    text = "abcdefgh" * 8192  # 64 KiB of ASCII
+    filled: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        fd = sock.fileno()
+        total = 0
+        try:
+            while True:
+                total += os.write(fd, b"\x00" * 65536)
+        except BlockingIOError:
+            filled.set_result(total)
+        await ws.send(text)
+        await ws.wait_closed()
+
+    async with running(handler, compression=None) as server:
+        raw = await RawClient.connect(server)
+        size = await filled
+        assert await raw.reader.readexactly(size) == b"\x00" * size
+        assert await raw.reader.readexactly(10) == b"\x81\x7f" + (65536).to_bytes(8, "big")
+        assert await raw.reader.readexactly(65536) == text.encode()
+        await raw.close()
