@@ -200,6 +200,23 @@ step_result(PySendResult status, PyObject *result, int stop_always)
     return NULL;
 }
 
+/* The exception being raised, normalized, its traceback attached: taken from
+   the thread's state (a new reference). */
+static PyObject *
+take_exception(void)
+{
+    PyObject *type, *value, *traceback;
+
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+}
+
 /* __await__() of the Waiter and of the Operation: each is its own iterator. */
 static PyObject *
 await_self(PyObject *self)
@@ -1228,19 +1245,13 @@ header_size(Py_ssize_t size)
 static PyObject *
 fatal_error(speedups_state *st, PyObject *transport, const char *message)
 {
-    PyObject *type, *value, *traceback, *text, *result;
+    PyObject *value, *text, *result;
 
     if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
         PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
         return NULL;
     }
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
+    value = take_exception();
     if ((text = PyUnicode_FromString(message)) == NULL) {
         Py_DECREF(value);
         return NULL;
@@ -1376,6 +1387,17 @@ write_header_and_payload(ConnectionObject *conn, speedups_state *st, const unsig
 #endif
 }
 
+/* 0 if a METH_METHOD method got no arguments, else -1 with TypeError. */
+static int
+no_arguments(const char *name, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_Format(PyExc_TypeError, "%s() takes no arguments", name);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(connection_read_ready_doc,
 "_read_ready($self, /)\n--\n\n"
 "Read from the socket: the selector transport's _read_ready_cb once hooked.");
@@ -1390,8 +1412,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     Py_ssize_t received;
     int lost;
 
-    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "_read_ready() takes no arguments");
+    if (no_arguments("_read_ready", nargs, kwnames) < 0) {
         return NULL;
     }
     if (self->transport == NULL) {
@@ -1481,8 +1502,7 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
     int same;
     long number;
 
-    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "_hook_transport() takes no arguments");
+    if (no_arguments("_hook_transport", nargs, kwnames) < 0) {
         return NULL;
     }
 #ifdef PORTSIDE_SELECTOR_IO
@@ -1544,8 +1564,7 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
     PyObject *own;
     int rc;
 
-    if (nargs != 0 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError, "_unhook_transport() takes no arguments");
+    if (no_arguments("_unhook_transport", nargs, kwnames) < 0) {
         return NULL;
     }
     if (!self->direct_io) {
@@ -1841,7 +1860,7 @@ requeue_message(OperationObject *op, speedups_state *st)
 static PySendResult
 op_finish(OperationObject *op, speedups_state *st, PySendResult status)
 {
-    PyObject *type, *value, *traceback, *stop;
+    PyObject *value, *stop;
     int waited = op->waiter != NULL;
 
     forget_waiter(op);
@@ -1850,13 +1869,7 @@ op_finish(OperationObject *op, speedups_state *st, PySendResult status)
     if (status == PYGEN_ERROR && waited && op->iterating &&
         PyErr_ExceptionMatches(st->closed_ok)) {
         /* raise StopAsyncIteration from None, as the Python recv() does. */
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL) {
-            PyException_SetTraceback(value, traceback);
-        }
-        Py_XDECREF(type);
-        Py_XDECREF(traceback);
+        value = take_exception();
         if ((stop = PyObject_CallNoArgs(PyExc_StopAsyncIteration)) == NULL) {
             Py_XDECREF(value);
             return PYGEN_ERROR;

@@ -11,10 +11,12 @@ itself need the C accelerator on asyncio's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +36,18 @@ def hooked(ws: Any) -> bool:
 
 def on_selector_loop() -> bool:
     return isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop)
+
+
+@contextlib.contextmanager
+def loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """The contexts the running loop's exception handler gets meanwhile."""
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(None)
 
 
 async def test_server_and_client_are_hooked_on_the_selector_loop() -> None:
@@ -128,10 +142,7 @@ async def test_a_reset_from_the_peer_closes_the_connection() -> None:
 async def test_a_failing_buffer_updated_is_a_fatal_error() -> None:
     if not on_selector_loop():
         pytest.skip("the selector transport's error handling")
-    errors: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    try:
+    with loop_errors() as errors:
         async with pair() as (server_ws, client):
 
             class Failing(type(server_ws.protocol)):  # type: ignore[misc]
@@ -143,8 +154,6 @@ async def test_a_failing_buffer_updated_is_a_fatal_error() -> None:
             server_ws.protocol.__class__ = Failing
             await client.send("x")
             await server_ws.wait_closed()
-    finally:
-        loop.set_exception_handler(None)
     assert [context["message"] for context in errors] == [
         "Fatal error: protocol.buffer_updated() call failed."
     ]
@@ -154,16 +163,11 @@ async def test_a_failing_buffer_updated_is_a_fatal_error() -> None:
 async def test_an_empty_buffer_is_a_fatal_error() -> None:
     if not on_selector_loop():
         pytest.skip("the selector transport's error handling")
-    errors: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _, context: errors.append(context))
-    try:
+    with loop_errors() as errors:
         async with pair() as (server_ws, client):
             server_ws.get_buffer = lambda sizehint: bytearray()  # type: ignore[method-assign]
             await client.send("x")
             await server_ws.wait_closed()
-    finally:
-        loop.set_exception_handler(None)
     assert [context["message"] for context in errors] == [
         "Fatal error: protocol.get_buffer() call failed."
     ]
