@@ -9,13 +9,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <stddef.h>
 
-#if PY_VERSION_HEX < 0x030C0000
-#include <structmember.h>
-
+/* Reads and writes on a socket's descriptor: see "The selector loop's socket
+   transport". */
 #ifndef _WIN32
-#include <errno.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -24,6 +23,9 @@
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif
+
+#if PY_VERSION_HEX < 0x030C0000
+#include <structmember.h>
 #define Py_T_BOOL T_BOOL
 #define Py_T_OBJECT_EX T_OBJECT_EX
 #endif
@@ -136,7 +138,8 @@ typedef struct {
     PyObject *spare_waiter;  /* the last recv()'s Waiter, for the next one: see take_waiter() */
     PyObject *waking;        /* the Waiter buffer_updated() is waking, borrowed, or NULL */
     char direct_io;          /* reads and writes go to the socket fd: see _hook_transport() */
-    int fd;                  /* the transport's socket, while direct_io */
+    int fd;                  /* the socket of hooked, while direct_io */
+    PyObject *hooked;        /* the transport hooked, while direct_io, else NULL */
 } ConnectionObject;
 
 /* The AttributeError of reading an unset slot, worded as CPython words it. */
@@ -1294,7 +1297,7 @@ write_frame(ConnectionObject *conn, speedups_state *st, PyObject *frame)
     int rc;
 
 #ifdef PORTSIDE_SELECTOR_IO
-    if (conn->direct_io && (PyObject *)Py_TYPE(transport) == st->selector_transport) {
+    if (conn->direct_io && transport == conn->hooked) {
         const char *data = PyBytes_AS_STRING(frame);
         Py_ssize_t size = PyBytes_GET_SIZE(frame), sent;
 
@@ -1337,7 +1340,7 @@ write_header_and_payload(ConnectionObject *conn, speedups_state *st, const unsig
     Py_ssize_t sent, total = hsize + size;
     int rc;
 
-    if (!conn->direct_io || (PyObject *)Py_TYPE(transport) != st->selector_transport) {
+    if (!conn->direct_io || transport != conn->hooked) {
         return 0;
     }
     if ((rc = can_send_now(st, transport)) <= 0) {
@@ -1410,22 +1413,21 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     PyObject *transport, *buffer, *nbytes, *result;
     Py_buffer view;
     Py_ssize_t received;
-    int lost;
+    int lost, error;
 
     if (no_arguments("_read_ready", nargs, kwnames) < 0) {
         return NULL;
     }
-    if (self->transport == NULL) {
-        unset_attribute((PyObject *)self, "transport");
-        return NULL;
-    }
-    transport = Py_NewRef(self->transport);
     if (!self->direct_io) {
         /* Unhooked meanwhile: the transport's own way. */
-        result = call_method(st->str_get_buffer_cb, transport, NULL, NULL, 0);
-        Py_DECREF(transport);
-        return result;
+        if (self->transport == NULL) {
+            unset_attribute((PyObject *)self, "transport");
+            return NULL;
+        }
+        return call_method(st->str_get_buffer_cb, self->transport, NULL, NULL, 0);
     }
+    /* The transport hooked, which calls this: self.transport unless replaced. */
+    transport = Py_NewRef(self->hooked);
     /* The steps and the outcomes of _read_ready__get_buffer(). */
     if ((lost = attribute_truth(transport, st->str_conn_lost)) != 0) {
         Py_DECREF(transport);
@@ -1447,18 +1449,20 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     }
 #ifdef PORTSIDE_SELECTOR_IO
     received = recv(self->fd, view.buf, (size_t)view.len, 0);
+    error = errno;
 #else
     received = -1;
-    errno = EAGAIN;
+    error = EAGAIN;
 #endif
     PyBuffer_Release(&view);
     Py_DECREF(buffer);
     if (received < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        if (error == EAGAIN || error == EWOULDBLOCK || error == EINTR) {
             /* BlockingIOError, InterruptedError: the selector calls again. */
             result = Py_NewRef(Py_None);
         }
         else {
+            errno = error;
             PyErr_SetFromErrno(PyExc_OSError);
             result = fatal_error(st, transport, "Fatal read error on socket transport");
         }
@@ -1488,6 +1492,22 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     return result;
 }
 
+/* 1 if obj has the attribute, 0 if not, -1 on error. */
+static int
+has_attribute(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value != NULL) {
+        Py_DECREF(value);
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
 PyDoc_STRVAR(connection_hook_transport_doc,
 "_hook_transport($self, /)\n--\n\n"
 "Read and write on the socket directly if the transport is asyncio's selector\n"
@@ -1509,6 +1529,16 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
     if (self->direct_io || transport == NULL || st->selector_transport == NULL ||
         (PyObject *)Py_TYPE(transport) != st->selector_transport) {
         Py_RETURN_FALSE;
+    }
+    /* Every attribute used later, or nothing is done (another Python's). */
+    {
+        PyObject *names[] = {st->str_conn_lost, st->str_eof, st->str_empty_waiter,
+                             st->str_buffer, st->str_on_eof, st->str_fatal_error};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if ((same = has_attribute(transport, names[i])) <= 0) {
+                return same < 0 ? NULL : Py_NewRef(Py_False);
+            }
+        }
     }
     /* Reading into get_buffer(): _read_ready_cb is _read_ready__get_buffer. */
     if ((current = PyObject_GetAttr(transport, st->str_read_ready_cb)) == NULL) {
@@ -1544,6 +1574,7 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
         return NULL;
     }
     self->fd = (int)number;
+    self->hooked = Py_NewRef(transport);
     self->direct_io = 1;
     Py_RETURN_TRUE;
 #else
@@ -1561,7 +1592,7 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
                             PyObject *kwnames)
 {
     speedups_state *st = PyType_GetModuleState(defining_class);
-    PyObject *own;
+    PyObject *transport, *own;
     int rc;
 
     if (no_arguments("_unhook_transport", nargs, kwnames) < 0) {
@@ -1571,14 +1602,17 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
         Py_RETURN_NONE;
     }
     self->direct_io = 0;
+    transport = self->hooked;
+    self->hooked = NULL;
     /* The transport's reference to this connection goes: it would keep both
        alive until the garbage collector came. */
-    if (self->transport == NULL ||
-        (own = PyObject_GetAttr(self->transport, st->str_get_buffer_cb)) == NULL) {
-        return self->transport == NULL ? Py_NewRef(Py_None) : NULL;
+    if ((own = PyObject_GetAttr(transport, st->str_get_buffer_cb)) == NULL) {
+        Py_DECREF(transport);
+        return NULL;
     }
-    rc = PyObject_SetAttr(self->transport, st->str_read_ready_cb, own);
+    rc = PyObject_SetAttr(transport, st->str_read_ready_cb, own);
     Py_DECREF(own);
+    Py_DECREF(transport);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
@@ -2333,6 +2367,7 @@ connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->waiter);
     Py_VISIT(self->spare_waiter);
+    Py_VISIT(self->hooked);
     Py_VISIT(self->loop);
     Py_VISIT(self->transport);
     Py_VISIT(self->messages);
@@ -2348,6 +2383,8 @@ connection_clear(ConnectionObject *self)
 
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->waiter);
+    self->direct_io = 0;
+    Py_CLEAR(self->hooked);
     if ((spare = self->spare_waiter) != NULL) {
         self->spare_waiter = NULL;
         drop_waiter(spare);

@@ -7,7 +7,9 @@ The C ``ConnectionBase`` also brings ``recv()``, ``send()`` and ``__anext__()``:
 they return an ``Operation``, a coroutine written in C that handles the common
 cases itself and runs the Python methods for the rest. A C ``recv()`` waits on a
 ``Waiter``, a future that ``buffer_updated()`` completes and whose task it
-resumes at the end of the read, without a turn of the event loop.
+resumes at the end of the read, without a turn of the event loop. On asyncio's
+selector loop, the C ``ConnectionBase`` also reads from and writes to its socket
+itself, as the loop's socket transport would (``_hook_transport()``).
 
 Attributes:
     IMPLEMENTATION: ``"c"`` or ``"python"``, whichever was loaded.
