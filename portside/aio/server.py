@@ -7,7 +7,7 @@ import http
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any, Union, cast
 
@@ -134,8 +134,27 @@ class ServerConnection(Connection):
         self._start_task(handshake=True)
 
     def _start_task(self, *, handshake: bool) -> None:
-        self._task = self.loop.create_task(self._run(handshake))
-        self.server._task_started(self._task)
+        # The handler's coroutine is the task itself when nothing else has to
+        # run first: a coroutine around it would be resumed with it on every
+        # message. What follows the handler is done by _handler_done().
+        coro = self._handshake_then_handle() if handshake else self._call_handler()
+        task = self.loop.create_task(coro)
+        task.add_done_callback(self._handler_done)
+        self._task = task
+
+    def _call_handler(self) -> Coroutine[Any, Any, Any]:
+        """The handler's coroutine for this connection, or one that raises its error."""
+        server = self.server
+        try:
+            if server.handler_takes_path:
+                result = server.handler(self, self.path)
+            else:
+                result = server.handler(self)
+        except Exception as exc:
+            return _raise(exc)
+        if inspect.iscoroutine(result):
+            return result
+        return _await(result)
 
     def _opened(self) -> None:
         """The 101 response is sent: the connection is open."""
@@ -155,34 +174,48 @@ class ServerConnection(Connection):
             if response.status_code != 101:
                 self.transport.close()
 
-    async def _run(self, handshake: bool) -> None:
+    async def _handshake_then_handle(self) -> None:
+        """``process_request`` or ``process_response`` first, then the handler."""
+        if not await self._handshake():
+            return
+        # Resume first: feeding the bytes that came with the request may fill
+        # the queue and pause reading again.
+        self.transport.resume_reading()
+        self._opened()
+        await self._call_handler()
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        """The handler returned or raised: close the connection with the code that says how."""
         server = self.server
-        try:
-            if handshake:
-                if not await self._handshake():
-                    return
-                # Resume first: feeding the bytes that came with the request
-                # may fill the queue and pause reading again.
-                self.transport.resume_reading()
-                self._opened()
-            try:
-                if server.handler_takes_path:
-                    await server.handler(self, self.path)
-                else:
-                    await server.handler(self)
-            except ConnectionClosed:
-                pass
-            except Exception:
-                self.logger.error("connection handler failed", exc_info=True)
-                self._start_close(1011, "")
-            else:
-                self._start_close(1001 if server.closing else 1000, "")
-            await self.wait_closed()
-        except asyncio.CancelledError:
+        if task.cancelled():
             self._abort()
-            raise
-        finally:
+        else:
+            exc = task.exception()
+            if exc is None:
+                if not self._handshaking:
+                    # RFC 6455 7.4.1: 1000 when done, 1001 when the server goes away.
+                    self._start_close(1001 if server.closing else 1000, "")
+            elif not isinstance(exc, ConnectionClosed):
+                self.logger.error("connection handler failed", exc_info=exc)
+                # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
+                self._start_close(1011, "")
+        if self._lost:
             server._connection_done(self)
+        # Otherwise connection_lost() reports it once the closing handshake is over.
+
+    async def _ended(self) -> None:
+        """Wait until the handler has returned and the TCP connection is closed."""
+        task = self._task
+        assert task is not None
+        if not task.done():
+            await asyncio.wait((task,))
+        await self.wait_closed()
+
+    def _cancel(self) -> None:
+        """Part of :meth:`Server.close` past ``close_timeout``: cancel the handler, abort."""
+        if self._task is not None:
+            self._task.cancel()  # does nothing if the handler has returned
+        self._abort()
 
     async def _handshake(self) -> bool:
         server = self.server
@@ -238,9 +271,10 @@ class ServerConnection(Connection):
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         super().connection_lost(exc)
         self.server._handshake_done(self)
-        if self._task is None:
-            # No handler task will report this connection done: the request
-            # never arrived in full, or it was answered without one.
+        task = self._task
+        if task is None or task.done():
+            # No handler will report this connection done: it has returned,
+            # the request never arrived in full, or it was answered without one.
             self.server._connection_done(self)
 
     def _shutdown(self) -> None:
@@ -254,6 +288,16 @@ class ServerConnection(Connection):
             # Otherwise _handshake answers 503 once process_request returns.
         else:
             self._start_close(1001, "")
+
+
+async def _raise(exc: Exception) -> None:
+    """Raise ``exc`` from a task: the handler failed before it returned a coroutine."""
+    raise exc
+
+
+async def _await(result: Any) -> None:
+    """Await what a handler that is not a coroutine function returned."""
+    await result
 
 
 def _legacy_response(result: tuple[Any, ...]) -> Response:
@@ -309,7 +353,6 @@ class Server:
         self.server: asyncio.Server = cast(asyncio.Server, None)
         self.loop = asyncio.get_running_loop()
         self.closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._close_task: asyncio.Task[None] | None = None
         self._closed = self.loop.create_future()
         # open_timeout: deadlines of the connections still in their opening
@@ -364,13 +407,8 @@ class Server:
         if self._opening:
             self._open_sweep = self.loop.call_later(self.open_timeout / 4, self._sweep)
 
-    def _task_started(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-
     def _connection_done(self, connection: ServerConnection) -> None:
         self.connections.discard(connection)
-        if connection._task is not None:
-            self._tasks.discard(connection._task)
 
     # Lifecycle.
 
@@ -426,13 +464,19 @@ class Server:
         if close_connections:
             for connection in list(self.connections):
                 connection._shutdown()
-        tasks = list(self._tasks)
-        if tasks and close_connections:
-            _, pending = await asyncio.wait(tasks, timeout=self.close_timeout)
-            for task in pending:
-                task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        # A connection with a handler ends when the handler has returned and
+        # the closing handshake is over.
+        ends = {
+            self.loop.create_task(connection._ended()): connection
+            for connection in self.connections
+            if connection._task is not None
+        }
+        if ends and close_connections:
+            _, pending = await asyncio.wait(ends, timeout=self.close_timeout)
+            for end in pending:
+                ends[end]._cancel()
+        if ends:
+            await asyncio.wait(ends)
         for connection in list(self.connections):
             connection._abort()
         await self.server.wait_closed()

@@ -82,6 +82,73 @@ async def test_handler_returning_closes_with_1000() -> None:
         assert ws.close_code == 1000
 
 
+async def test_the_handler_coroutine_is_the_task() -> None:
+    # No coroutine of portside's wraps the handler: it would be resumed with it
+    # on every message.
+    seen: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.set_result(task.get_coro().cr_code is handler.__code__)  # type: ignore[union-attr]
+
+    async with running(handler) as server, portside.connect(url(server)) as ws:
+        assert await seen
+        await ws.wait_closed()
+        assert ws.close_code == 1000
+
+
+async def test_handler_that_fails_when_called(caplog: pytest.LogCaptureFixture) -> None:
+    # Two required parameters: called as handler(ws, path), which cannot bind.
+    async def three(ws: portside.ServerConnection, path: str, extra: str) -> None: ...
+
+    async with running(three) as server, portside.connect(url(server)) as ws:
+        await ws.wait_closed()
+        assert ws.close_code == 1011
+    assert "connection handler failed" in caplog.text
+    assert "extra" in caplog.text
+
+
+class AwaitableEcho:
+    """What a handler that is not a coroutine function may return."""
+
+    def __init__(self, ws: portside.ServerConnection) -> None:
+        self.ws = ws
+
+    def __await__(self) -> Any:
+        return echo(self.ws).__await__()
+
+
+async def test_handler_that_returns_another_awaitable() -> None:
+    async with running(AwaitableEcho) as server, portside.connect(url(server)) as ws:
+        await ws.send("x")
+        assert await ws.recv() == "x"
+
+
+async def test_handler_that_returns_no_awaitable(caplog: pytest.LogCaptureFixture) -> None:
+    def plain(ws: portside.ServerConnection) -> None: ...
+
+    async with running(plain) as server, portside.connect(url(server)) as ws:
+        await ws.wait_closed()
+        assert ws.close_code == 1011
+    assert "can't be used in 'await' expression" in caplog.text
+
+
+class Stop(BaseException):
+    """Not an Exception: still a failed handler to the connection."""
+
+
+async def test_handler_that_raises_a_base_exception(caplog: pytest.LogCaptureFixture) -> None:
+    async def stop(ws: portside.ServerConnection) -> None:
+        raise Stop("stopped")
+
+    async with running(stop) as server, portside.connect(url(server)) as ws:
+        await ws.wait_closed()
+        assert ws.close_code == 1011
+    assert "connection handler failed" in caplog.text
+    assert "Stop: stopped" in caplog.text
+
+
 # process_request and process_response.
 
 
