@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-compression", action="store_true", help="do not offer permessage-deflate"
     )
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args(argv)
     driver = Driver(
         args.url,
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         case_timeout=args.case_timeout,
     )
     try:
+        if args.loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(drive(driver, args.cases))
         return asyncio.run(drive(driver, args.cases))
     except (portside.WebSocketException, OSError, ValueError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)

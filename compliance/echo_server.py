@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-compression", action="store_true", help="do not negotiate permessage-deflate"
     )
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -64,15 +65,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    asyncio.run(
-        serve(
-            args.host,
-            args.port,
-            max_size=args.max_size,
-            max_queue=args.max_queue,
-            compression=not args.no_compression,
-        )
+    coro = serve(
+        args.host,
+        args.port,
+        max_size=args.max_size,
+        max_queue=args.max_queue,
+        compression=not args.no_compression,
     )
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
     return 0
 
 

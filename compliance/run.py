@@ -455,6 +455,7 @@ class Context:
     wstest: Path
     python: str
     portside_env: dict[str, str]
+    loop: str
     cases: list[str]
     patterns: list[str]
     exclude: list[str]
@@ -478,7 +479,17 @@ def run_server_mode(ctx: Context, result: ModeResult) -> None:
     server_log = ctx.reports / "echo-server.log"
     wstest_log = ctx.reports / "wstest-fuzzingclient.log"
     server = ctx.children.start(
-        [ctx.python, HERE / "echo_server.py", "--host", HOST, "--port", "0", "--verbose"],
+        [
+            ctx.python,
+            HERE / "echo_server.py",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--loop",
+            ctx.loop,
+            "--verbose",
+        ],
         log=server_log,
         env=ctx.portside_env,
     )
@@ -546,7 +557,7 @@ def run_client_mode(ctx: Context, result: ModeResult) -> None:
     print(f"client mode: wstest -m fuzzingserver on {url}, {len(ctx.cases)} cases", flush=True)
     start = time.monotonic()
     client = ctx.children.start(
-        [ctx.python, HERE / "echo_client.py", "--url", url, "--agent", AGENT],
+        [ctx.python, HERE / "echo_client.py", "--url", url, "--agent", AGENT, "--loop", ctx.loop],
         log=client_log,
         env=ctx.portside_env,
     )
@@ -677,6 +688,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="set PORTSIDE_NO_SPEEDUPS=1 for portside (the pure-Python code paths)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="event loop of portside's server and client (default: asyncio's own)",
+    )
     strictness = parser.add_mutually_exclusive_group()
     strictness.add_argument(
         "--strict",
@@ -711,7 +728,7 @@ def run(args: argparse.Namespace, children: Children) -> int:
     if args.no_speedups:
         portside_env["PORTSIDE_NO_SPEEDUPS"] = "1"
     info = portside_info(args.python, portside_env)
-    print(info, flush=True)
+    print(f"{info}, loop {args.loop}", flush=True)
     wstest = ensure_autobahn(args.cache.resolve(), args.python2)
     deadline = Deadline(args.timeout)
     patterns = split_patterns(args.cases)
@@ -726,6 +743,7 @@ def run(args: argparse.Namespace, children: Children) -> int:
             wstest=wstest,
             python=args.python,
             portside_env=portside_env,
+            loop=args.loop,
             cases=cases,
             patterns=patterns,
             exclude=exclude,

@@ -36,6 +36,11 @@ class ConnectionBase:
         "transport",
     )
 
+    #: What the connection does on its socket itself: nothing here. The C twin
+    #: has 1 (reads and writes, asyncio's selector transport) or 2 (writes,
+    #: uvloop's) once :meth:`_hook_transport` took the transport.
+    _direct_io = 0
+
     protocol: Any
     _waiter: Any
     _handshaking: bool
@@ -87,7 +92,7 @@ class ConnectionBase:
         raise NotImplementedError  # pragma: no cover
 
     def _hook_transport(self) -> bool:
-        """Read and write on the socket directly: the C twin's alone; ``False``."""
+        """Read and write on the socket directly: the C twin's alone; ``False`` here."""
         return False
 
     def _unhook_transport(self) -> None:

@@ -85,6 +85,12 @@ typedef struct {
     PyObject *str_fatal_error;     /* transport._fatal_error(exc, message) */
     PyObject *str_get_buffer;      /* connection.get_buffer(-1) */
     PyObject *str_read_ready;      /* connection._read_ready */
+    /* What uvloop's socket transports answer: see uvloop_transport(). */
+    PyObject *str_is_closing;      /* transport.is_closing() */
+    PyObject *str_write_buffer_size; /* transport.get_write_buffer_size() */
+    PyObject *str_get_extra_info;  /* transport.get_extra_info("socket") */
+    PyObject *str_socket;          /* its argument */
+    PyObject *str_fileno;          /* socket.fileno() */
     /* Imported from portside once, when the module loads. */
     PyObject *open_state;         /* portside.protocol.state.OPEN */
     PyObject *server_side;        /* portside.protocol.connection.SERVER */
@@ -137,10 +143,14 @@ typedef struct {
     char write_paused;       /* _write_paused: the transport's buffer is over the limit */
     PyObject *spare_waiter;  /* the last recv()'s Waiter, for the next one: see take_waiter() */
     PyObject *waking;        /* the Waiter buffer_updated() is waking, borrowed, or NULL */
-    char direct_io;          /* reads and writes go to the socket fd: see _hook_transport() */
+    char direct_io;          /* 0, DIRECT_READ_WRITE or DIRECT_WRITE: see _hook_transport() */
     int fd;                  /* the socket of hooked, while direct_io */
     PyObject *hooked;        /* the transport hooked, while direct_io, else NULL */
 } ConnectionObject;
+
+/* ConnectionObject.direct_io: what the connection does on the socket itself. */
+#define DIRECT_READ_WRITE 1 /* asyncio's selector transport: reads and writes */
+#define DIRECT_WRITE 2      /* uvloop's: writes */
 
 /* The AttributeError of reading an unset slot, worded as CPython words it. */
 static void
@@ -1266,15 +1276,39 @@ fatal_error(speedups_state *st, PyObject *transport, const char *message)
 }
 
 /*
- * Whether write() would send this frame at once: no write_eof(), no sendfile,
- * the connection not lost, nothing buffered. 1, 0, or -1 on error.
+ * Whether write() would send this frame at once: the transport not closing,
+ * nothing buffered; on the selector transport, no write_eof() and no sendfile
+ * either. 1, 0, or -1 on error.
  */
 static int
-can_send_now(speedups_state *st, PyObject *transport)
+can_send_now(ConnectionObject *conn, speedups_state *st, PyObject *transport)
 {
     PyObject *value;
+    Py_ssize_t size;
     int rc;
 
+    if (conn->direct_io == DIRECT_WRITE) {
+        /* uvloop: public methods only. write() after write_eof() sends too
+           (uvloop keeps that flag to itself); portside never calls it. */
+        if ((value = call_method(st->str_is_closing, transport, NULL, NULL, 0)) == NULL) {
+            return -1;
+        }
+        rc = PyObject_IsTrue(value);
+        Py_DECREF(value);
+        if (rc != 0) {
+            return rc < 0 ? -1 : 0;
+        }
+        value = call_method(st->str_write_buffer_size, transport, NULL, NULL, 0);
+        if (value == NULL) {
+            return -1;
+        }
+        size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : -1;
+        Py_DECREF(value);
+        if (size == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        return size == 0;
+    }
     if ((rc = attribute_truth(transport, st->str_conn_lost)) != 0 ||
         (rc = attribute_truth(transport, st->str_eof)) != 0 ||
         (rc = attribute_truth(transport, st->str_buffer)) != 0) {
@@ -1301,7 +1335,7 @@ write_frame(ConnectionObject *conn, speedups_state *st, PyObject *frame)
         const char *data = PyBytes_AS_STRING(frame);
         Py_ssize_t size = PyBytes_GET_SIZE(frame), sent;
 
-        if ((rc = can_send_now(st, transport)) < 0) {
+        if ((rc = can_send_now(conn, st, transport)) < 0) {
             return -1;
         }
         if (rc) {
@@ -1343,7 +1377,7 @@ write_header_and_payload(ConnectionObject *conn, speedups_state *st, const unsig
     if (!conn->direct_io || transport != conn->hooked) {
         return 0;
     }
-    if ((rc = can_send_now(st, transport)) <= 0) {
+    if ((rc = can_send_now(conn, st, transport)) <= 0) {
         return rc;
     }
     parts[0].iov_base = (void *)header;
@@ -1418,7 +1452,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     if (no_arguments("_read_ready", nargs, kwnames) < 0) {
         return NULL;
     }
-    if (!self->direct_io) {
+    if (self->direct_io != DIRECT_READ_WRITE) {
         /* Unhooked meanwhile: the transport's own way. */
         if (self->transport == NULL) {
             unset_attribute((PyObject *)self, "transport");
@@ -1508,10 +1542,60 @@ has_attribute(PyObject *obj, PyObject *name)
     return -1;
 }
 
+#ifdef PORTSIDE_SELECTOR_IO
+/*
+ * uvloop's socket transports (plain TCP or Unix, not TLS): write() sends at
+ * once what the socket takes when the transport is not closing and holds
+ * nothing, as the connection can do itself; reading stays libuv's. Told by the
+ * type's name, so that uvloop is not imported for it.
+ */
+static int
+uvloop_transport(PyObject *transport)
+{
+    const char *name = Py_TYPE(transport)->tp_name;
+    return strcmp(name, "uvloop.loop.TCPTransport") == 0 ||
+           strcmp(name, "uvloop.loop.UnixTransport") == 0;
+}
+
+/* The file descriptor of transport.get_extra_info("socket"): 0 and *fd set,
+   1 if there is none, -1 on error. */
+static int
+extra_info_fd(speedups_state *st, PyObject *transport, int *fd)
+{
+    PyObject *sock, *number;
+    long value;
+
+    sock = call_method(st->str_get_extra_info, transport, st->str_socket, NULL, 1);
+    if (sock == NULL) {
+        return -1;
+    }
+    if (sock == Py_None) {
+        Py_DECREF(sock);
+        return 1;
+    }
+    number = call_method(st->str_fileno, sock, NULL, NULL, 0);
+    Py_DECREF(sock);
+    if (number == NULL) {
+        return -1;
+    }
+    value = PyLong_Check(number) ? PyLong_AsLong(number) : -1;
+    Py_DECREF(number);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < 0 || value > INT_MAX) {
+        return 1;
+    }
+    *fd = (int)value;
+    return 0;
+}
+#endif
+
 PyDoc_STRVAR(connection_hook_transport_doc,
 "_hook_transport($self, /)\n--\n\n"
-"Read and write on the socket directly if the transport is asyncio's selector\n"
-"socket transport, reading into get_buffer(); return whether it is.");
+"Write on the socket directly when write() would send at once, and on asyncio's\n"
+"selector socket transport read too (into get_buffer()); return whether the\n"
+"transport is one of those.");
 
 static PyObject *
 connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
@@ -1526,7 +1610,20 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
         return NULL;
     }
 #ifdef PORTSIDE_SELECTOR_IO
-    if (self->direct_io || transport == NULL || st->selector_transport == NULL ||
+    if (self->direct_io || transport == NULL) {
+        Py_RETURN_FALSE;
+    }
+    if (uvloop_transport(transport)) {
+        int fd;
+        if ((same = extra_info_fd(st, transport, &fd)) != 0) {
+            return same < 0 ? NULL : Py_NewRef(Py_False);
+        }
+        self->fd = fd;
+        self->hooked = Py_NewRef(transport);
+        self->direct_io = DIRECT_WRITE;
+        Py_RETURN_TRUE;
+    }
+    if (st->selector_transport == NULL ||
         (PyObject *)Py_TYPE(transport) != st->selector_transport) {
         Py_RETURN_FALSE;
     }
@@ -1575,7 +1672,7 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
     }
     self->fd = (int)number;
     self->hooked = Py_NewRef(transport);
-    self->direct_io = 1;
+    self->direct_io = DIRECT_READ_WRITE;
     Py_RETURN_TRUE;
 #else
     Py_RETURN_FALSE;
@@ -1601,9 +1698,15 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
     if (!self->direct_io) {
         Py_RETURN_NONE;
     }
-    self->direct_io = 0;
     transport = self->hooked;
     self->hooked = NULL;
+    if (self->direct_io == DIRECT_WRITE) {
+        /* Nothing of the connection's on the transport. */
+        self->direct_io = 0;
+        Py_DECREF(transport);
+        Py_RETURN_NONE;
+    }
+    self->direct_io = 0;
     /* The transport's reference to this connection goes: it would keep both
        alive until the garbage collector came. */
     if ((own = PyObject_GetAttr(transport, st->str_get_buffer_cb)) == NULL) {
@@ -2456,6 +2559,21 @@ static PyMemberDef connection_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyObject *
+connection_get_direct_io(ConnectionObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(self->direct_io);
+}
+
+/* Not a slot of the Python twin, which has a class attribute: 0. */
+static PyGetSetDef connection_getset[] = {
+    {"_direct_io", (getter)connection_get_direct_io, NULL,
+     "0; 1 when reading and writing on the socket itself (asyncio's selector\n"
+     "transport), 2 when writing only (uvloop's): see _hook_transport().",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 PyDoc_STRVAR(connection_doc,
 "Hands received messages to the coroutine waiting for one.\n\n"
 "Subclasses (portside.aio.connection.Connection) provide\n"
@@ -2469,6 +2587,7 @@ static PyType_Slot connection_slots[] = {
     {Py_tp_dealloc, (void *)connection_dealloc},
     {Py_tp_methods, connection_methods},
     {Py_tp_members, connection_members},
+    {Py_tp_getset, connection_getset},
     {Py_am_anext, (void *)connection_anext},
     {0, NULL},
 };
@@ -2495,7 +2614,8 @@ static PyType_Spec connection_spec = {
     &(st)->str_add_done_callback, &(st)->str_result, &(st)->str_conn_lost, &(st)->str_eof, \
     &(st)->str_empty_waiter, &(st)->str_buffer, &(st)->str_sock_fd, &(st)->str_read_ready_cb, \
     &(st)->str_get_buffer_cb, &(st)->str_on_eof, &(st)->str_fatal_error, &(st)->str_get_buffer, \
-    &(st)->str_read_ready
+    &(st)->str_read_ready, &(st)->str_is_closing, &(st)->str_write_buffer_size, \
+    &(st)->str_get_extra_info, &(st)->str_socket, &(st)->str_fileno
 
 static const char *const state_names[] = {
     "buffer_updated", "data_to_send", "_out", "done", "set_result",
@@ -2505,7 +2625,8 @@ static const char *const state_names[] = {
     "_asyncio_future_blocking", "get_loop", "add_done_callback", "result",
     "_conn_lost", "_eof", "_empty_waiter", "_buffer", "_sock_fd", "_read_ready_cb",
     "_read_ready__get_buffer", "_read_ready__on_eof", "_fatal_error", "get_buffer",
-    "_read_ready",
+    "_read_ready", "is_closing", "get_write_buffer_size", "get_extra_info", "socket",
+    "fileno",
 };
 
 /* The object of portside that the fast paths compare with: a new reference. */

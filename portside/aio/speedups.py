@@ -9,7 +9,8 @@ cases itself and runs the Python methods for the rest. A C ``recv()`` waits on a
 ``Waiter``, a future that ``buffer_updated()`` completes and whose task it
 resumes at the end of the read, without a turn of the event loop. On asyncio's
 selector loop, the C ``ConnectionBase`` also reads from and writes to its socket
-itself, as the loop's socket transport would (``_hook_transport()``).
+itself, as the loop's socket transport would, and on uvloop it writes when the
+transport's ``write()`` would send at once (``_hook_transport()``).
 
 Attributes:
     IMPLEMENTATION: ``"c"`` or ``"python"``, whichever was loaded.

@@ -1,11 +1,12 @@
-"""Reads and writes on the socket itself, under asyncio's selector transport.
+"""Reads and writes on the socket itself, under asyncio's and uvloop's transports.
 
 On asyncio's own loop, the C ``ConnectionBase`` replaces the Python steps of
 ``_SelectorSocketTransport``'s reads (get_buffer, recv_into, buffer_updated) and
 of its ``write()`` when nothing is buffered, with the same outcome in every case
-(the section "The selector loop's socket transport" of portside/aio/_speedups.c).
-These tests hold for every implementation and loop; the ones about the hook
-itself need the C accelerator on asyncio's loop.
+(the section "The selector loop's socket transport" of portside/aio/_speedups.c);
+on uvloop it writes on the socket itself when the transport is not closing and
+holds nothing. These tests hold for every implementation and loop; the ones
+about the hook itself need the C accelerator on the loop they are about.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import asyncio
 import contextlib
 import gc
 import os
+import pathlib
 import socket
+import ssl
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +41,15 @@ def on_selector_loop() -> bool:
     return isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop)
 
 
+def expected_direct_io() -> int:
+    """What ``_direct_io`` is on a plain TCP connection of the running loop."""
+    if IMPLEMENTATION != "c":
+        return 0
+    if on_selector_loop():
+        return 1
+    return 2 if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else 0
+
+
 @contextlib.contextmanager
 def loop_errors() -> Iterator[list[dict[str, Any]]]:
     """The contexts the running loop's exception handler gets meanwhile."""
@@ -55,6 +67,7 @@ async def test_server_and_client_are_hooked_on_the_selector_loop() -> None:
         expected = IMPLEMENTATION == "c" and on_selector_loop()
         assert hooked(server_ws) is expected
         assert hooked(client) is expected
+        assert server_ws._direct_io == client._direct_io == expected_direct_io()
         await client.send("ping")
         assert await server_ws.recv() == "ping"
         await server_ws.send("pong")
@@ -69,6 +82,7 @@ async def test_unhooked_when_the_connection_is_lost() -> None:
         await server_ws.wait_closed()
         assert not hooked(server_ws)
         assert not hooked(client)
+        assert server_ws._direct_io == client._direct_io == 0
         if IMPLEMENTATION == "c" and on_selector_loop():
             transport: Any = server_ws.transport
             assert transport._read_ready_cb == transport._read_ready__get_buffer
@@ -94,6 +108,61 @@ async def test_connections_are_freed_without_the_garbage_collector() -> None:
             gc.set_debug(0)
             gc.garbage.clear()
         assert left == []
+
+
+async def test_tls_connections_are_left_to_their_transport() -> None:
+    cert = pathlib.Path(__file__).with_name("localhost.pem")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert)
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.load_verify_locations(cert)
+    opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        opened.set_result(ws)
+        async for message in ws:
+            await ws.send(message)
+
+    async with running(handler, ssl=server_context) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with portside.connect(f"wss://localhost:{port}/", ssl=client_context) as client:
+            await client.send("secure")
+            assert await client.recv() == "secure"
+            assert (await opened)._direct_io == client._direct_io == 0
+
+
+async def test_sending_after_a_reset_from_the_peer_ends_in_connection_closed() -> None:
+    # The server does not read, so only writing meets the reset: the socket
+    # refuses the frame (EPIPE or ECONNRESET), which goes to the transport's
+    # write(), which meets the error and closes the connection.
+    ready = asyncio.Event()
+    reset = asyncio.Event()
+    outcome: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        ws.transport.pause_reading()
+        ready.set()
+        await reset.wait()
+        try:
+            for _ in range(1000):
+                await ws.send(b"x" * 1024)
+                await asyncio.sleep(0)
+        except portside.ConnectionClosed as exc:
+            outcome.set_result(exc)
+
+    with loop_errors() as errors:
+        async with running(handler, compression=None) as server:
+            raw = await RawClient.connect(server)
+            await ready.wait()
+            sock = raw.transport.get_extra_info("socket")
+            # SO_LINGER 0: close() sends RST.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.writer.close()
+            await raw.writer.wait_closed()
+            reset.set()
+            exc = await outcome
+    assert isinstance(exc, portside.ConnectionClosedError)
+    assert errors == []
 
 
 async def test_frames_after_a_partial_write_arrive_in_order() -> None:
