@@ -146,7 +146,7 @@ def describe(sample: Sample, unit: str) -> str:
 def run_throughput_row(
     row: EchoRow | HandshakeRow, servers: Servers, results: list[RowResult]
 ) -> None:
-    """Run an echo or handshake row: every round runs every contender once, in rotation.
+    """Run an echo or handshake row: every round runs every contender once, in turn.
 
     The row's result is appended to ``results`` first and filled as samples come.
     """
@@ -173,7 +173,11 @@ def run_throughput_row(
     except ProcessFailed as exc:
         context.progress(f"  {exc}")
     for round_number in range(1, settings.rounds + 1):
-        for contender in contenders:
+        # Forward in odd rounds, backward in even ones: over two rounds every
+        # contender's mean position is the same, so a steady drift of the
+        # machine favours none of them.
+        order = contenders if round_number % 2 else contenders[::-1]
+        for contender in order:
             try:
                 server = servers.get(contender.server)
             except ProcessFailed as exc:

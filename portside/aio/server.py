@@ -86,7 +86,9 @@ class ServerConnection(Connection):
         )
         self.server = server
         self._handshaking = True
+        # The handler's task while it runs; _started once there was one.
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     def respond(self, status: http.HTTPStatus | int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return.
@@ -141,6 +143,7 @@ class ServerConnection(Connection):
         task = self.loop.create_task(coro)
         task.add_done_callback(self._handler_done)
         self._task = task
+        self._started = True
 
     def _call_handler(self) -> Coroutine[Any, Any, Any]:
         """The handler's coroutine for this connection, or one that raises its error."""
@@ -187,6 +190,9 @@ class ServerConnection(Connection):
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         """The handler returned or raised: close the connection with the code that says how."""
         server = self.server
+        # Let go of the task: it holds the handler's exception, whose frames
+        # refer to this connection.
+        self._task = None
         if task.cancelled():
             self._abort()
         else:
@@ -204,12 +210,13 @@ class ServerConnection(Connection):
         # Otherwise connection_lost() reports it once the closing handshake is over.
 
     async def _ended(self) -> None:
-        """Wait until the handler has returned and the TCP connection is closed."""
+        """Wait until the handler has returned and the closing handshake is over."""
         task = self._task
-        assert task is not None
-        if not task.done():
+        if task is not None:
             await asyncio.wait((task,))
-        await self.wait_closed()
+        if not self._handshaking:
+            # Not when the handshake failed: the response may never be read.
+            await self.wait_closed()
 
     def _cancel(self) -> None:
         """Part of :meth:`Server.close` past ``close_timeout``: cancel the handler, abort."""
@@ -271,8 +278,7 @@ class ServerConnection(Connection):
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         super().connection_lost(exc)
         self.server._handshake_done(self)
-        task = self._task
-        if task is None or task.done():
+        if self._task is None:
             # No handler will report this connection done: it has returned,
             # the request never arrived in full, or it was answered without one.
             self.server._connection_done(self)
@@ -469,7 +475,7 @@ class Server:
         ends = {
             self.loop.create_task(connection._ended()): connection
             for connection in self.connections
-            if connection._task is not None
+            if connection._started
         }
         if ends and close_connections:
             _, pending = await asyncio.wait(ends, timeout=self.close_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import http
 import logging
 import os
@@ -107,6 +108,33 @@ async def test_handler_that_fails_when_called(caplog: pytest.LogCaptureFixture) 
         assert ws.close_code == 1011
     assert "connection handler failed" in caplog.text
     assert "extra" in caplog.text
+
+
+async def test_a_handler_that_raised_does_not_keep_its_connection() -> None:
+    # The task keeps the handler's exception, whose frames refer to the
+    # connection: the connection must let go of the task.
+    ended = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        try:
+            await ws.recv()
+        finally:
+            ended.set()
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with running(handler) as server:
+            raw = await RawClient.connect(server)
+            raw.transport.abort()  # recv() raises ConnectionClosedError
+            await ended.wait()
+        # The server is closed: every handler has returned, every connection ended.
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, portside.ServerConnection)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
 
 
 class AwaitableEcho:
