@@ -182,6 +182,19 @@ call_method_void(PyObject *name, PyObject *obj, PyObject *a, PyObject *b, size_t
     return 0;
 }
 
+/* obj.<name>() as a Py_ssize_t in *size, -1 if it is not an int: 0, or -1 on error. */
+static int
+call_method_size(PyObject *name, PyObject *obj, Py_ssize_t *size)
+{
+    PyObject *result = call_method(name, obj, NULL, NULL, 0);
+    if (result == NULL) {
+        return -1;
+    }
+    *size = PyLong_Check(result) ? PyLong_AsSsize_t(result) : -1;
+    Py_DECREF(result);
+    return *size == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* Raise StopIteration(value), as a coroutine that returned value does. */
 static void
 set_stop_iteration(PyObject *value)
@@ -1298,13 +1311,7 @@ can_send_now(ConnectionObject *conn, speedups_state *st, PyObject *transport)
         if (rc != 0) {
             return rc < 0 ? -1 : 0;
         }
-        value = call_method(st->str_write_buffer_size, transport, NULL, NULL, 0);
-        if (value == NULL) {
-            return -1;
-        }
-        size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : -1;
-        Py_DECREF(value);
-        if (size == -1 && PyErr_Occurred()) {
+        if (call_method_size(st->str_write_buffer_size, transport, &size) < 0) {
             return -1;
         }
         return size == 0;
@@ -1562,8 +1569,9 @@ uvloop_transport(PyObject *transport)
 static int
 extra_info_fd(speedups_state *st, PyObject *transport, int *fd)
 {
-    PyObject *sock, *number;
-    long value;
+    PyObject *sock;
+    Py_ssize_t value;
+    int rc;
 
     sock = call_method(st->str_get_extra_info, transport, st->str_socket, NULL, 1);
     if (sock == NULL) {
@@ -1573,14 +1581,9 @@ extra_info_fd(speedups_state *st, PyObject *transport, int *fd)
         Py_DECREF(sock);
         return 1;
     }
-    number = call_method(st->str_fileno, sock, NULL, NULL, 0);
+    rc = call_method_size(st->str_fileno, sock, &value);
     Py_DECREF(sock);
-    if (number == NULL) {
-        return -1;
-    }
-    value = PyLong_Check(number) ? PyLong_AsLong(number) : -1;
-    Py_DECREF(number);
-    if (value == -1 && PyErr_Occurred()) {
+    if (rc < 0) {
         return -1;
     }
     if (value < 0 || value > INT_MAX) {

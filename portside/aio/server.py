@@ -107,7 +107,17 @@ class ServerConnection(Connection):
 
     def _open_timed_out(self) -> None:
         if self._handshaking:
-            self.logger.info("%s: opening handshake timed out", self._peer_name())
+            response = self.response
+            if response is None:
+                self.logger.info("%s: opening handshake timed out", self._peer_name())
+            else:
+                # Answered with an error, which the peer does not read: the
+                # transport would keep the rest of the response forever.
+                self.logger.info(
+                    "%s: HTTP %d response not read within open_timeout",
+                    self._peer_name(),
+                    response.status_code,
+                )
             self._abort()
 
     def _receive_handshake(self, nbytes: int) -> None:
@@ -711,7 +721,8 @@ def serve(
             for a frame header.
         write_limit: Bytes buffered for sending above which ``send()`` waits.
         open_timeout: Seconds allowed for the opening handshake, checked every
-            quarter of it (so up to 1.25 times as long); ``None``: forever.
+            quarter of it (so up to 1.25 times as long), including the time an
+            HTTP error response takes to be read; ``None``: forever.
         ping_interval: Seconds between keepalive pings; ``None`` disables them.
         ping_timeout: Seconds to wait for a keepalive pong; ``None``: forever.
         close_timeout: Seconds to wait for the closing handshake, and for

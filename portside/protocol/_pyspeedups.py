@@ -196,7 +196,11 @@ class ReaderBase:
         tail = self._tail
         if tail:
             base = len(tail)
-            self._buf[:base] = tail
+            if base > len(self._buf):
+                # The buffer is shared and exported: it cannot grow.
+                raise BufferError("_tail is longer than _buf")
+            # Through memoryviews: a bytearray slice would copy tail twice.
+            memoryview(self._buf)[:base] = tail
             self._base = base
             return self._view[base:]
         self._base = 0

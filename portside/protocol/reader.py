@@ -175,8 +175,9 @@ class FrameReader(ReaderBase):
                 # fill its buffer tells the event loop the socket is drained,
                 # saving a read() that would only return EAGAIN.
                 big = _new_buffer(total + _BIG_SLACK)
-                # Through a memoryview: slicing the bytearray would copy twice.
-                big[: end - pos] = memoryview(data)[pos:end]
+                # Memoryview to memoryview: one copy. Assigning to a slice of
+                # the bytearray itself would copy the data into a temporary first.
+                memoryview(big)[: end - pos] = memoryview(data)[pos:end]
                 self._big = big
                 self._big_fill = end - pos
                 self._big_total = total

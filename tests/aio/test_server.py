@@ -381,6 +381,33 @@ async def test_open_timeout_closes_slow_handshakes(caplog: pytest.LogCaptureFixt
     assert "opening handshake timed out" in caplog.text
 
 
+async def test_open_timeout_frees_a_rejection_the_peer_does_not_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A refused request whose response is larger than the socket buffers, from
+    # a peer that never reads: the transport would hold the rest of the body.
+    caplog.set_level(logging.INFO, "portside.server")
+    body = b"x" * (16 << 20)
+    async with running(
+        open_timeout=0.1, process_request=lambda ws, request: (404, [], body)
+    ) as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        loop = asyncio.get_running_loop()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (host, port))
+            await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+            async def timed_out() -> None:
+                while "not read" not in caplog.text:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(timed_out(), 5)
+            await until_no_connections(server)
+    assert "HTTP 404 response not read within open_timeout" in caplog.text
+
+
 async def test_open_timeout_spares_completed_handshakes() -> None:
     async with running(open_timeout=0.1) as server:
         slow = await RawClient.connect(server, handshake=False)
