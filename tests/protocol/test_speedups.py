@@ -428,7 +428,7 @@ def test_parse_window_inside_buffer(impl: Speedups, masked: bool) -> None:
 @pytest.mark.parametrize("masked", [True, False])
 def test_parse_large_text(impl: Speedups, masked: bool) -> None:
     # Above the sizes the C code handles on the stack and with the GIL held.
-    for text in ("é" * 600, "a" * 70000, "ü" * 40000):
+    for text in ("é" * 600, "a" * 70000, "ü" * 40000, "a" * (1 << 18), "ü" * (1 << 17)):
         frame = ref_frame(0x81, text.encode(), mask_for(masked))
         assert parse(impl, bytearray(frame), masked=masked) == (len(frame), [text])
 
