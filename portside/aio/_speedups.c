@@ -118,6 +118,11 @@ typedef struct {
     Py_ssize_t side_offset;       /* side: an object */
     Py_ssize_t reading_offset;    /* _reading: an object, or a C bool */
     int reading_is_bool;
+    Py_ssize_t out_offset;        /* _out: an object */
+    /* What waiter_wake() hands a task's wakeup in place of a waiter that
+       finished with a message: see resume_argument(). NULL without _asyncio. */
+    PyObject *task_type;          /* _asyncio.Task */
+    PyObject *resumed;            /* an _asyncio.Future finished with None */
 } speedups_state;
 
 static struct PyModuleDef speedups_module;
@@ -342,6 +347,30 @@ schedule_callbacks(speedups_state *st, WaiterObject *w)
 }
 
 /*
+ * What to call a done callback of w with: w, or, when the callback is the
+ * wakeup of an asyncio Task (C) and w finished with a result, st->resumed, a
+ * finished asyncio.Future. Both mean "resume the coroutine with no value" to
+ * the wakeup, which reads a Future's outcome in C but must ask any other
+ * object for its result() by name: some 600 instructions per message.
+ */
+static PyObject *
+resume_argument(speedups_state *st, WaiterObject *w, PyObject *callback)
+{
+    PyObject *task;
+
+    if (st->resumed == NULL || w->state != WAITER_FINISHED || w->exception != NULL ||
+        !PyCFunction_Check(callback)) {
+        return (PyObject *)w;
+    }
+    task = PyCFunction_GET_SELF(callback);
+    if (task == NULL || (PyObject *)Py_TYPE(task) != st->task_type ||
+        strcmp(((PyCFunctionObject *)callback)->m_ml->ml_name, "task_wakeup") != 0) {
+        return (PyObject *)w;
+    }
+    return st->resumed;
+}
+
+/*
  * Run the done callbacks of a waiter that buffer_updated() finished: the waiting
  * task's wakeup at once, when it is the only callback. 0, or -1 on error.
  */
@@ -358,7 +387,7 @@ waiter_wake(speedups_state *st, WaiterObject *w)
     w->callback = w->context = NULL;
     result = NULL;
     if (PyContext_Enter(context) == 0) {
-        result = PyObject_CallOneArg(callback, (PyObject *)w);
+        result = PyObject_CallOneArg(callback, resume_argument(st, w, callback));
         if (PyContext_Exit(context) < 0) {
             Py_CLEAR(result);
         }
@@ -1032,6 +1061,19 @@ handle_events(ConnectionObject *self, speedups_state *st, PyObject *events,
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* Whether protocol is exactly a ServerProtocol or a ClientProtocol, whose slots
+   the fast paths read directly. */
+static int
+known_protocol(speedups_state *st, PyObject *protocol)
+{
+    PyObject *type = (PyObject *)Py_TYPE(protocol);
+    return st->server_protocol != NULL &&
+           (type == st->server_protocol || type == st->client_protocol);
+}
+
+/* The object in a slot of a known protocol: borrowed; NULL when unset. */
+#define PROTOCOL_SLOT(protocol, offset) (*(PyObject **)((char *)(protocol) + (offset)))
+
 /* Write the Pongs and Close replies that the protocol produced while receiving. */
 static int
 write_output(ConnectionObject *self, speedups_state *st, PyObject *protocol)
@@ -1039,11 +1081,16 @@ write_output(ConnectionObject *self, speedups_state *st, PyObject *protocol)
     PyObject *out, *frames;
     int pending;
 
-    if ((out = PyObject_GetAttr(protocol, st->str_out)) == NULL) {
+    if (known_protocol(st, protocol) && (out = PROTOCOL_SLOT(protocol, st->out_offset)) != NULL) {
+        pending = PyObject_IsTrue(out);
+    }
+    else if ((out = PyObject_GetAttr(protocol, st->str_out)) == NULL) {
         return -1;
     }
-    pending = PyObject_IsTrue(out);
-    Py_DECREF(out);
+    else {
+        pending = PyObject_IsTrue(out);
+        Py_DECREF(out);
+    }
     if (pending <= 0) {
         return pending;
     }
@@ -1210,19 +1257,6 @@ attribute_truth(PyObject *obj, PyObject *name)
     return truth;
 }
 
-/* Whether protocol is exactly a ServerProtocol or a ClientProtocol, whose slots
-   the fast paths read directly. */
-static int
-known_protocol(speedups_state *st, PyObject *protocol)
-{
-    PyObject *type = (PyObject *)Py_TYPE(protocol);
-    return st->server_protocol != NULL &&
-           (type == st->server_protocol || type == st->client_protocol);
-}
-
-/* The object in a slot of a known protocol: borrowed; NULL when unset. */
-#define PROTOCOL_SLOT(protocol, offset) (*(PyObject **)((char *)(protocol) + (offset)))
-
 /* Write a frame header without mask (RFC 6455 5.2) at out; return its length. */
 static Py_ssize_t
 write_header(unsigned char *out, unsigned char first, Py_ssize_t size)
@@ -1289,6 +1323,23 @@ fatal_error(speedups_state *st, PyObject *transport, const char *message)
 }
 
 /*
+ * The truth of transport.<name>, an attribute the selector transport keeps in
+ * its instance dict (the transport's __dict__, dict): read there, some 110
+ * instructions against getattr's 190 (type lookup, descriptor checks). _hook_transport()
+ * checked that the class defines none of these names, so the instance dict
+ * decides; if one was deleted, getattr says what it is now. 1, 0, or -1.
+ */
+static int
+instance_truth(PyObject *dict, PyObject *transport, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, name);
+    if (value != NULL) {
+        return PyObject_IsTrue(value);
+    }
+    return PyErr_Occurred() ? -1 : attribute_truth(transport, name);
+}
+
+/*
  * Whether write() would send this frame at once: the transport not closing,
  * nothing buffered; on the selector transport, no write_eof() and no sendfile
  * either. 1, 0, or -1 on error.
@@ -1296,7 +1347,7 @@ fatal_error(speedups_state *st, PyObject *transport, const char *message)
 static int
 can_send_now(ConnectionObject *conn, speedups_state *st, PyObject *transport)
 {
-    PyObject *value;
+    PyObject *value, *dict;
     Py_ssize_t size;
     int rc;
 
@@ -1316,16 +1367,27 @@ can_send_now(ConnectionObject *conn, speedups_state *st, PyObject *transport)
         }
         return size == 0;
     }
-    if ((rc = attribute_truth(transport, st->str_conn_lost)) != 0 ||
-        (rc = attribute_truth(transport, st->str_eof)) != 0 ||
-        (rc = attribute_truth(transport, st->str_buffer)) != 0) {
-        return rc < 0 ? -1 : 0;
-    }
-    if ((value = PyObject_GetAttr(transport, st->str_empty_waiter)) == NULL) {
+    if ((dict = PyObject_GenericGetDict(transport, NULL)) == NULL) {
         return -1;
     }
-    rc = value == Py_None;
-    Py_DECREF(value);
+    if ((rc = instance_truth(dict, transport, st->str_conn_lost)) != 0 ||
+        (rc = instance_truth(dict, transport, st->str_eof)) != 0 ||
+        (rc = instance_truth(dict, transport, st->str_buffer)) != 0) {
+        Py_DECREF(dict);
+        return rc < 0 ? -1 : 0;
+    }
+    if ((value = PyDict_GetItemWithError(dict, st->str_empty_waiter)) != NULL) {
+        rc = value == Py_None;
+    }
+    else if (PyErr_Occurred() ||
+             (value = PyObject_GetAttr(transport, st->str_empty_waiter)) == NULL) {
+        rc = -1;
+    }
+    else {
+        rc = value == Py_None;
+        Py_DECREF(value);
+    }
+    Py_DECREF(dict);
     return rc;
 }
 
@@ -1451,7 +1513,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
                       PyObject *const *Py_UNUSED(args), Py_ssize_t nargs, PyObject *kwnames)
 {
     speedups_state *st = PyType_GetModuleState(defining_class);
-    PyObject *transport, *buffer, *nbytes, *result;
+    PyObject *transport, *dict, *buffer, *nbytes, *result;
     Py_buffer view;
     Py_ssize_t received;
     int lost, error;
@@ -1470,7 +1532,13 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     /* The transport hooked, which calls this: self.transport unless replaced. */
     transport = Py_NewRef(self->hooked);
     /* The steps and the outcomes of _read_ready__get_buffer(). */
-    if ((lost = attribute_truth(transport, st->str_conn_lost)) != 0) {
+    if ((dict = PyObject_GenericGetDict(transport, NULL)) == NULL) {
+        Py_DECREF(transport);
+        return NULL;
+    }
+    lost = instance_truth(dict, transport, st->str_conn_lost);
+    Py_DECREF(dict);
+    if (lost != 0) {
         Py_DECREF(transport);
         return lost < 0 ? NULL : Py_NewRef(Py_None);
     }
@@ -1630,13 +1698,19 @@ connection_hook_transport(ConnectionObject *self, PyTypeObject *defining_class,
         (PyObject *)Py_TYPE(transport) != st->selector_transport) {
         Py_RETURN_FALSE;
     }
-    /* Every attribute used later, or nothing is done (another Python's). */
+    /* Every attribute used later, or nothing is done (another Python's). The
+       first four, state that can_send_now() and _read_ready() read from the
+       instance dict, must not be defined by the class (see instance_truth()). */
     {
         PyObject *names[] = {st->str_conn_lost, st->str_eof, st->str_empty_waiter,
                              st->str_buffer, st->str_on_eof, st->str_fatal_error};
+        const size_t state_names = 4;
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
             if ((same = has_attribute(transport, names[i])) <= 0) {
                 return same < 0 ? NULL : Py_NewRef(Py_False);
+            }
+            if (i < state_names && _PyType_Lookup(Py_TYPE(transport), names[i]) != NULL) {
+                Py_RETURN_FALSE;
             }
         }
     }
@@ -2664,9 +2738,10 @@ write_transport_writelines(void)
     &(st)->invalid_state_error, &(st)->context_kwnames, (PyObject **)&(st)->operation_type, \
     (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol, \
     &(st)->client_side, &(st)->encode_frame, &(st)->joining_writelines, \
-    &(st)->selector_transport, &(st)->minus_one, &(st)->buffer_updated
+    &(st)->selector_transport, &(st)->minus_one, &(st)->buffer_updated, &(st)->task_type, \
+    &(st)->resumed
 
-#define OBJECT_COUNT 16
+#define OBJECT_COUNT 18
 
 /*
  * The offset of a slot of a protocol class whose values the fast paths read
@@ -2715,12 +2790,13 @@ protocol_slots(speedups_state *st)
                  slot_offset(server, "_sending", &st->sending_offset, NULL) < 0 ||
                  slot_offset(server, "deflate", &st->deflate_offset, NULL) < 0 ||
                  slot_offset(server, "side", &st->side_offset, NULL) < 0 ||
-                 slot_offset(server, "_reading", &st->reading_offset, &reading_is_bool) < 0
+                 slot_offset(server, "_reading", &st->reading_offset, &reading_is_bool) < 0 ||
+                 slot_offset(server, "_out", &st->out_offset, NULL) < 0
              ? -1
              : 0;
     st->reading_is_bool = reading_is_bool;
     if (rc == 0 && st->state_offset && st->sending_offset && st->deflate_offset &&
-        st->side_offset && st->reading_offset) {
+        st->side_offset && st->reading_offset && st->out_offset) {
         /* Both classes inherit these slots from Protocol: the same offsets. */
         st->server_protocol = server;
         st->client_protocol = client;
@@ -2729,6 +2805,53 @@ protocol_slots(speedups_state *st)
     Py_DECREF(server);
     Py_DECREF(client);
     return rc;
+}
+
+/*
+ * st->task_type and st->resumed, the finished Future of resume_argument(), or
+ * both NULL where asyncio has no C Task and Future. Its loop is a stand-in whose
+ * get_debug() says False (bool() does), the one call a Future makes of its loop
+ * when it has no callbacks: no event loop is needed or held. 0, or -1 on error.
+ */
+static int
+resumed_future(speedups_state *st)
+{
+    PyObject *future_type, *namespace_type, *empty, *kwargs, *loop = NULL, *future = NULL, *done;
+
+    if ((st->task_type = import_from("_asyncio", "Task")) == NULL ||
+        (future_type = import_from("_asyncio", "Future")) == NULL) {
+        PyErr_Clear();
+        Py_CLEAR(st->task_type);
+        return 0;
+    }
+    if ((namespace_type = import_from("types", "SimpleNamespace")) == NULL ||
+        (empty = PyTuple_New(0)) == NULL) {
+        Py_XDECREF(namespace_type);
+        Py_DECREF(future_type);
+        return -1;
+    }
+    if ((kwargs = Py_BuildValue("{sO}", "get_debug", (PyObject *)&PyBool_Type)) != NULL) {
+        loop = PyObject_Call(namespace_type, empty, kwargs);
+        Py_DECREF(kwargs);
+    }
+    if (loop != NULL && (kwargs = Py_BuildValue("{sO}", "loop", loop)) != NULL) {
+        future = PyObject_Call(future_type, empty, kwargs);
+        Py_DECREF(kwargs);
+    }
+    Py_XDECREF(loop);
+    Py_DECREF(empty);
+    Py_DECREF(namespace_type);
+    Py_DECREF(future_type);
+    if (future == NULL) {
+        return -1;
+    }
+    if ((done = PyObject_CallMethod(future, "set_result", "O", Py_None)) == NULL) {
+        Py_DECREF(future);
+        return -1;
+    }
+    Py_DECREF(done);
+    st->resumed = future;
+    return 0;
 }
 
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
@@ -2798,6 +2921,10 @@ speedups_exec(PyObject *module)
     }
     Py_INCREF(st->buffer_updated);
     if ((st->minus_one = PyLong_FromLong(-1)) == NULL) {
+        Py_DECREF(type);
+        return -1;
+    }
+    if (resumed_future(st) < 0) {
         Py_DECREF(type);
         return -1;
     }

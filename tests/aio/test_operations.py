@@ -498,6 +498,35 @@ async def test_a_waiter_held_elsewhere_is_not_reused() -> None:
         assert result.__self__.done()
 
 
+class SubclassTask(asyncio.Task):  # type: ignore[type-arg]
+    """A Task of a class of its own, as a task factory may make."""
+
+
+def python_task(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+    """A task of asyncio's pure-Python Task class."""
+    task_class: Any = getattr(asyncio.tasks, "_PyTask")  # noqa: B009 - private
+    return cast(asyncio.Future[Any], task_class(coroutine))
+
+
+@pytest.mark.parametrize(
+    "make_task", [asyncio.ensure_future, SubclassTask, python_task], ids=["c", "subclass", "python"]
+)
+async def test_every_kind_of_task_is_woken_with_its_message(
+    make_task: Callable[[Coroutine[Any, Any, Any]], asyncio.Future[Any]],
+) -> None:
+    # The C waiter resumes an asyncio Task (C) by handing its wakeup a finished
+    # Future, whose outcome the wakeup reads in C; other tasks get the waiter
+    # itself and ask it for its result(). The same outcome either way, message
+    # after message on the same waiter.
+    async with pair() as (server_ws, client):
+        for message in ("one", "two", "three"):
+            waiting = make_task(client.recv())
+            await asyncio.sleep(0)
+            assert not waiting.done()
+            await server_ws.send(message)
+            assert await waiting == message
+
+
 async def test_writelines_that_joins_is_done_in_one_write() -> None:
     # asyncio.WriteTransport.writelines() joins the buffers and calls write():
     # a large frame to such a transport goes out in one write(), of the same

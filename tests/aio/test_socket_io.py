@@ -297,6 +297,59 @@ async def test_hook_declines_other_transports() -> None:
         assert await server_ws.recv() == "unhooked"
 
 
+@needs_c
+@pytest.mark.parametrize("name", ["_conn_lost", "_eof", "_empty_waiter", "_buffer"])
+async def test_hook_declines_a_transport_class_that_defines_its_state(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook reads these from the transport's instance dict, which is right
+    # only while the class does not define them.
+    if not on_selector_loop():
+        pytest.skip("asyncio's selector loop only")
+    async with pair() as (server_ws, client):
+        transport: Any = server_ws.transport
+        server_ws._unhook_transport()
+        monkeypatch.setattr(type(transport), name, getattr(transport, name), raising=False)
+        assert server_ws._hook_transport() is False
+        monkeypatch.undo()
+        assert server_ws._hook_transport() is True
+        await client.send("hooked again")
+        assert await server_ws.recv() == "hooked again"
+
+
+@needs_c
+async def test_state_missing_from_the_instance_dict_is_looked_up() -> None:
+    # Deleted from the instance after the hook, found on the class: what
+    # getattr finds is what counts.
+    if not on_selector_loop():
+        pytest.skip("asyncio's selector loop only")
+    # Without compression, so that send() takes the C path.
+    async with pair(compression=None) as (server_ws, client):
+        transport: Any = server_ws.transport
+        transport_class = type(transport)
+        for name in ("_conn_lost", "_eof", "_empty_waiter", "_buffer"):
+            value = transport.__dict__.pop(name)
+            setattr(transport_class, name, value)
+            try:
+                await server_ws.send(name)
+                assert await client.recv() == name
+                await client.send(name)
+                assert await server_ws.recv() == name
+            finally:
+                delattr(transport_class, name)
+                setattr(transport, name, value)
+        # The class's value says a sendfile() is running: the frame goes to
+        # write(), which refuses it, as it would without the hook.
+        del transport._empty_waiter
+        transport_class._empty_waiter = asyncio.get_running_loop().create_future()
+        try:
+            with pytest.raises(RuntimeError, match="sendfile is in progress"):
+                await server_ws.send("refused")
+        finally:
+            del transport_class._empty_waiter
+            transport._empty_waiter = None
+
+
 async def test_a_frame_to_a_full_socket_is_buffered_whole() -> None:
     # The socket takes nothing (EAGAIN) while the transport's buffer is empty:
     # the whole frame, header included, goes to the transport's buffer.
