@@ -123,6 +123,12 @@ typedef struct {
        finished with a message: see resume_argument(). NULL without _asyncio. */
     PyObject *task_type;          /* _asyncio.Task */
     PyObject *resumed;            /* an _asyncio.Future finished with None */
+    /* ReaderBase.buffer_updated called directly: see reader_events(). NULL
+       without portside.protocol._speedups. */
+    PyObject *reader_module;      /* portside.protocol._speedups, which holds reader_state */
+    PyObject *reader_method;      /* ReaderBase.buffer_updated, the method descriptor */
+    PyObject *(*reader_buffer_updated)(void *, PyObject *, PyObject *);
+    void *reader_state;
 } speedups_state;
 
 static struct PyModuleDef speedups_module;
@@ -1102,6 +1108,18 @@ write_output(ConnectionObject *self, speedups_state *st, PyObject *protocol)
     return pending;
 }
 
+/* protocol.buffer_updated(nbytes): the events. Called directly when that is
+   ReaderBase's method, as it is unless a subclass overrides it. */
+static PyObject *
+reader_events(speedups_state *st, PyObject *protocol, PyObject *nbytes)
+{
+    if (st->reader_method != NULL &&
+        _PyType_Lookup(Py_TYPE(protocol), st->str_buffer_updated) == st->reader_method) {
+        return st->reader_buffer_updated(st->reader_state, protocol, nbytes);
+    }
+    return call_method(st->str_buffer_updated, protocol, nbytes, NULL, 1);
+}
+
 static PyObject *
 connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObject *nbytes)
 {
@@ -1119,7 +1137,7 @@ connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObj
     /* Held for the whole call, like the twin's local variables: callbacks may
        replace self.protocol, the output is still that of this protocol. */
     protocol = Py_NewRef(self->protocol);
-    events = call_method(st->str_buffer_updated, protocol, nbytes, NULL, 1);
+    events = reader_events(st, protocol, nbytes);
     rc = events == NULL ? -1 : handle_events(self, st, events, &wakeup);
     if (rc == 0) {
         rc = write_output(self, st, protocol);
@@ -2739,9 +2757,9 @@ write_transport_writelines(void)
     (PyObject **)&(st)->waiter_type, &(st)->server_protocol, &(st)->client_protocol, \
     &(st)->client_side, &(st)->encode_frame, &(st)->joining_writelines, \
     &(st)->selector_transport, &(st)->minus_one, &(st)->buffer_updated, &(st)->task_type, \
-    &(st)->resumed
+    &(st)->resumed, &(st)->reader_module, &(st)->reader_method
 
-#define OBJECT_COUNT 18
+#define OBJECT_COUNT 20
 
 /*
  * The offset of a slot of a protocol class whose values the fast paths read
@@ -2854,6 +2872,50 @@ resumed_future(speedups_state *st)
     return 0;
 }
 
+/*
+ * The direct call of ReaderBase.buffer_updated (reader_events()): its function
+ * and the state it takes, from the capsule portside.protocol._speedups exports,
+ * and the method descriptor that tells where it applies. Left NULL, and the
+ * method called, if that module or its capsule is missing. 0, or -1 on error.
+ */
+static int
+reader_api(speedups_state *st)
+{
+    PyObject *module, *capsule, *type, *method;
+    void *function, *state;
+
+    if ((module = PyImport_ImportModule("portside.protocol._speedups")) == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    capsule = PyObject_GetAttrString(module, "_buffer_updated");
+    function = capsule == NULL ? NULL
+                               : PyCapsule_GetPointer(capsule,
+                                                      "portside.protocol._speedups._buffer_updated");
+    state = function == NULL ? NULL : PyCapsule_GetContext(capsule);
+    Py_XDECREF(capsule);
+    type = state == NULL ? NULL : PyObject_GetAttrString(module, "ReaderBase");
+    method = type == NULL || !PyType_Check(type)
+                 ? NULL
+                 : PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict,
+                                           st->str_buffer_updated);
+    Py_XDECREF(type);
+    if (method == NULL) {
+        Py_DECREF(module);
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_AttributeError) &&
+            !PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    st->reader_module = module;
+    st->reader_method = Py_NewRef(method);
+    st->reader_buffer_updated = (PyObject * (*)(void *, PyObject *, PyObject *)) function;
+    st->reader_state = state;
+    return 0;
+}
+
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
 
 static int
@@ -2924,7 +2986,7 @@ speedups_exec(PyObject *module)
         Py_DECREF(type);
         return -1;
     }
-    if (resumed_future(st) < 0) {
+    if (resumed_future(st) < 0 || reader_api(st) < 0) {
         Py_DECREF(type);
         return -1;
     }

@@ -47,11 +47,23 @@ xor_avx2(uint8_t *dst, const uint8_t *src, size_t n, uint32_t key)
 {
     const __m256i k = _mm256_set1_epi32((int)key);
     size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
+    /* 128 bytes a turn: four loads, xors and stores for one loop overhead. */
+    for (; i + 128 <= n; i += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(src + i + 64));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(src + i + 96));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 64), _mm256_xor_si256(c, k));
+        _mm256_storeu_si256((__m256i *)(dst + i + 96), _mm256_xor_si256(d, k));
+    }
+    if (i + 64 <= n) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + i));
         __m256i b = _mm256_loadu_si256((const __m256i *)(src + i + 32));
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_xor_si256(a, k));
         _mm256_storeu_si256((__m256i *)(dst + i + 32), _mm256_xor_si256(b, k));
+        i += 64;
     }
     return i;
 }
@@ -574,6 +586,7 @@ typedef struct {
     PyObject *str_continue;
     PyObject *str_continue_big;
     PyObject *empty_bytes;
+    PyTypeObject *reader_type; /* ReaderBase */
 } speedups_state;
 
 /* ReaderBase: the receive buffer and the fast path of the frame reader. */
@@ -925,13 +938,26 @@ PyDoc_STRVAR(reader_buffer_updated_doc,
 "Process nbytes written into the last buffer from get_buffer.\n\n"
 "Return the events: messages (str or bytes) and control events.");
 
+/* buffer_updated(nbytes) of a ReaderBase, its arguments checked. */
+static PyObject *
+reader_buffer_updated_events(ReaderObject *self, speedups_state *st, PyObject *nbytes)
+{
+    PyObject *events, *result;
+
+    if ((events = PyList_New(0)) == NULL) {
+        return NULL;
+    }
+    Py_BEGIN_CRITICAL_SECTION(self);
+    result = reader_buffer_updated_impl(self, st, nbytes, events);
+    Py_END_CRITICAL_SECTION();
+    Py_DECREF(events);
+    return result;
+}
+
 static PyObject *
 reader_buffer_updated(ReaderObject *self, PyTypeObject *defining_class, PyObject *const *args,
                       Py_ssize_t nargs, PyObject *kwnames)
 {
-    speedups_state *st;
-    PyObject *events, *result;
-
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
         PyErr_SetString(PyExc_TypeError, "buffer_updated() takes no keyword arguments");
         return NULL;
@@ -939,16 +965,30 @@ reader_buffer_updated(ReaderObject *self, PyTypeObject *defining_class, PyObject
     if (check_nargs("buffer_updated", nargs, 1) < 0) {
         return NULL;
     }
-    if ((events = PyList_New(0)) == NULL) {
+    return reader_buffer_updated_events(self, PyType_GetModuleState(defining_class), args[0]);
+}
+
+/*
+ * reader.buffer_updated(nbytes) for portside.aio._speedups, without the method
+ * lookup and call (some 200 instructions a read): the pointer in the capsule
+ * _buffer_updated, whose context is this module's state, the first argument.
+ * The caller holds the module, and calls this only where the method of
+ * reader's type is ReaderBase.buffer_updated.
+ */
+static PyObject *
+buffer_updated_direct(void *state, PyObject *reader, PyObject *nbytes)
+{
+    speedups_state *st = state;
+
+    if (!PyObject_TypeCheck(reader, st->reader_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a ReaderBase, not %.100s",
+                     Py_TYPE(reader)->tp_name);
         return NULL;
     }
-    st = PyType_GetModuleState(defining_class);
-    Py_BEGIN_CRITICAL_SECTION(self);
-    result = reader_buffer_updated_impl(self, st, args[0], events);
-    Py_END_CRITICAL_SECTION();
-    Py_DECREF(events);
-    return result;
+    return reader_buffer_updated_events((ReaderObject *)reader, st, nbytes);
 }
+
+#define BUFFER_UPDATED_CAPSULE "portside.protocol._speedups._buffer_updated"
 
 /* The methods subclasses implement: these raise NotImplementedError. */
 
@@ -1051,7 +1091,7 @@ static int
 speedups_exec(PyObject *module)
 {
     speedups_state *st = PyModule_GetState(module);
-    PyObject *type;
+    PyObject *type, *capsule;
     int rc;
 
     if ((st->str_continue = PyUnicode_InternFromString("_continue")) == NULL ||
@@ -1062,8 +1102,19 @@ speedups_exec(PyObject *module)
     if ((type = PyType_FromModuleAndSpec(module, &reader_spec, NULL)) == NULL) {
         return -1;
     }
-    rc = PyModule_AddType(module, (PyTypeObject *)type);
-    Py_DECREF(type);
+    st->reader_type = (PyTypeObject *)type;
+    if (PyModule_AddType(module, st->reader_type) < 0) {
+        return -1;
+    }
+    capsule = PyCapsule_New((void *)buffer_updated_direct, BUFFER_UPDATED_CAPSULE, NULL);
+    if (capsule == NULL) {
+        return -1;
+    }
+    rc = PyCapsule_SetContext(capsule, st);
+    if (rc == 0) {
+        rc = PyModule_AddObjectRef(module, "_buffer_updated", capsule);
+    }
+    Py_DECREF(capsule);
     return rc;
 }
 
@@ -1074,6 +1125,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->str_continue);
     Py_VISIT(st->str_continue_big);
     Py_VISIT(st->empty_bytes);
+    Py_VISIT(st->reader_type);
     return 0;
 }
 
@@ -1084,6 +1136,7 @@ speedups_clear(PyObject *module)
     Py_CLEAR(st->str_continue);
     Py_CLEAR(st->str_continue_big);
     Py_CLEAR(st->empty_bytes);
+    Py_CLEAR(st->reader_type);
     return 0;
 }
 

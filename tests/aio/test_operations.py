@@ -402,6 +402,26 @@ async def test_protocol_subclasses_take_the_general_path() -> None:
             await server_ws.send("closed")
 
 
+async def test_an_overridden_buffer_updated_is_called() -> None:
+    # The C connection calls ReaderBase's buffer_updated() directly only where
+    # that is the protocol's method.
+    reads: list[int] = []
+
+    class Counting(ServerProtocol):
+        __slots__ = ()
+
+        def buffer_updated(self, nbytes: int) -> list[Any]:
+            reads.append(nbytes)
+            return super().buffer_updated(nbytes)
+
+    async with pair(compression=None) as (server_ws, client):
+        server_ws.protocol.__class__ = Counting
+        for message in ("one", b"two"):
+            await client.send(message)
+            assert await server_ws.recv() == message
+        assert reads == [2 + 4 + 3, 2 + 4 + 3]  # header, mask, payload
+
+
 async def test_recv_cancelled_after_its_message_came_loses_nothing() -> None:
     async with pair() as (_, client):
         waiting = asyncio.create_task(client.recv())
