@@ -2876,44 +2876,42 @@ resumed_future(speedups_state *st)
  * The direct call of ReaderBase.buffer_updated (reader_events()): its function
  * and the state it takes, from the capsule portside.protocol._speedups exports,
  * and the method descriptor that tells where it applies. Left NULL, and the
- * method called, if that module or its capsule is missing. 0, or -1 on error.
+ * method called, if that module or its capsule is missing.
  */
-static int
+static void
 reader_api(speedups_state *st)
 {
-    PyObject *module, *capsule, *type, *method;
-    void *function, *state;
+    PyObject *module, *capsule = NULL, *type = NULL, *method = NULL;
+    void *function = NULL, *state = NULL;
 
-    if ((module = PyImport_ImportModule("portside.protocol._speedups")) == NULL) {
-        PyErr_Clear();
-        return 0;
+    /* Each step needs the one before; whatever is missing (a build without the
+       protocol accelerator) leaves the method call, which works regardless. */
+    if ((module = PyImport_ImportModule("portside.protocol._speedups")) != NULL) {
+        capsule = PyObject_GetAttrString(module, "_buffer_updated");
     }
-    capsule = PyObject_GetAttrString(module, "_buffer_updated");
-    function = capsule == NULL ? NULL
-                               : PyCapsule_GetPointer(capsule,
-                                                      "portside.protocol._speedups._buffer_updated");
-    state = function == NULL ? NULL : PyCapsule_GetContext(capsule);
+    if (capsule != NULL) {
+        function = PyCapsule_GetPointer(capsule, "portside.protocol._speedups._buffer_updated");
+    }
+    if (function != NULL) {
+        state = PyCapsule_GetContext(capsule);
+    }
+    if (state != NULL) {
+        type = PyObject_GetAttrString(module, "ReaderBase");
+    }
+    if (type != NULL && PyType_Check(type)) {
+        method = PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict, st->str_buffer_updated);
+    }
     Py_XDECREF(capsule);
-    type = state == NULL ? NULL : PyObject_GetAttrString(module, "ReaderBase");
-    method = type == NULL || !PyType_Check(type)
-                 ? NULL
-                 : PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict,
-                                           st->str_buffer_updated);
     Py_XDECREF(type);
     if (method == NULL) {
-        Py_DECREF(module);
-        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_AttributeError) &&
-            !PyErr_ExceptionMatches(PyExc_ValueError)) {
-            return -1;
-        }
+        Py_XDECREF(module);
         PyErr_Clear();
-        return 0;
+        return;
     }
     st->reader_module = module;
     st->reader_method = Py_NewRef(method);
     st->reader_buffer_updated = (PyObject * (*)(void *, PyObject *, PyObject *)) function;
     st->reader_state = state;
-    return 0;
 }
 
 #define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
@@ -2986,10 +2984,11 @@ speedups_exec(PyObject *module)
         Py_DECREF(type);
         return -1;
     }
-    if (resumed_future(st) < 0 || reader_api(st) < 0) {
+    if (resumed_future(st) < 0) {
         Py_DECREF(type);
         return -1;
     }
+    reader_api(st);
     /* Without it (another platform, another Python), sockets are left to the
        transports. */
     st->selector_transport = import_from("asyncio.selector_events", "_SelectorSocketTransport");
