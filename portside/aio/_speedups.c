@@ -1341,20 +1341,35 @@ fatal_error(speedups_state *st, PyObject *transport, const char *message)
 }
 
 /*
- * The truth of transport.<name>, an attribute the selector transport keeps in
- * its instance dict (the transport's __dict__, dict): read there, some 110
- * instructions against getattr's 190 (type lookup, descriptor checks). _hook_transport()
+ * transport.<name>, an attribute the selector transport keeps in its instance
+ * dict (the transport's __dict__, dict): read there, some 110 instructions
+ * against getattr's 190 (type lookup, descriptor checks). _hook_transport()
  * checked that the class defines none of these names, so the instance dict
- * decides; if one was deleted, getattr says what it is now. 1, 0, or -1.
+ * decides; if one was deleted, getattr says what it is now. A new reference,
+ * or NULL on error.
  */
-static int
-instance_truth(PyObject *dict, PyObject *transport, PyObject *name)
+static PyObject *
+instance_attribute(PyObject *dict, PyObject *transport, PyObject *name)
 {
     PyObject *value = PyDict_GetItemWithError(dict, name);
     if (value != NULL) {
-        return PyObject_IsTrue(value);
+        return Py_NewRef(value);
     }
-    return PyErr_Occurred() ? -1 : attribute_truth(transport, name);
+    return PyErr_Occurred() ? NULL : PyObject_GetAttr(transport, name);
+}
+
+/* The truth of instance_attribute(): 1, 0, or -1 on error. */
+static int
+instance_truth(PyObject *dict, PyObject *transport, PyObject *name)
+{
+    PyObject *value = instance_attribute(dict, transport, name);
+    int truth;
+    if (value == NULL) {
+        return -1;
+    }
+    truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
 }
 
 /*
@@ -1394,17 +1409,9 @@ can_send_now(ConnectionObject *conn, speedups_state *st, PyObject *transport)
         Py_DECREF(dict);
         return rc < 0 ? -1 : 0;
     }
-    if ((value = PyDict_GetItemWithError(dict, st->str_empty_waiter)) != NULL) {
-        rc = value == Py_None;
-    }
-    else if (PyErr_Occurred() ||
-             (value = PyObject_GetAttr(transport, st->str_empty_waiter)) == NULL) {
-        rc = -1;
-    }
-    else {
-        rc = value == Py_None;
-        Py_DECREF(value);
-    }
+    value = instance_attribute(dict, transport, st->str_empty_waiter);
+    rc = value == NULL ? -1 : value == Py_None;
+    Py_XDECREF(value);
     Py_DECREF(dict);
     return rc;
 }
@@ -2900,6 +2907,7 @@ reader_api(speedups_state *st)
     }
     if (type != NULL && PyType_Check(type)) {
         method = PyDict_GetItemWithError(((PyTypeObject *)type)->tp_dict, st->str_buffer_updated);
+        Py_XINCREF(method);
     }
     Py_XDECREF(capsule);
     Py_XDECREF(type);
@@ -2909,7 +2917,7 @@ reader_api(speedups_state *st)
         return;
     }
     st->reader_module = module;
-    st->reader_method = Py_NewRef(method);
+    st->reader_method = method;
     st->reader_buffer_updated = (PyObject * (*)(void *, PyObject *, PyObject *)) function;
     st->reader_state = state;
 }
