@@ -1261,11 +1261,11 @@ attribute_is(PyObject *obj, PyObject *name, PyObject *expected)
     return value == expected;
 }
 
-/* The truth of obj.<name>, or -1 on error. */
+/* The truth of value, a new reference it lets go of; -1 if value is NULL (an
+   error raised) or its truth fails. */
 static int
-attribute_truth(PyObject *obj, PyObject *name)
+take_truth(PyObject *value)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
     int truth;
     if (value == NULL) {
         return -1;
@@ -1273,6 +1273,13 @@ attribute_truth(PyObject *obj, PyObject *name)
     truth = PyObject_IsTrue(value);
     Py_DECREF(value);
     return truth;
+}
+
+/* The truth of obj.<name>, or -1 on error. */
+static int
+attribute_truth(PyObject *obj, PyObject *name)
+{
+    return take_truth(PyObject_GetAttr(obj, name));
 }
 
 /* Write a frame header without mask (RFC 6455 5.2) at out; return its length. */
@@ -1362,14 +1369,7 @@ instance_attribute(PyObject *dict, PyObject *transport, PyObject *name)
 static int
 instance_truth(PyObject *dict, PyObject *transport, PyObject *name)
 {
-    PyObject *value = instance_attribute(dict, transport, name);
-    int truth;
-    if (value == NULL) {
-        return -1;
-    }
-    truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
+    return take_truth(instance_attribute(dict, transport, name));
 }
 
 /*
