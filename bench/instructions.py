@@ -1,4 +1,4 @@
-"""User-space instructions per echoed message, counted by callgrind.
+"""User-space instructions per echoed message, or per handshake, counted by callgrind.
 
 Round trips per second move by 5-10 % between runs on a shared machine; the
 instructions a server executes per message do not (they vary by well under 1 %),
@@ -10,6 +10,9 @@ Run: ``python -m bench.instructions [--servers portside,picows] [--loop uvloop]
 [--size 256] [--connections 64]`` (needs ``valgrind``). Each server runs under
 callgrind on core 1, driven by the picows load client on core 0; the counters
 are zeroed when the client's measuring window opens and dumped when it closes.
+With ``--handshakes`` the client is the harness's churn client instead
+(``--connections`` at a time, 50 by default there), and the count is of opening
+and closing handshakes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from bench.procs import free_port
@@ -57,8 +62,11 @@ def total_instructions(dump: Path) -> int:
     raise SystemExit(f"no instruction total in {dump}")
 
 
-def measure(server: str, loop: str, size: int, connections: int, duration: float) -> float:
-    """Instructions per message of one server."""
+def measure(server: str, loop: str, client: Callable[[int], list[str]]) -> float:
+    """Instructions per message (or per handshake) of one server.
+
+    ``client(port)`` is the load client's command line (``python -m`` arguments).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="portside-callgrind-") as directory:
         out = Path(directory) / "callgrind.out"
@@ -78,7 +86,7 @@ def measure(server: str, loop: str, size: int, connections: int, duration: float
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_port(port, process)
-            count = drive(process.pid, port, size, connections, duration)
+            count = drive(process.pid, client(port))
         finally:
             process.terminate()
             process.wait()
@@ -92,25 +100,42 @@ def callgrind_control(action: str, pid: int) -> None:
     subprocess.run(["callgrind_control", action, str(pid)], capture_output=True, check=True)
 
 
-def drive(pid: int, port: int, size: int, connections: int, duration: float) -> int:
+def echo_client(port: int, size: int, connections: int, duration: float) -> list[str]:
+    """The ping-pong load client's command line."""
+    return [
+        "bench.clients.picows_pingpong",
+        "--url",
+        f"ws://127.0.0.1:{port}/",
+        "--size",
+        str(size),
+        "--connections",
+        str(connections),
+        "--warmup",
+        "3",
+        "--duration",
+        str(duration),
+    ]
+
+
+def handshake_client(port: int, connections: int, duration: float) -> list[str]:
+    """The churn client's command line."""
+    return [
+        "bench.clients.handshakes",
+        "--port",
+        str(port),
+        "--concurrency",
+        str(connections),
+        "--warmup",
+        "3",
+        "--duration",
+        str(duration),
+    ]
+
+
+def drive(pid: int, client_args: list[str]) -> int:
     """Run the load client; zero the counters at its window's start, dump at its end."""
     client = subprocess.Popen(
-        [
-            *taskset(0),
-            sys.executable,
-            "-m",
-            "bench.clients.picows_pingpong",
-            "--url",
-            f"ws://127.0.0.1:{port}/",
-            "--size",
-            str(size),
-            "--connections",
-            str(connections),
-            "--warmup",
-            "3",
-            "--duration",
-            str(duration),
-        ],
+        [*taskset(0), sys.executable, "-m", *client_args],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -138,8 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="portside,picows", help="comma-separated")
     parser.add_argument("--loop", choices=LOOPS, default="uvloop")
     parser.add_argument("--size", type=int, default=256, help="message size in bytes")
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="connections at a time (default: 64 echoing, 50 with --handshakes)",
+    )
     parser.add_argument("--duration", type=float, default=6.0, help="measuring window, s")
+    parser.add_argument(
+        "--handshakes",
+        action="store_true",
+        help="count per opening + closing handshake, under connection churn",
+    )
     options = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind (callgrind) is not installed", file=sys.stderr)
@@ -148,12 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(servers) - set(SERVERS))
     if unknown:
         parser.error(f"unknown servers: {', '.join(unknown)}; choose among {', '.join(SERVERS)}")
-    results = {
-        server: measure(server, options.loop, options.size, options.connections, options.duration)
-        for server in servers
-    }
-    print(f"{options.size} B, {options.connections} conns, {options.loop}")
-    print(f"{'server':12} {'instructions per message':>26}")
+    if options.handshakes:
+        connections = options.connections or 50
+        client = partial(handshake_client, connections=connections, duration=options.duration)
+        title, unit = f"handshakes, {connections} at a time, {options.loop}", "handshake"
+    else:
+        connections = options.connections or 64
+        client = partial(
+            echo_client, size=options.size, connections=connections, duration=options.duration
+        )
+        title, unit = f"{options.size} B, {connections} conns, {options.loop}", "message"
+    results = {server: measure(server, options.loop, client) for server in servers}
+    print(title)
+    print(f"{'server':12} {'instructions per ' + unit:>26}")
     for server, per_message in results.items():
         print(f"{server:12} {per_message:26,.0f}")
     if "portside" in results:

@@ -211,9 +211,10 @@ def _connect(
                 response = exc.response
                 if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
                     raise
-                location = response.headers.get("Location")
-                if location is None:
-                    raise
+                locations = response.headers.get_all("Location")
+                if len(locations) != 1:
+                    raise  # none, or several to choose from: not followed
+                location = locations[0]
                 new_uri = urllib.parse.urljoin(
                     f"{'wss' if target.secure else 'ws'}://{target.host_header}{target.path}",
                     location,

@@ -20,9 +20,14 @@ def generate_key() -> str:
 
 def check_key(key: str) -> bool:
     """Tell whether ``key`` is base64 for exactly 16 bytes (RFC 6455 4.2.1 item 5)."""
+    # 16 bytes are 24 characters of base64, the last two of them padding.
+    if len(key) != 24:
+        return False
     try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+        # Validated: only the base64 alphabet, padding only at the end. A str
+        # with characters outside ASCII raises ValueError, like bad base64.
+        raw = base64.b64decode(key, validate=True)
+    except ValueError:
         return False
     return len(raw) == 16
 
@@ -30,4 +35,4 @@ def check_key(key: str) -> bool:
 def accept_key(key: str) -> str:
     """Return the ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 4.2.2 item 5.4)."""
     digest = hashlib.sha1((key + GUID).encode()).digest()
-    return base64.b64encode(digest).decode()
+    return binascii.b2a_base64(digest, newline=False).decode()

@@ -37,6 +37,12 @@ _HEADER_LINE = re.compile(
     rb"([-!#$%&\'*+.^_`|~0-9a-zA-Z]+):[\t ]*"
     rb"((?:[\x21-\x7e\x80-\xff]+(?:[\t ]+[\x21-\x7e\x80-\xff]+)*)?)[\t ]*"
 )
+# The same rule for a block of header lines, each ending with CRLF, decoded as
+# Latin-1 (which maps every byte to the code point of the same value): one
+# match validates them all, and findall() then takes the names and values.
+_HEADER_PAIR = _HEADER_LINE.pattern.decode("latin-1") + "\r\n"
+_HEADER_BLOCK = re.compile(f"(?:{_HEADER_PAIR})*")
+_HEADER_PAIRS = re.compile(_HEADER_PAIR)
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
 
 
@@ -100,9 +106,25 @@ class _HeadParser:
         self._scanned = 0  # bytes of _buffer known to hold complete lines
         self._lines = 0
 
-    def _feed_head(self, data: bytes) -> tuple[bytes, list[bytes], bytes] | None:
-        """Return ``(first_line, header_lines, rest)`` once the head is complete."""
+    def _feed_head(self, data: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """Return ``(first_line, header_block, rest)`` once the head is complete.
+
+        ``header_block`` holds the header lines, each ending with CRLF.
+        """
         buffer = self._buffer
+        if not buffer:
+            # The usual case: the whole head in the first read, well within the
+            # limits, and a first line that is not empty. Anything else takes
+            # the line-by-line path below, which says what is wrong.
+            end = data.find(b"\r\n\r\n")
+            first_end = data.find(b"\r\n")
+            if (
+                end >= 0
+                and 0 < first_end <= MAX_LINE_LENGTH
+                and end - first_end <= MAX_LINE_LENGTH
+                and data.count(b"\r\n", first_end, end) <= MAX_HEADERS
+            ):
+                return data[:first_end], data[first_end + 2 : end + 2], data[end + 4 :]
         buffer += data
         while True:
             end = buffer.find(b"\r\n", self._scanned)
@@ -118,24 +140,23 @@ class _HeadParser:
             if self._lines > MAX_HEADERS + 1:
                 raise _invalid("too many headers", 431)
             self._scanned = end + 2
-        lines = bytes(buffer[: self._scanned]).split(b"\r\n")[:-1]
+        head = bytes(buffer[: self._scanned])
         rest = bytes(buffer[self._scanned + 2 :])
         self._buffer = bytearray()
-        if not lines:
+        if not head:
             raise _invalid("empty request")
-        return lines[0], lines[1:], rest
+        first_end = head.find(b"\r\n")
+        return head[:first_end], head[first_end + 2 :], rest
 
     @staticmethod
-    def _parse_headers(lines: list[bytes]) -> Headers:
-        items = []
-        match = _HEADER_LINE.fullmatch
-        for line in lines:
-            parsed = match(line)
-            if parsed is None:
-                raise _invalid(f"invalid header line: {line[:100]!r}")
-            name, value = parsed.groups()
-            items.append((name.decode("ascii"), value.decode("latin-1")))
-        return Headers(items)
+    def _parse_headers(block: bytes) -> Headers:
+        text = block.decode("latin-1")
+        if _HEADER_BLOCK.fullmatch(text) is None:
+            # Name the first line that breaks the rule (at worst the empty
+            # string after the last CRLF, which no line matches).
+            line = next(x for x in block.split(b"\r\n") if _HEADER_LINE.fullmatch(x) is None)
+            raise _invalid(f"invalid header line: {line[:100]!r}")
+        return Headers(_HEADER_PAIRS.findall(text))
 
 
 class RequestParser(_HeadParser):
@@ -159,7 +180,7 @@ class RequestParser(_HeadParser):
         head = self._feed_head(data)
         if head is None:
             return None
-        first, lines, self.rest = head
+        first, block, self.rest = head
         parts = first.split(b" ")
         if len(parts) != 3:
             raise _invalid(f"invalid request line: {first[:100]!r}")
@@ -174,11 +195,14 @@ class RequestParser(_HeadParser):
             path = target.decode("ascii")
         except UnicodeDecodeError:
             raise _invalid("non-ASCII request target") from None
-        if not path or any(c in path for c in " \x7f") or not path.isprintable():
+        # The split on spaces leaves none in the path; isprintable() is false
+        # for DEL and every other control character.
+        if not path or not path.isprintable():
             raise _invalid("invalid request target")
-        headers = self._parse_headers(lines)
+        headers = self._parse_headers(block)
         # RFC 6455 4.1: the opening handshake is a GET request without a body.
-        if "Transfer-Encoding" in headers or headers.get("Content-Length", "0") != "0":
+        length = headers.get_all("Content-Length")
+        if headers.get_all("Transfer-Encoding") or (length and length != ["0"]):
             raise _invalid("request bodies are not supported")
         return Request(path, headers, method.decode("ascii", "replace"))
 
@@ -212,7 +236,7 @@ class ResponseParser(_HeadParser):
             head = self._feed_head(data)
             if head is None:
                 return None
-            first, lines, data = head
+            first, block, data = head
             match = _STATUS_LINE.fullmatch(first)
             if match is None:
                 raise _invalid(f"invalid status line: {first[:100]!r}")
@@ -220,16 +244,21 @@ class ResponseParser(_HeadParser):
             if not 100 <= code < 600:
                 raise _invalid(f"invalid status code: {code}")
             reason = (match.group(2) or b"").decode("latin-1")
-            headers = self._parse_headers(lines)
+            headers = self._parse_headers(block)
             self._response = Response(code, reason, headers)
             if code == 101 or code in (204, 304) or 100 <= code < 200:
                 self.rest = data
                 return self._response
-            if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            encodings = headers.get_all("Transfer-Encoding")
+            lengths = headers.get_all("Content-Length")
+            if "chunked" in ",".join(encodings).lower():
                 self._length = -1
-            elif "Content-Length" in headers:
+            elif lengths:
+                # RFC 7230 3.3.2: repeated Content-Length headers must agree.
+                if len(set(lengths)) > 1:
+                    raise _invalid("conflicting Content-Length headers")
                 try:
-                    self._length = int(headers["Content-Length"])
+                    self._length = int(lengths[0])
                 except ValueError:
                     raise _invalid("invalid Content-Length") from None
                 if not 0 <= self._length <= MAX_BODY_SIZE:

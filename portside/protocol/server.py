@@ -22,7 +22,6 @@ from .handshake import accept_key, check_key
 from .headers import (
     ExtensionParameter,
     Headers,
-    MultipleValuesError,
     build_extension_list,
     parse_extension_list,
     parse_subprotocol_list,
@@ -44,12 +43,10 @@ SubprotocolSelector = Callable[[Sequence[str]], Union[str, None]]
 
 
 def _single(headers: Headers, name: str) -> str:
-    try:
-        return headers[name]
-    except KeyError:
-        raise InvalidHeader(name) from None
-    except MultipleValuesError:
-        raise InvalidHeader(name, "multiple values") from None
+    values = headers.get_all(name)
+    if len(values) == 1:
+        return values[0]
+    raise InvalidHeader(name, "multiple values" if values else None)
 
 
 class ServerProtocol(Protocol):
@@ -162,17 +159,18 @@ class ServerProtocol(Protocol):
             if isinstance(exc, InvalidUpgrade):
                 response.headers["Upgrade"] = "websocket"
             return response
-        headers = Headers()
-        headers["Upgrade"] = "websocket"
-        headers["Connection"] = "Upgrade"
-        headers["Sec-WebSocket-Accept"] = accept_key(key)
+        items = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
         if extensions is not None:
-            headers["Sec-WebSocket-Extensions"] = extensions
+            items.append(("Sec-WebSocket-Extensions", extensions))
         if subprotocol is not None:
-            headers["Sec-WebSocket-Protocol"] = subprotocol
+            items.append(("Sec-WebSocket-Protocol", subprotocol))
         if self.server_header is not None:
-            headers["Server"] = self.server_header
-        return Response(101, "Switching Protocols", headers)
+            items.append(("Server", self.server_header))
+        return Response(101, "Switching Protocols", Headers(items))
 
     def reject(self, status: int, text: str) -> Response:
         """Return an HTTP error response with a plain-text body.
@@ -260,9 +258,10 @@ class ServerProtocol(Protocol):
         return build_extension_list([response])
 
     def _negotiate_subprotocol(self, headers: Headers) -> str | None:
-        offered = [
-            p for v in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol_list(v)
-        ]
+        values = headers.get_all("Sec-WebSocket-Protocol")
+        if not values and self.select_subprotocol is None:
+            return None  # self.subprotocol stays None
+        offered = [p for v in values for p in parse_subprotocol_list(v)]
         if self.select_subprotocol is not None:
             chosen = self.select_subprotocol(offered)
             if chosen is not None and chosen not in offered:

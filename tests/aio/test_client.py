@@ -80,6 +80,19 @@ async def test_redirect_without_location() -> None:
             await portside.connect(url(server))
 
 
+async def test_redirect_with_two_locations_is_not_followed() -> None:
+    def redirect(connection: Any, request: portside.Request) -> portside.Response:
+        response: portside.Response = connection.respond(302, "x")
+        response.headers["Location"] = "/a"
+        response.headers["Location"] = "/b"
+        return response
+
+    async with running(process_request=redirect) as server:
+        with pytest.raises(portside.InvalidStatus) as info:
+            await portside.connect(url(server))
+        assert info.value.response.headers.get_all("Location") == ["/a", "/b"]
+
+
 async def test_open_timeout() -> None:
     # A TCP server that never answers the handshake.
     writers: list[asyncio.StreamWriter] = []

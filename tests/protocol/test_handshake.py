@@ -22,3 +22,8 @@ def test_check_key_rejects_bad_keys() -> None:
     assert not check_key("not base64!")
     assert not check_key(base64.b64encode(bytes(15)).decode())
     assert not check_key("é")
+    # 24 characters, the length of a good key, but not base64 of 16 bytes.
+    assert not check_key("!" * 24)
+    assert not check_key("é" * 24)
+    assert not check_key("A" * 24)  # 18 bytes
+    assert not check_key("AAAAAAAAAAAAAAAAAAAAAA=A")  # padding inside

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portside.exceptions import InvalidMessage
 from portside.protocol.headers import Headers
@@ -71,10 +73,73 @@ def status_of(data: bytes) -> int:
         (b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 400),
         (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"\r\n\r\n", 400),
+        # Repeated headers: a 400, not an error of another kind.
+        (b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nTransfer-Encoding: a\r\nTransfer-Encoding: b\r\n\r\n", 400),
     ],
 )
 def test_invalid_requests(data: bytes, status: int) -> None:
     assert status_of(data) == status
+
+
+def outcome(parser: RequestParser, pieces: list[bytes]) -> object:
+    """What feeding ``pieces`` gives: the request and what follows it, or the error."""
+    try:
+        for i, piece in enumerate(pieces):
+            request = parser.feed(piece)
+            if request is not None:
+                return request, parser.rest + b"".join(pieces[i + 1 :])
+    except InvalidMessage as exc:
+        return exc.status, str(exc)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    b"Host: h",
+                    b"X-A:  1 2 ",
+                    b"x:",
+                    b"Bad name: 1",
+                    b" folded",
+                    b"A: \x00",
+                    b"A: \xe9",
+                ]
+            ),
+            st.binary(max_size=12),
+        ),
+        max_size=6,
+    ),
+    first=st.sampled_from([b"GET / HTTP/1.1", b"GET /\x7f HTTP/1.1", b"", b"GET /a"]),
+    rest=st.binary(max_size=8),
+)
+def test_request_in_one_read_parses_as_line_by_line(
+    lines: list[bytes], first: bytes, rest: bytes
+) -> None:
+    # A head that comes whole takes a shortcut; byte by byte it goes line by
+    # line: both must give the same request, or the same error.
+    data = b"\r\n".join([first, *lines]) + b"\r\n\r\n" + rest
+    whole = outcome(RequestParser(), [data])
+    assert whole == outcome(RequestParser(), [data[i : i + 1] for i in range(len(data))])
+    if isinstance(whole, tuple) and isinstance(whole[0], Request):
+        # The whole head reached the shortcut only if the first line was not
+        # empty: check that case against a parser that must go line by line.
+        split = RequestParser()
+        assert outcome(split, [data[:1], data[1:]]) == whole
+
+
+def test_limits_hold_for_a_head_in_one_read() -> None:
+    first = b"GET /" + b"a" * MAX_LINE_LENGTH + b" HTTP/1.1"
+    assert status_of(first + b"\r\n\r\n") == 414
+    assert status_of(b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n") == 431
+    # Many short headers over MAX_LINE_LENGTH bytes in all are fine.
+    many = b"GET / HTTP/1.1\r\n" + (b"X: " + b"b" * 100 + b"\r\n") * MAX_HEADERS + b"\r\n"
+    request = RequestParser().feed(many)
+    assert request is not None
+    assert len(request.headers.get_all("x")) == MAX_HEADERS
 
 
 def test_content_length_zero_is_fine() -> None:
@@ -157,6 +222,22 @@ def test_chunked_response() -> None:
     assert response.body == b"abcde"
 
 
+def test_repeated_framing_headers_in_a_response() -> None:
+    # RFC 7230 3.3.2: repeated Content-Length headers that agree are one.
+    data = b"HTTP/1.1 404 No\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi"
+    response = ResponseParser().feed(data)
+    assert response is not None
+    assert response.body == b"hi"
+    # Transfer-Encoding over two headers: chunked is the last coding.
+    data = (
+        b"HTTP/1.1 404 No\r\nTransfer-Encoding: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\n\r\n"
+    )
+    response = ResponseParser().feed(data)
+    assert response is not None
+    assert response.body == b"hi"
+
+
 def test_response_until_eof() -> None:
     parser = ResponseParser()
     assert parser.feed(b"HTTP/1.1 403 Forbidden\r\n\r\nno") is None
@@ -188,6 +269,7 @@ def test_truncated_response() -> None:
         b"SPDY/3 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy",
         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY_SIZE + 1),
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % (MAX_BODY_SIZE + 1),
