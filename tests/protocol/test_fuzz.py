@@ -10,10 +10,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portside.exceptions import InvalidMessage, ProtocolError
-from portside.protocol import CLIENT, SERVER, Protocol
-from portside.protocol.deflate import PerMessageDeflate
+from portside.exceptions import InvalidHandshake, InvalidMessage, ProtocolError
+from portside.protocol import CLIENT, SERVER, ClientProtocol, Protocol, ServerProtocol
+from portside.protocol.deflate import Deflate, PerMessageDeflate
+from portside.protocol.handshake import accept_key
 from portside.protocol.http11 import MAX_BODY_SIZE, MAX_LINE_LENGTH, RequestParser, ResponseParser
+from portside.protocol.state import OPEN
+from portside.protocol.uri import parse_uri
 from tests.framing import frame
 
 SETTINGS = settings(
@@ -106,3 +109,200 @@ def test_response_parser_survives_anything(data: bytes, sizes: list[int], eof: b
     except InvalidMessage:
         pass
     assert len(parser._body) <= MAX_BODY_SIZE
+
+
+# Opening handshakes assembled from the headers that matter, each present zero,
+# one or two times, with valid, borderline and malformed values: the checks
+# after parsing (RFC 6455 4.2.1 on the server, 4.1 on the client) may only
+# answer with an HTTP status or raise InvalidHandshake.
+_TOKENISH = st.sampled_from(
+    ["", " ", ",", ";", "=", '"', "\\", "a", "x y", "\t", "\u00e9", "13", "8", "15", "16", "0"]
+)
+_JUNK = st.lists(_TOKENISH, max_size=6).map("".join)
+
+
+def _usually(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Valid values four times in five, so that every later check is reached."""
+    return st.tuples(st.integers(0, 4), valid, _JUNK).map(lambda t: t[1] if t[0] else t[2])
+
+
+_DEFLATE_PARAMS = st.sampled_from(
+    [
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+        "server_max_window_bits=8",
+        "server_max_window_bits=15",
+        "server_max_window_bits=16",
+        'server_max_window_bits="10"',
+        "client_max_window_bits=9",
+        "client_max_window_bits=07",
+        "client_max_window_bits=x",
+        "server_no_context_takeover=1",
+        "unknown=1",
+    ]
+)
+_EXTENSIONS = _usually(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["permessage-deflate", "x-webkit-deflate-frame", "foo"]),
+            st.lists(_DEFLATE_PARAMS, max_size=3),
+        ).map(lambda ext: "; ".join([ext[0], *ext[1]])),
+        min_size=1,
+        max_size=3,
+    ).map(", ".join)
+)
+_REQUEST_HEADERS = {
+    "Host": _usually(st.just("example.com")),
+    "Upgrade": _usually(st.sampled_from(["websocket", "WebSocket", "h2c, websocket"])),
+    "Connection": _usually(st.sampled_from(["Upgrade", "keep-alive, upgrade"])),
+    "Sec-WebSocket-Key": _usually(
+        st.sampled_from(
+            ["dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ", "AAAAAAAAAAAAAAAAAAAAAA=="]
+        )
+    ),
+    "Sec-WebSocket-Version": _usually(st.sampled_from(["13", "8", " 13"])),
+    "Sec-WebSocket-Extensions": _EXTENSIONS,
+    "Sec-WebSocket-Protocol": _usually(st.sampled_from(["chat", "chat, superchat", "x"])),
+    "Origin": _usually(st.just("https://example.com")),
+    "Content-Length": st.sampled_from(["0", "1", "-1", "x"]),
+    "Transfer-Encoding": st.sampled_from(["chunked", "gzip", ""]),
+}
+
+
+# How many times a header appears. Headers that end the handshake early when
+# present at all (framing headers in a request, optional ones in a response)
+# come rarely, so that most examples get to the end of the checks.
+_COUNTS = [0, 1, 1, 1, 1, 1, 1, 1, 1, 2]
+_RARE_COUNTS = [0] * 18 + [1, 2]
+_OPTIONAL_COUNTS = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
+_RARE = {"Content-Length", "Transfer-Encoding", "Location"}
+_OPTIONAL = {"Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"}
+
+
+def _header_lines(draw: st.DrawFn, choices: dict[str, st.SearchStrategy[str]]) -> list[str]:
+    lines = []
+    for name, values in choices.items():
+        counts = _RARE_COUNTS if name in _RARE else _COUNTS
+        if name in _OPTIONAL and "Sec-WebSocket-Key" not in choices:
+            counts = _OPTIONAL_COUNTS
+        for _ in range(draw(st.sampled_from(counts))):
+            lines.append(f"{name}: {draw(values)}")
+    return draw(st.permutations(lines))
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> bytes:
+    method = draw(st.sampled_from(["GET", "GET", "GET", "POST"]))
+    lines = [f"{method} /chat HTTP/1.1", *_header_lines(draw, _REQUEST_HEADERS)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+@SETTINGS
+@given(
+    data=_requests(),
+    compression=st.sampled_from([None, Deflate(), Deflate(server_max_window_bits=None)]),
+    subprotocols=st.sampled_from([None, ["superchat", "chat"]]),
+    origins=st.sampled_from([None, ["https://example.com", None]]),
+)
+def test_server_handshake_answers_anything(
+    data: bytes,
+    compression: Deflate | None,
+    subprotocols: list[str] | None,
+    origins: list[str | None] | None,
+) -> None:
+    server = ServerProtocol(compression=compression, subprotocols=subprotocols, origins=origins)
+    try:
+        request = server.receive_request(data)
+    except InvalidMessage:
+        assert server.handshake_exc is not None
+        assert 400 <= server.handshake_exc.status < 500  # type: ignore[attr-defined]
+        return
+    assert request is not None
+    response = server.accept(request)
+    assert response.serialize().startswith(b"HTTP/1.1 ")
+    if response.status_code == 101:
+        assert server.handshake_exc is None
+        assert request.headers.get_all("Sec-WebSocket-Version") == ["13"]
+        key = request.headers["Sec-WebSocket-Key"]
+        assert response.headers["Sec-WebSocket-Accept"] == accept_key(key)
+        if server.subprotocol is not None:
+            assert subprotocols is not None
+            assert server.subprotocol in subprotocols
+            offered = ",".join(request.headers.get_all("Sec-WebSocket-Protocol"))
+            assert server.subprotocol in [p.strip() for p in offered.split(",")]
+        server.send_response(response)
+        assert server.state is OPEN
+        assert (server.deflate is not None) == ("Sec-WebSocket-Extensions" in response.headers)
+        assert server.deflate is None or compression is not None
+    else:
+        assert 400 <= response.status_code < 500
+        assert isinstance(server.handshake_exc, (InvalidHandshake, InvalidMessage))
+        server.send_response(response)
+        assert server.state is not OPEN
+
+
+_RESPONSE_HEADERS = {
+    "Upgrade": _REQUEST_HEADERS["Upgrade"],
+    "Connection": _REQUEST_HEADERS["Connection"],
+    "Sec-WebSocket-Accept": _usually(st.just("<accept>")),
+    "Sec-WebSocket-Extensions": _EXTENSIONS,
+    "Sec-WebSocket-Protocol": _REQUEST_HEADERS["Sec-WebSocket-Protocol"],
+    "Location": st.sampled_from(["/", "ws://other.example/", "http://[::1", ""]),
+    "Content-Length": _REQUEST_HEADERS["Content-Length"],
+    "Transfer-Encoding": _REQUEST_HEADERS["Transfer-Encoding"],
+}
+
+
+@st.composite
+def _responses(draw: st.DrawFn) -> str:
+    status = draw(
+        st.sampled_from(["101 Switching Protocols"] * 4 + ["101 OK", "302 Found", "200 OK"])
+    )
+    lines = [f"HTTP/1.1 {status}", *_header_lines(draw, _RESPONSE_HEADERS)]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+@SETTINGS
+@given(
+    text=_responses(),
+    compression=st.sampled_from([None, Deflate(), Deflate(server_no_context_takeover=True)]),
+    subprotocols=st.sampled_from([None, ["chat"]]),
+    eof=st.booleans(),
+)
+def test_client_handshake_answers_anything(
+    text: str, compression: Deflate | None, subprotocols: list[str] | None, eof: bool
+) -> None:
+    client = ClientProtocol(
+        parse_uri("ws://example.com/chat"), compression=compression, subprotocols=subprotocols
+    )
+    client.send_request(client.connect())
+    data = text.replace("<accept>", accept_key(client._key)).encode("utf-8")
+    try:
+        response = client.receive_response(data)
+        if response is None:
+            assert eof or data.endswith(b"\r\n\r\n")
+            if not eof:
+                return
+            response = client.receive_response_eof()
+    except InvalidMessage:
+        return
+    try:
+        client.process_response(response)
+    except InvalidHandshake:
+        assert client.state is not OPEN
+        return
+    # What the connection opened with is what the response said, unambiguously.
+    assert client.state is OPEN
+    assert response.status_code == 101
+    headers = response.headers
+    assert headers.get_all("Sec-WebSocket-Accept") == [accept_key(client._key)]
+    chosen = [p for v in headers.get_all("Sec-WebSocket-Protocol") for p in v.split(",")]
+    # Empty list elements do not count (RFC 7230 7).
+    chosen = [p.strip() for p in chosen if p.strip()]
+    assert chosen == ([client.subprotocol] if client.subprotocol else [])
+    assert client.subprotocol is None or client.subprotocol in (subprotocols or [])
+    extensions = ",".join(headers.get_all("Sec-WebSocket-Extensions")).replace(",", "").strip()
+    assert (client.deflate is not None) == bool(extensions)
+    assert client.deflate is None or compression is not None
