@@ -177,15 +177,18 @@ _REQUEST_HEADERS = {
 _COUNTS = [0, 1, 1, 1, 1, 1, 1, 1, 1, 2]
 _RARE_COUNTS = [0] * 18 + [1, 2]
 _OPTIONAL_COUNTS = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]
-_RARE = {"Content-Length", "Transfer-Encoding", "Location"}
-_OPTIONAL = {"Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"}
+_RARE = frozenset({"Content-Length", "Transfer-Encoding", "Location"})
 
 
-def _header_lines(draw: st.DrawFn, choices: dict[str, st.SearchStrategy[str]]) -> list[str]:
+def _header_lines(
+    draw: st.DrawFn,
+    choices: dict[str, st.SearchStrategy[str]],
+    optional: frozenset[str] = frozenset(),
+) -> list[str]:
     lines = []
     for name, values in choices.items():
         counts = _RARE_COUNTS if name in _RARE else _COUNTS
-        if name in _OPTIONAL and "Sec-WebSocket-Key" not in choices:
+        if name in optional:
             counts = _OPTIONAL_COUNTS
         for _ in range(draw(st.sampled_from(counts))):
             lines.append(f"{name}: {draw(values)}")
@@ -255,12 +258,16 @@ _RESPONSE_HEADERS = {
 }
 
 
+# A response may leave these out, and must when the client did not offer them.
+_OPTIONAL_IN_RESPONSE = frozenset({"Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol"})
+
+
 @st.composite
 def _responses(draw: st.DrawFn) -> str:
     status = draw(
         st.sampled_from(["101 Switching Protocols"] * 4 + ["101 OK", "302 Found", "200 OK"])
     )
-    lines = [f"HTTP/1.1 {status}", *_header_lines(draw, _RESPONSE_HEADERS)]
+    lines = [f"HTTP/1.1 {status}", *_header_lines(draw, _RESPONSE_HEADERS, _OPTIONAL_IN_RESPONSE)]
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
