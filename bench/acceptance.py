@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bench.results import RowResult
 
-__all__ = ["Check", "evaluate"]
+__all__ = ["Check", "evaluate", "evaluate_control"]
 
 SPEED_VS_PICOWS = 1.0
 SMALL_VS_WEBSOCKETS = 2.0
@@ -24,10 +24,12 @@ class Check:
     passed: bool | None
 
 
-def ratio_check(result: RowResult, other: str, minimum: float, criterion: str) -> Check | None:
-    if other not in result.samples or "portside" not in result.samples:
+def ratio_check(
+    result: RowResult, other: str, minimum: float, criterion: str, mine: str = "portside"
+) -> Check | None:
+    if other not in result.samples or mine not in result.samples:
         return None
-    ratio = result.ratio("portside", other)
+    ratio = result.ratio(mine, other)
     if ratio is None:
         return Check(criterion, result.title, "not measured", None)
     return Check(criterion, result.title, f"{ratio:.2f}x", ratio >= minimum)
@@ -72,4 +74,24 @@ def evaluate(results: list[RowResult]) -> list[Check]:
                 checks.append(Check(criterion, result.title, "not measured", None))
             else:
                 checks.append(Check(criterion, result.title, f"{value:.1f} KiB", value <= limit))
+    return [check for check in checks if check is not None]
+
+
+def evaluate_control(results: list[RowResult]) -> list[Check]:
+    """The speed criterion against picows, applied to a second picows server.
+
+    Not one of portside's criteria: the two servers are the same, so this shows how
+    often a check of ">= 1.0x" between equal servers holds in one run of this machine.
+    """
+    checks = [
+        ratio_check(
+            result,
+            "picows",
+            SPEED_VS_PICOWS,
+            f"picows again >= {SPEED_VS_PICOWS:.1f}x picows",
+            mine="picows-again",
+        )
+        for result in results
+        if result.kind == "echo"
+    ]
     return [check for check in checks if check is not None]

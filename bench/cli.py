@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.acceptance import evaluate
+from bench.acceptance import evaluate, evaluate_control
 from bench.context import Context
 from bench.plan import CONTENDERS, MemoryRow, Row, build_plan
 from bench.procs import Launcher, stop_all
@@ -185,8 +185,15 @@ def interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+CONTROL_HEADING = "Control: the picows criterion between two picows servers (not counted)"
+
+
 def write_markdown(
-    path: Path, info: dict[str, Any], text_blocks: list[str], checks: list[str]
+    path: Path,
+    info: dict[str, Any],
+    text_blocks: list[str],
+    checks: list[str],
+    control: list[str],
 ) -> None:
     versions = ", ".join(f"{name} {ver}" for name, ver in info["versions"].items())
     source = info["portside_source"]
@@ -210,6 +217,8 @@ def write_markdown(
         "```",
         "",
     ]
+    if control:
+        lines += [f"### {CONTROL_HEADING}", "", "```", *control, "```", ""]
     path.write_text("\n".join(lines))
 
 
@@ -275,12 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     checks = evaluate(results)
     check_lines = acceptance_lines(checks)
+    control = evaluate_control(results)
+    control_lines = acceptance_lines(control) if control else []
     print()
     for table in tables:
         print(render_text(table))
         print()
     print("Acceptance")
     print("\n".join(check_lines))
+    if control_lines:
+        print(f"\n{CONTROL_HEADING}")
+        print("\n".join(control_lines))
     errors = [error for result in results for error in result.errors()]
     if errors:
         print(f"\n{len(errors)} sample(s) failed:")
@@ -303,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": dataclasses.asdict(settings),
             "results": [result.to_json() for result in results],
             "acceptance": [dataclasses.asdict(check) for check in checks],
+            "control": [dataclasses.asdict(check) for check in control],
             "log_notes": [
                 {**dataclasses.asdict(n), "path": str(n.path)} for n in context.log_notes
             ],
@@ -310,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(payload, indent=2, default=str))
     if args.markdown:
-        write_markdown(args.markdown, info, [render_markdown(t) for t in tables], check_lines)
+        write_markdown(
+            args.markdown, info, [render_markdown(t) for t in tables], check_lines, control_lines
+        )
     if args.log_dir is None and not context.log_notes and not errors:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:

@@ -37,6 +37,15 @@ class Contender:
     server: str
     # True: the library's own client ("portside->portside"); False: the row's load client.
     own_client: bool = False
+    # True: a second process of the same server, measured in its own slot of the
+    # rotation like any other contender. The two should be equal, so their ratio
+    # is what the machine's noise alone does to a comparison in one run.
+    replica: bool = False
+
+    @property
+    def process(self) -> str:
+        """The server process this contender is measured on (a row starts each once)."""
+        return self.key if self.replica else self.server
 
 
 CONTENDERS = {
@@ -44,6 +53,7 @@ CONTENDERS = {
     "websockets": Contender("websockets", "websockets", "websockets"),
     "aiohttp": Contender("aiohttp", "aiohttp", "aiohttp"),
     "picows": Contender("picows", "picows", "picows"),
+    "picows-again": Contender("picows-again", "picows again", "picows", replica=True),
     "portside-client": Contender(
         "portside-client", "portside->portside", "portside", own_client=True
     ),
@@ -103,8 +113,12 @@ class EchoRow:
         return ServerConfig(self.loop, self.tls, self.deflate)
 
     def contenders(self) -> tuple[str, ...]:
-        servers = DEFLATE_SERVERS if self.deflate else SERVERS
-        return (*servers, "portside-client")
+        if self.deflate:
+            return (*DEFLATE_SERVERS, "portside-client")
+        # The control leads the rotation, about as far from picows as portside is
+        # (four slots against three), so that both pairs see the same drift.
+        control = ("picows-again",) if self.kind == "echo" else ()
+        return (*control, *SERVERS, "portside-client")
 
 
 @dataclass(frozen=True)

@@ -201,20 +201,26 @@ def start_server(
     launcher: Launcher,
     name: str,
     *,
+    process: str | None = None,
     loop: str,
     tls: tuple[Path, Path] | None,
     compression: bool,
 ) -> ServerProcess:
-    """Start ``bench.servers.<name>_echo`` pinned to the server core (not yet waited for)."""
+    """Start ``bench.servers.<name>_echo`` pinned to the server core (not yet waited for).
+
+    ``process`` names the process in logs and messages (default: ``name``), so that
+    two processes of the same server can be told apart.
+    """
+    process = process or name
     port = free_port()
     args = ["--port", str(port), "--loop", loop]
     if tls is not None:
         args += ["--tls", str(tls[0]), str(tls[1])]
     if compression:
         args.append("--compression")
-    log = launcher.log_path(f"server-{name}-{loop}")
+    log = launcher.log_path(f"server-{process}-{loop}")
     popen = launcher.spawn(f"bench.servers.{name}_echo", args, cpu=SERVER_CPU, log=log)
-    return ServerProcess(name, port, popen, log, tls is not None)
+    return ServerProcess(process, port, popen, log, tls is not None)
 
 
 class LineReader:

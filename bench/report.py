@@ -38,9 +38,17 @@ def columns(results: Sequence[RowResult]) -> list[str]:
 def value_table(title: str, results: Sequence[RowResult], notes: list[str]) -> Table:
     keys = columns(results)
     peers = [peer for peer in PEERS if peer in keys and "portside" in keys]
+    # Each replica against the server it copies: what noise alone makes of a ratio.
+    controls = [CONTENDERS[key] for key in keys if CONTENDERS[key].replica]
+    controls = [c for c in controls if c.server in keys]
     table = Table(
         title,
-        ["row", *(CONTENDERS[key].label for key in keys), *(f"portside/{p}" for p in peers)],
+        [
+            "row",
+            *(CONTENDERS[key].label for key in keys),
+            *(f"portside/{p}" for p in peers),
+            *(f"{c.label}/{c.server}" for c in controls),
+        ],
         notes=list(notes),
     )
     noisy = False
@@ -53,10 +61,16 @@ def value_table(title: str, results: Sequence[RowResult], notes: list[str]) -> T
                 cell += "*"
                 noisy = True
             cells.append(cell)
-        for peer in peers:
-            ratio = result.ratio("portside", peer)
+        pairs = [("portside", peer) for peer in peers] + [(c.key, c.server) for c in controls]
+        for mine, theirs in pairs:
+            ratio = result.ratio(mine, theirs)
             cells.append(f"{ratio:.2f}x" if ratio is not None else "")
         table.rows.append(cells)
+    for c in controls:
+        table.notes.append(
+            f"{c.label}: a second {c.server} server process, in a slot of its own in every "
+            f"round; {c.label}/{c.server} compares two equal servers: the noise of one run."
+        )
     if noisy:
         table.notes.append(f"* the rounds of this cell differ by more than {NOISY_SPREAD:.0%}.")
     return table

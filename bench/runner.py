@@ -24,10 +24,11 @@ class Servers:
         self.config = config
         self.running: dict[str, ServerProcess] = {}
 
-    def ensure(self, names: Iterable[str]) -> None:
-        """Start every server in ``names`` not running yet, in parallel; wait until ready."""
+    def ensure(self, contenders: Iterable[Contender]) -> None:
+        """Start the process of every contender not running yet, in parallel; wait until ready."""
         started = []
-        for name in names:
+        for contender in contenders:
+            name = contender.process
             if name in self.running and self.running[name].alive():
                 continue
             if name in self.running:
@@ -36,7 +37,8 @@ class Servers:
                 raise ProcessFailed("no certificate for the TLS row")
             server = start_server(
                 self.context.launcher,
-                name,
+                contender.server,
+                process=name,
                 loop=self.config.loop,
                 tls=self.context.cert if self.config.tls else None,
                 compression=self.config.compression,
@@ -52,9 +54,9 @@ class Servers:
         if failures:
             raise failures[0]
 
-    def get(self, name: str) -> ServerProcess:
-        self.ensure([name])
-        return self.running[name]
+    def get(self, contender: Contender) -> ServerProcess:
+        self.ensure([contender])
+        return self.running[contender.process]
 
     def retire(self, name: str) -> None:
         server = self.running.pop(name)
@@ -169,7 +171,8 @@ def run_throughput_row(
     )
     results.append(result)
     try:
-        servers.ensure(sorted({c.server for c in contenders}))
+        # One process per server (and per replica), however many contenders use it.
+        servers.ensure({c.process: c for c in contenders}.values())
     except ProcessFailed as exc:
         context.progress(f"  {exc}")
     for round_number in range(1, settings.rounds + 1):
@@ -179,7 +182,7 @@ def run_throughput_row(
         order = contenders if round_number % 2 else contenders[::-1]
         for contender in order:
             try:
-                server = servers.get(contender.server)
+                server = servers.get(contender)
             except ProcessFailed as exc:
                 sample = Sample(None, str(exc))
             else:
