@@ -30,7 +30,7 @@ typecheck: $(STAMP)
 # Node's ws for the interoperability tests (skipped when Node.js is missing).
 node-peers:
 	@if command -v npm >/dev/null 2>&1; then \
-		cd tests/aio/node && npm ci --silent --no-audit --no-fund; \
+		cd tests/asyncio/node && npm ci --silent --no-audit --no-fund; \
 	else \
 		echo "npm not found: the Node.js interoperability tests will be skipped"; \
 	fi
@@ -45,7 +45,7 @@ pytest-pure: $(STAMP)
 
 # ...and the asyncio layer on uvloop.
 pytest-uvloop: $(STAMP)
-	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/aio tests/test_examples.py -q
+	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/asyncio tests/test_examples.py -q
 
 coverage: $(STAMP)
 	$(BIN)/coverage report --include='portside/protocol/*' --fail-under=95
@@ -62,4 +62,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -f portside/*/*.so
-	rm -rf tests/aio/node/node_modules
+	rm -rf tests/asyncio/node/node_modules

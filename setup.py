@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 
 extensions = []
 if os.environ.get("PORTSIDE_NO_BUILD_SPEEDUPS", "") in ("", "0"):
-    for package in ("protocol", "aio"):
+    for package in ("protocol", "asyncio"):
         extensions.append(
             Extension(
                 f"portside.{package}._speedups",

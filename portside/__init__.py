@@ -10,11 +10,11 @@ Servers: :func:`serve` and :func:`unix_serve`. Clients: :func:`connect` and
 from __future__ import annotations
 
 from . import exceptions
-from .aio.allocator import tune_allocator
-from .aio.client import ClientConnection, connect, unix_connect
-from .aio.connection import Connection, Data
-from .aio.runner import run
-from .aio.server import Server, ServerConnection, serve, unix_serve
+from .asyncio.allocator import tune_allocator
+from .asyncio.client import ClientConnection, connect, unix_connect
+from .asyncio.connection import Connection, Data
+from .asyncio.runner import run
+from .asyncio.server import Server, ServerConnection, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,

@@ -2,7 +2,7 @@
 
 Nothing in this package performs I/O, reads a clock or imports asyncio, socket or
 signal (``tests/protocol/test_layering.py`` checks it). The asyncio layer in
-:mod:`portside.aio` drives it; other I/O layers could too.
+:mod:`portside.asyncio` drives it; other I/O layers could too.
 """
 
 from __future__ import annotations

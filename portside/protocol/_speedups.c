@@ -969,7 +969,7 @@ reader_buffer_updated(ReaderObject *self, PyTypeObject *defining_class, PyObject
 }
 
 /*
- * reader.buffer_updated(nbytes) for portside.aio._speedups, without the method
+ * reader.buffer_updated(nbytes) for the event-loop layer's accelerator, without the method
  * lookup and call (some 200 instructions a read): the pointer in the capsule
  * _buffer_updated, whose context is this module's state, the first argument.
  * The caller holds the module, and calls this only where the method of

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from portside.aio.allocator import tune_allocator
+from portside.asyncio.allocator import tune_allocator
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc")
 
@@ -16,7 +16,7 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs
 # server does when 64 connections each send one message per loop iteration.
 PROBE = """
 import json, resource, sys
-from portside.aio.allocator import tune_allocator
+from portside.asyncio.allocator import tune_allocator
 
 tuned = tune_allocator() if sys.argv[1] == "tune" else False
 

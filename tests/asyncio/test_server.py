@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 import portside
-from portside.aio.server import handler_takes_path, process_request_is_legacy
-from tests.aio.helpers import RawClient, echo, running, url
+from portside.asyncio.server import handler_takes_path, process_request_is_legacy
+from tests.asyncio.helpers import RawClient, echo, running, url
 from tests.framing import client_frame
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")

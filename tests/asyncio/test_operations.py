@@ -1,6 +1,6 @@
 """recv() and send() as coroutines, stepped by hand and by asyncio.
 
-With the C accelerator they return an ``Operation`` (portside/aio/_speedups.c),
+With the C accelerator they return an ``Operation`` (portside/asyncio/_speedups.c),
 without it Python coroutines; the suite runs both ways and these tests hold for
 both, so the two behave alike wherever a caller can tell.
 """
@@ -15,10 +15,10 @@ from typing import Any, cast
 import pytest
 
 import portside
-from portside.aio.speedups import IMPLEMENTATION
+from portside.asyncio.speedups import IMPLEMENTATION
 from portside.protocol.client import ClientProtocol
 from portside.protocol.server import ServerProtocol
-from tests.aio.helpers import RawClient, pair, running
+from tests.asyncio.helpers import RawClient, pair, running
 from tests.framing import client_frame, server_frame
 
 needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")

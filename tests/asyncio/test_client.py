@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import portside
-from tests.aio.helpers import echo, running, url
+from tests.asyncio.helpers import echo, running, url
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
 
@@ -214,7 +214,7 @@ async def test_compression_settings() -> None:
 
 
 async def test_echo_handler_helper_is_used() -> None:
-    # Keeps tests.aio.helpers.echo covered when run alone.
+    # Keeps tests.asyncio.helpers.echo covered when run alone.
     async with portside.serve(echo, "127.0.0.1", 0) as server:
         async with portside.connect(url(server)) as ws:
             await ws.send(b"")

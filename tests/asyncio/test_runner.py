@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from portside.aio import allocator
-from portside.aio.runner import run, uvloop_available
+from portside.asyncio import allocator
+from portside.asyncio.runner import run, uvloop_available
 
 
 async def loop_module() -> str:

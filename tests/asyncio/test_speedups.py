@@ -20,12 +20,12 @@ from typing import Any, cast
 
 import pytest
 
-from portside.aio import _pyspeedups
+from portside.asyncio import _pyspeedups
 
 
 def load_c() -> ModuleType | None:
     try:
-        return importlib.import_module("portside.aio._speedups")
+        return importlib.import_module("portside.asyncio._speedups")
     except ImportError:
         return None
 
@@ -628,8 +628,8 @@ async def test_real_future_wakes_the_receiver(base: type[Any]) -> None:
 )
 def test_no_speedups_environment_variable(value: str, expected: str) -> None:
     code = (
-        "from portside.aio import _pyspeedups, speedups\n"
-        "from portside.aio.connection import Connection\n"
+        "from portside.asyncio import _pyspeedups, speedups\n"
+        "from portside.asyncio.connection import Connection\n"
         "same = speedups.ConnectionBase is _pyspeedups.ConnectionBase\n"
         "assert Connection.__mro__[1] is speedups.ConnectionBase\n"
         "print(speedups.IMPLEMENTATION, same)\n"

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import serve as ws_serve
 
 import portside
-from tests.aio.helpers import running, url
+from tests.asyncio.helpers import running, url
 
 MESSAGES: list[str | bytes] = ["hello", "☕" * 5000, b"\x00\x01", bytes(range(256)) * 1000, ""]
 

@@ -13,7 +13,7 @@ import pytest
 import portside
 from portside.protocol import State
 from portside.protocol.reader import READ_ROOM
-from tests.aio.helpers import RawClient, echo, running, url
+from tests.asyncio.helpers import RawClient, echo, running, url
 from tests.framing import client_frame, close_payload
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10

@@ -1,7 +1,7 @@
 """portside against Node's ws, both ways.
 
-``make test`` installs ws (pinned in tests/aio/node/package.json) into
-``tests/aio/node/node_modules`` when Node.js and npm are on the machine; these
+``make test`` installs ws (pinned in tests/asyncio/node/package.json) into
+``tests/asyncio/node/node_modules`` when Node.js and npm are on the machine; these
 tests are skipped, with the reason, when they are not.
 """
 
@@ -15,14 +15,14 @@ import shutil
 import pytest
 
 import portside
-from tests.aio.helpers import running, url
+from tests.asyncio.helpers import running, url
 
 NODE_DIR = pathlib.Path(__file__).with_name("node")
 NODE = shutil.which("node")
 
 pytestmark = pytest.mark.skipif(
     NODE is None or not (NODE_DIR / "node_modules" / "ws").is_dir(),
-    reason="needs Node.js and ws: run `make test` or `npm install` in tests/aio/node",
+    reason="needs Node.js and ws: run `make test` or `npm install` in tests/asyncio/node",
 )
 
 

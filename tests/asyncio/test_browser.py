@@ -18,7 +18,7 @@ import tempfile
 import pytest
 
 import portside
-from tests.aio.helpers import running
+from tests.asyncio.helpers import running
 
 PAGE = pathlib.Path(__file__).with_name("browser_page.html").read_bytes()
 CHROMIUM = next(

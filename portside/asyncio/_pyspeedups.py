@@ -1,7 +1,7 @@
-"""Pure-Python twin of ``portside/aio/_speedups.c``: the receive path of a connection.
+"""Pure-Python twin of ``portside/asyncio/_speedups.c``: the receive path of a connection.
 
-:mod:`portside.aio.speedups` picks the C version when it is built, unless
-``PORTSIDE_NO_SPEEDUPS=1``. ``tests/aio/test_speedups.py`` runs both.
+:mod:`portside.asyncio.speedups` picks the C version when it is built, unless
+``PORTSIDE_NO_SPEEDUPS=1``. ``tests/asyncio/test_speedups.py`` runs both.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = ["ConnectionBase"]
 class ConnectionBase:
     """Hands received messages to the coroutine waiting for one.
 
-    Subclasses (:class:`~portside.aio.connection.Connection`) provide
+    Subclasses (:class:`~portside.asyncio.connection.Connection`) provide
     ``recv()``, ``_receive_handshake(nbytes)``, ``_enqueue(message)``,
     ``_on_event(event, alone)`` and ``_write_all(frames)``; ``protocol`` is the
     sans-I/O protocol, ``_waiter`` the future of the coroutine blocked in

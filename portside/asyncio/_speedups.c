@@ -2,7 +2,7 @@
  * C twin of _pyspeedups.py: ConnectionBase, the receive path of an asyncio
  * connection. It takes the events of the sans-I/O protocol and hands messages
  * to the coroutine waiting in recv(), the rest to the Python subclass. Both
- * implementations must behave identically; tests/aio/test_speedups.py checks
+ * implementations must behave identically; tests/asyncio/test_speedups.py checks
  * them side by side.
  */
 
@@ -868,7 +868,7 @@ static PyType_Slot waiter_slots[] = {
 };
 
 static PyType_Spec waiter_spec = {
-    .name = "portside.aio._speedups.Waiter",
+    .name = "portside.asyncio._speedups.Waiter",
     .basicsize = sizeof(WaiterObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
@@ -2448,7 +2448,7 @@ static PyType_Slot operation_slots[] = {
 };
 
 static PyType_Spec operation_spec = {
-    .name = "portside.aio._speedups.Operation",
+    .name = "portside.asyncio._speedups.Operation",
     .basicsize = sizeof(OperationObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
@@ -2678,7 +2678,7 @@ static PyGetSetDef connection_getset[] = {
 
 PyDoc_STRVAR(connection_doc,
 "Hands received messages to the coroutine waiting for one.\n\n"
-"Subclasses (portside.aio.connection.Connection) provide\n"
+"Subclasses (portside.asyncio.connection.Connection) provide\n"
 "_receive_handshake(nbytes), _enqueue(message), _on_event(event, alone) and\n"
 "_write_all(frames).");
 
@@ -2695,7 +2695,7 @@ static PyType_Slot connection_slots[] = {
 };
 
 static PyType_Spec connection_spec = {
-    .name = "portside.aio._speedups.ConnectionBase",
+    .name = "portside.asyncio._speedups.ConnectionBase",
     .basicsize = sizeof(ConnectionObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_IMMUTABLETYPE,
@@ -3059,8 +3059,8 @@ static PyModuleDef_Slot speedups_slots[] = {
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "portside.aio._speedups",
-    .m_doc = "C accelerator for portside.aio.speedups.",
+    .m_name = "portside.asyncio._speedups",
+    .m_doc = "C accelerator for portside.asyncio.speedups.",
     .m_size = sizeof(speedups_state),
     .m_slots = speedups_slots,
     .m_traverse = speedups_traverse,
