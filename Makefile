@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
+.PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 	$(BIN)/python -c "import portside.protocol.speedups as s; print('portside speedups:', s.IMPLEMENTATION)"
 	touch $(STAMP)
 
+# Everything the tests need, installed once (CI runs it before its parallel jobs).
+install: $(STAMP) node-peers
+
 run: $(STAMP)
 	$(BIN)/python examples/echo_server.py
 
-test: lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage
+test: install lint typecheck pytest pytest-pure pytest-uvloop coverage
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,10 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Node's ws for the interoperability tests (skipped when Node.js is missing).
-node-peers:
+# Node's ws for the interoperability tests (skipped when Node.js is missing);
+# installed again only when the lock file changes.
+NODE_DIR := tests/asyncio/node
+node-peers: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		cd tests/asyncio/node && npm ci --silent --no-audit --no-fund; \
+		cd $(NODE_DIR) && npm ci --silent --no-audit --no-fund && touch node_modules/.installed; \
 	else \
 		echo "npm not found: the Node.js interoperability tests will be skipped"; \
 	fi

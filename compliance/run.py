@@ -717,12 +717,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--python2", help="Python 2.7 to install Autobahn with (default: pyenv's)")
     parser.add_argument("--json", type=Path, help="also write a JSON summary here")
+    parser.add_argument(
+        "--install-only",
+        action="store_true",
+        help="install Autobahn into --cache and exit (CI does it once before parallel runs)",
+    )
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace, children: Children) -> int:
     """Install, run the modes, summarise; return the exit status."""
     started = time.monotonic()
+    if args.install_only:
+        print(f"Autobahn installed: {ensure_autobahn(args.cache.resolve(), args.python2)}")
+        return 0
     portside_env = dict(os.environ)
     portside_env["PYTHONUNBUFFERED"] = "1"
     if args.no_speedups:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.needs import check_needs
+
 TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
 
 
@@ -43,3 +45,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         asyncio.set_event_loop(None)
         loop.close()
     return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_needs(item)

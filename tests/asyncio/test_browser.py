@@ -15,10 +15,9 @@ import shutil
 import signal
 import tempfile
 
-import pytest
-
 import portside
 from tests.asyncio.helpers import running
+from tests.needs import needs
 
 PAGE = pathlib.Path(__file__).with_name("browser_page.html").read_bytes()
 CHROMIUM = next(
@@ -30,7 +29,7 @@ CHROMIUM = next(
     None,
 )
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt install chromium)")
+pytestmark = needs(CHROMIUM, "needs Chromium (apt install chromium)")
 
 
 async def test_browser_exchanges_messages_with_compression() -> None:

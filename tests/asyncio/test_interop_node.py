@@ -16,13 +16,14 @@ import pytest
 
 import portside
 from tests.asyncio.helpers import running, url
+from tests.needs import needs
 
 NODE_DIR = pathlib.Path(__file__).with_name("node")
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(
-    NODE is None or not (NODE_DIR / "node_modules" / "ws").is_dir(),
-    reason="needs Node.js and ws: run `make test` or `npm install` in tests/asyncio/node",
+pytestmark = needs(
+    NODE is not None and (NODE_DIR / "node_modules" / "ws").is_dir(),
+    "needs Node.js and ws: run `make test` or `npm install` in tests/asyncio/node",
 )
 
 
