@@ -6,6 +6,8 @@ Beside them:
 
 - :class:`Ping` and :class:`Pong`: control frames received;
 - :class:`~portside.protocol.close.Close`: the peer's Close frame;
+- :class:`Fragment`: one frame of a fragmented message, when the reader was
+  asked for them (``emit_fragments``);
 - a :class:`~portside.exceptions.ProtocolError`: the peer broke the protocol.
   It comes after the messages that arrived before the error, so the
   application may handle them before the connection is failed with
@@ -15,8 +17,9 @@ Beside them:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
-__all__ = ["Ping", "Pong"]
+__all__ = ["Fragment", "Ping", "Pong"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,21 @@ class Pong:
 
     data: bytes
     acknowledged: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One frame of a fragmented data message (only with ``emit_fragments``).
+
+    The fragments of a message come in order, the last one with ``fin`` set;
+    joined, they make the message.
+
+    Attributes:
+        data: ``str`` for a text message (already validated UTF-8; a character
+            cut by a frame boundary belongs to the fragment that completes it),
+            ``bytes`` for a binary one.
+        fin: Whether this is the last fragment of the message.
+    """
+
+    data: Union[str, bytes]
+    fin: bool

@@ -20,6 +20,7 @@ import codecs
 from typing import TYPE_CHECKING, Union
 
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+from .events import Fragment
 from .speedups import ReaderBase
 from .speedups import apply_mask as _apply_mask
 from .speedups import new_buffer as _new_buffer
@@ -83,6 +84,15 @@ class FrameReader(ReaderBase):
     event lists returned by :meth:`buffer_updated` and :meth:`receive_data`.
     When the peer breaks the protocol, the :class:`ProtocolError` is the last
     event and the reader ignores everything received after it.
+
+    Attributes:
+        emit_fragments: ``False`` (the default): a fragmented message comes out
+            whole, once its last frame arrived. ``True``: each of its frames comes
+            out as a :class:`~portside.protocol.events.Fragment` as soon as it is
+            complete (text already validated and decoded), for I/O layers that
+            stream messages to the application. Messages of one frame come out
+            whole either way, and ``max_size`` limits the whole message either way.
+            Set it before feeding data.
     """
 
     __slots__ = (
@@ -94,6 +104,7 @@ class FrameReader(ReaderBase):
         "_pending_total",
         "arena",
         "deflate",
+        "emit_fragments",
         "read_limit",
     )
 
@@ -140,6 +151,7 @@ class FrameReader(ReaderBase):
         self._decoder: codecs.IncrementalDecoder | None = None
         self._checked = 0  # payload bytes of a cut text frame already validated
         self._reading = True
+        self.emit_fragments = False
 
     # Buffer protocol: ReaderBase's get_buffer() and buffer_updated() handle
     # whole single-frame messages and call these for everything else.
@@ -384,8 +396,19 @@ class FrameReader(ReaderBase):
                 raise InvalidUTF8("invalid UTF-8 in text message") from None
             parts.append(piece)
             self._checked = 0
-            if fin:
+            if self.emit_fragments and not (opcode and fin):
+                # One frame of a fragmented message, with the text decoded from
+                # its first bytes while it was still arriving.
+                events.append(Fragment("".join(parts), bool(fin)))  # type: ignore[arg-type]
+                self._msg_parts = []
+                if fin:
+                    self._reset_message()
+            elif fin:
                 events.append("".join(parts))  # type: ignore[arg-type]
+                self._reset_message()
+        elif self.emit_fragments and not (opcode and fin):
+            events.append(Fragment(payload, bool(fin)))
+            if fin:
                 self._reset_message()
         else:
             parts.append(payload)

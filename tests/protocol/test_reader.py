@@ -9,6 +9,7 @@ import pytest
 from portside.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from portside.protocol import CLIENT, SERVER, Arena, Close, Ping, Pong, Protocol
 from portside.protocol.deflate import PerMessageDeflate
+from portside.protocol.events import Fragment
 from portside.protocol.reader import READ_ROOM, Event
 from tests.framing import client_frame, close_payload, server_frame
 
@@ -455,3 +456,87 @@ def test_compressed_text_cut_in_transit() -> None:
     text = "é" * 1000
     frame = client_frame(TEXT, compress(text.encode()), rsv=4)
     assert feed_bytewise(protocol, frame) == [text]
+
+
+# Fragments, one event per frame (emit_fragments).
+
+
+def streaming(**kwargs: object) -> Protocol:
+    protocol = server(**kwargs)
+    protocol.emit_fragments = True
+    return protocol
+
+
+def test_fragments_of_a_binary_message_come_one_per_frame() -> None:
+    data = (
+        client_frame(BINARY, b"ab", fin=False)
+        + client_frame(CONT, b"", fin=False)
+        + client_frame(CONT, b"cd")
+        + client_frame(BINARY, b"whole")
+    )
+    assert streaming().receive_data(data) == [
+        Fragment(b"ab", False),
+        Fragment(b"", False),
+        Fragment(b"cd", True),
+        b"whole",
+    ]
+
+
+def test_fragments_come_as_each_frame_completes() -> None:
+    protocol = streaming()
+    assert protocol.receive_data(client_frame(TEXT, b"ab", fin=False)) == [Fragment("ab", False)]
+    assert protocol.receive_data(client_frame(PING, b"p")) == [Ping(b"p")]
+    assert protocol.receive_data(client_frame(CONT, b"cd")) == [Fragment("cd", True)]
+    assert protocol.receive_data(client_frame(TEXT, b"e")) == ["e"]
+
+
+def test_text_fragments_keep_a_cut_character_for_the_frame_that_completes_it() -> None:
+    euro = "€".encode()
+    data = (
+        client_frame(TEXT, b"a" + euro[:1], fin=False)
+        + client_frame(CONT, euro[1:], fin=False)
+        + client_frame(CONT, b"b")
+    )
+    for events in (streaming().receive_data(data), feed_bytewise(streaming(), data)):
+        assert events == [Fragment("a", False), Fragment("€", False), Fragment("b", True)]
+
+
+def test_text_fragment_validated_before_its_frame_ends() -> None:
+    protocol = streaming()
+    frame = client_frame(TEXT, b"ok", fin=False) + client_frame(CONT, b"xx\xffyy")
+    events = protocol.receive_data(frame[:-2])
+    assert events[0] == Fragment("ok", False)
+    assert error_of(events).code == 1007
+
+
+def test_compressed_fragments() -> None:
+    protocol = streaming()
+    protocol.deflate = deflate_codec()
+    text = "streamed " * 60
+    data = compress(text.encode())
+    frames = (
+        client_frame(TEXT, data[:10], rsv=4, fin=False)
+        + client_frame(CONT, data[10:], fin=False)
+        + client_frame(CONT, b"")
+    )
+    events = protocol.receive_data(frames)
+    assert all(isinstance(event, Fragment) for event in events)
+    assert [event.fin for event in events] == [False, False, True]  # type: ignore[union-attr]
+    assert "".join(event.data for event in events) == text  # type: ignore[union-attr,misc]
+
+
+def test_fragments_count_against_max_size_as_a_whole() -> None:
+    protocol = streaming(max_size=5)
+    events = protocol.receive_data(
+        client_frame(BINARY, b"abc", fin=False) + client_frame(CONT, b"def")
+    )
+    assert events[0] == Fragment(b"abc", False)
+    assert error_of(events).code == 1009
+
+
+def test_close_frame_ends_a_fragmented_message_in_progress() -> None:
+    protocol = streaming()
+    events = protocol.receive_data(
+        client_frame(BINARY, b"ab", fin=False) + client_frame(CLOSE, close_payload(1000))
+    )
+    assert events == [Fragment(b"ab", False), Close(1000)]
