@@ -1003,6 +1003,7 @@ class Connection:
                 self._keepalive_deadline = None
                 if self.ping_interval is not None:
                     self._keepalive_at = sent + self.ping_interval
+                    self._waker.wake()  # the background thread sends it
 
     # Closing.
 
@@ -1130,7 +1131,11 @@ class Connection:
                         timeout = _earliest(timeout, READ_LEASE)
                     if self._close_tcp:
                         timeout = _earliest(timeout, READ_LEASE)
-                    write = bool(self._unsent)
+                    flush = bool(self._outq)
+                if flush:
+                    # A keepalive Ping or a Close frame from the timers.
+                    self._flush_nowait()
+                write = bool(self._unsent)
                 events = (_POLLIN if read else 0) | (_POLLOUT if write else 0)
                 if events != registered:
                     if not registered:

@@ -1,0 +1,138 @@
+"""Helpers for tests of the threading API over real loopback sockets."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from portside.sync.client import ClientConnection, connect
+from portside.sync.server import Server, ServerConnection, serve
+from tests.framing import unmask_frames
+
+# Long enough for a loaded machine; only a hung test waits this long.
+TIMEOUT = 10.0
+
+
+def echo(ws: ServerConnection) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+def url(server: Server, path: str = "/") -> str:
+    host, port = server.socket.getsockname()[:2]
+    return f"ws://{host}:{port}{path}"
+
+
+@contextlib.contextmanager
+def running(handler: Callable[[ServerConnection], Any] = echo, **kwargs: Any) -> Iterator[Server]:
+    """A server on a free port, serving in a thread; shut down and joined on exit."""
+    kwargs.setdefault("ping_interval", None)
+    if "sock" not in kwargs:
+        kwargs.setdefault("host", "127.0.0.1")
+        kwargs.setdefault("port", 0)
+    with serve(handler, **kwargs) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+@contextlib.contextmanager
+def pair(**kwargs: Any) -> Iterator[tuple[ServerConnection, ClientConnection]]:
+    """A server connection whose handler waits, and the client connected to it.
+
+    ``client_`` options go to the client, the others to the server.
+    """
+    client_options = {
+        key[len("client_") :]: kwargs.pop(key) for key in list(kwargs) if key.startswith("client_")
+    }
+    client_options.setdefault("ping_interval", None)
+    opened: queue.Queue[ServerConnection] = queue.Queue()
+    done = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        opened.put(ws)
+        done.wait()
+
+    with running(handler, **kwargs) as server:
+        with connect(url(server), **client_options) as client:
+            try:
+                yield opened.get(timeout=TIMEOUT), client
+            finally:
+                done.set()
+
+
+class RawClient:
+    """A hand-driven client on a plain socket: sends exactly the bytes a test wants."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.head = b""
+
+    @classmethod
+    def connect(
+        cls, server: Server, path: str = "/", extra: str = "", handshake: bool = True
+    ) -> RawClient:
+        host, port = server.socket.getsockname()[:2]
+        sock = socket.create_connection((host, port), timeout=TIMEOUT)
+        client = cls(sock)
+        if handshake:
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                (
+                    f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+                ).encode()
+            )
+            head = client.read_head()
+            assert head.startswith(b"HTTP/1.1 101"), head
+        return client
+
+    def read_head(self) -> bytes:
+        """Read the HTTP response head; what follows stays in ``self.head``."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, _, self.head = data.partition(b"\r\n\r\n")
+        return head
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_until_closed(self) -> list[tuple[int, int, bytes]]:
+        """Read every frame until the server closes the TCP connection."""
+        data = self.head
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return unmask_frames(data)
+
+    def read_all(self) -> bytes:
+        data = self.head
+        while chunk := self.sock.recv(65536):
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
