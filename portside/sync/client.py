@@ -93,7 +93,9 @@ class ClientConnection(Connection):
         transport = self.transport
         self.request = request = protocol.connect()
         try:
-            transport.send([protocol.send_request(request)], _remaining(deadline))
+            with self._lock:
+                data = transport.encode([protocol.send_request(request)])
+            transport.send(data, _remaining(deadline))
             response = None
             while response is None:
                 buffer = protocol.get_buffer()

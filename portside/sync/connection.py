@@ -60,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Union, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, cast, overload
 
 from ..exceptions import (
     ConcurrencyError,
@@ -86,6 +86,8 @@ Data = Union[str, bytes]
 BytesLike = Union[bytes, bytearray, memoryview]
 Sendable = Union[str, BytesLike]
 """What :meth:`Connection.send` takes, alone or as the fragments of an iterable."""
+
+_C = TypeVar("_C", bound="Connection")
 
 #: Seconds the background thread leaves the socket to an application that is
 #: calling ``recv()``, before it reads in the application's stead.
@@ -232,7 +234,7 @@ class Connection:
 
     # Context manager and iteration.
 
-    def __enter__(self) -> Connection:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(

@@ -139,7 +139,10 @@ class ServerConnection(Connection):
         forced = None
         if process_request is not None:
             forced = self._call_hook("process_request", process_request, self, request)
-        response = self._default_response(request) if forced is None else forced
+        if forced is None:
+            forced = self._call_hook("the opening handshake", self._default_response, request)
+        assert forced is not None  # the handshake's own response, or a 500
+        response = forced
         if process_response is not None:
             replaced = self._call_hook(
                 "process_response", process_response, self, request, response
@@ -165,6 +168,7 @@ class ServerConnection(Connection):
                     f"{name} returned {type(result).__name__}; expected None or a Response"
                 )
         except Exception:
+            # The application's code failed (select_subprotocol, for the handshake).
             self.logger.error("%s failed", name, exc_info=True)
             return self.protocol.reject(
                 500,
@@ -187,9 +191,10 @@ class ServerConnection(Connection):
     def _send_response(self, response: Response, deadline: float | None) -> bool:
         """Write the response; after an error response, close TCP."""
         self.response = response
-        data = self.protocol.send_response(response)
+        with self._lock:
+            data = self.transport.encode([self.protocol.send_response(response)])
         try:
-            self.transport.send([data], _remaining(deadline))
+            self.transport.send(data, _remaining(deadline))
         except TimeoutError:
             if response.status_code == 101:
                 self.logger.info("%s: opening handshake timed out", self._peer_name())
