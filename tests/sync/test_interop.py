@@ -1,0 +1,244 @@
+"""The threading API against the Python peers, both ways: websockets (sync and asyncio), aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from websockets.asyncio.client import connect as ws_async_connect
+from websockets.asyncio.server import serve as ws_async_serve
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import serve as ws_serve
+
+from portside.exceptions import ConnectionClosedError
+from portside.sync.client import connect
+from portside.sync.server import ServerConnection
+from tests.sync.helpers import TIMEOUT, running, url
+
+MESSAGES: list[str | bytes] = ["hello", "☕" * 5000, b"\x00\x01", bytes(range(256)) * 1000, ""]
+
+
+# Peers' clients against portside's threading server.
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_websockets_sync_client_to_portside_server(compression: str | None) -> None:
+    with running(compression=compression, max_size=None) as server:
+        with ws_connect(url(server), compression=compression, max_size=None) as ws:
+            assert ws.response is not None
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert extensions.startswith("permessage-deflate") == (compression is not None)
+            for message in MESSAGES:
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+            ws.send(["frag", "ments"])
+            assert ws.recv(timeout=TIMEOUT) == "fragments"
+            assert ws.ping().wait(TIMEOUT)
+            ws.close(1001, "bye")
+        assert ws.close_code == 1001
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_websockets_asyncio_client_to_portside_server(compression: str | None) -> None:
+    async def talk(address: str) -> int | None:
+        async with ws_async_connect(address, compression=compression, max_size=None) as ws:
+            for message in MESSAGES:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.send([b"frag", b"ments"])
+            assert await ws.recv() == b"fragments"
+        return ws.close_code
+
+    with running(compression=compression, max_size=None) as server:
+        assert asyncio.run(talk(url(server))) == 1000
+
+
+def test_websockets_fragments_are_streamed_to_portside() -> None:
+    release = threading.Event()
+    streamed: list[str] = []
+
+    def handler(ws: ServerConnection) -> None:
+        for fragment in ws.recv_streaming():
+            streamed.append(str(fragment))
+            if len(streamed) == 1:
+                release.set()
+        ws.send("".join(streamed))
+
+    def pieces() -> Iterator[str]:
+        yield "first"
+        # The second fragment waits until the server has the first one.
+        assert release.wait(TIMEOUT)
+        yield "second"
+
+    with running(handler) as server, ws_connect(url(server)) as ws:
+        ws.send(pieces())
+        assert ws.recv(timeout=TIMEOUT) == "firstsecond"
+    assert streamed[:2] == ["first", "second"]
+
+
+@pytest.mark.parametrize("compress", [15, 0])
+def test_aiohttp_client_to_portside_server(compress: int) -> None:
+    async def talk(address: str) -> int | None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(address, compress=compress, max_msg_size=0) as ws,
+        ):
+            for message in MESSAGES:
+                if isinstance(message, str):
+                    await ws.send_str(message)
+                    assert await ws.receive_str() == message
+                else:
+                    await ws.send_bytes(message)
+                    assert await ws.receive_bytes() == message
+            await ws.close()
+        return ws.close_code
+
+    with running(max_size=None) as server:
+        assert asyncio.run(talk(url(server))) == 1000
+
+
+# portside's threading client against the peers' servers.
+
+
+def websockets_echo(ws: Any) -> None:
+    for message in ws:
+        ws.send(message)
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_portside_client_to_websockets_sync_server(compression: str | None) -> None:
+    with ws_serve(
+        websockets_echo, "127.0.0.1", 0, compression=compression, max_size=None
+    ) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            port = server.socket.getsockname()[1]
+            with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
+                assert (ws.protocol.deflate is not None) == (compression is not None)
+                for message in MESSAGES:
+                    ws.send(message)
+                    assert ws.recv(timeout=TIMEOUT) == message
+                ws.send([b"frag", b"ments"])
+                assert ws.recv(timeout=TIMEOUT) == b"fragments"
+                assert ws.ping().wait(TIMEOUT)
+                assert ws.latency > 0
+            assert ws.close_code == 1000
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+class LoopThread:
+    """An asyncio event loop running in a thread, for the peers' asyncio servers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever)
+
+    def __enter__(self) -> LoopThread:
+        self.thread.start()
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def websockets_async_server(compression: str | None) -> Iterator[int]:
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def start() -> Any:
+        return await ws_async_serve(echo, "127.0.0.1", 0, compression=compression, max_size=None)
+
+    with LoopThread() as loop:
+        server = loop.run(start())
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            server.close()
+            loop.run(server.wait_closed())
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+def test_portside_client_to_websockets_asyncio_server(compression: str | None) -> None:
+    with websockets_async_server(compression) as port:
+        with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
+            for message in MESSAGES:
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+            ws.send(["frag", "ments"])
+            assert ws.recv(timeout=TIMEOUT) == "fragments"
+        assert ws.close_code == 1000
+
+
+@contextlib.contextmanager
+def aiohttp_echo_server(compress: bool) -> Iterator[int]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=compress, max_msg_size=0)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+    async def start() -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    with LoopThread() as loop:
+        runner = loop.run(start())
+        try:
+            yield runner.addresses[0][1]
+        finally:
+            loop.run(runner.cleanup())
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_portside_client_to_aiohttp_server(compress: bool) -> None:
+    with aiohttp_echo_server(compress) as port:
+        with connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
+            assert (ws.protocol.deflate is not None) == compress
+            for message in MESSAGES:
+                ws.send(message)
+                assert ws.recv(timeout=TIMEOUT) == message
+            ws.send(["frag", "ments"])
+            assert ws.recv(timeout=TIMEOUT) == "fragments"
+        assert ws.close_code == 1000
+
+
+def test_websockets_server_closing_with_an_error_code() -> None:
+    def handler(ws: Any) -> None:
+        ws.close(4321, "custom")
+
+    with ws_serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            port = server.socket.getsockname()[1]
+            with connect(f"ws://127.0.0.1:{port}/") as ws:
+                with pytest.raises(ConnectionClosedError) as raised:
+                    ws.recv(timeout=TIMEOUT)
+            assert (raised.value.code, raised.value.reason) == (4321, "custom")
+        finally:
+            server.shutdown()
+            thread.join()
