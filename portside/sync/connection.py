@@ -357,6 +357,15 @@ class Connection:
             return cast(Data, message)
         return self._convert(cast(Data, message), decode)
 
+    @overload
+    def recv_streaming(self, decode: Literal[True]) -> Iterator[str]: ...
+
+    @overload
+    def recv_streaming(self, decode: Literal[False]) -> Iterator[bytes]: ...
+
+    @overload
+    def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]: ...
+
     def recv_streaming(self, decode: bool | None = None) -> Iterator[Data]:
         """Receive the next message one fragment at a time, as the fragments arrive.
 
