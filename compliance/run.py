@@ -1,8 +1,9 @@
 """Run the Autobahn TestSuite against portside's server and client; summarise.
 
-Server mode starts ``echo_server.py`` and points ``wstest -m fuzzingclient`` at
-it; client mode starts ``wstest -m fuzzingserver`` and runs ``echo_client.py``
-against it. Autobahn (Python 2.7 only) is installed on first use into a cache
+Server mode starts ``echo_server.py`` (``sync_echo_server.py`` with ``--api
+sync``) and points ``wstest -m fuzzingclient`` at it; client mode starts ``wstest
+-m fuzzingserver`` and runs ``echo_client.py`` (``sync_echo_client.py``) against
+it. Autobahn (Python 2.7 only) is installed on first use into a cache
 directory, ``.autobahn/`` by default. Reports go to ``reports/servers`` and
 ``reports/clients``, logs beside them. Exit status: 0 when every case is OK or
 INFORMATIONAL (NON-STRICT too with ``--allow-non-strict``), 1 when some case is
@@ -455,6 +456,7 @@ class Context:
     wstest: Path
     python: str
     portside_env: dict[str, str]
+    api: str
     loop: str
     cases: list[str]
     patterns: list[str]
@@ -478,18 +480,13 @@ def run_server_mode(ctx: Context, result: ModeResult) -> None:
     outdir = result.reports = fresh_dir(ctx.reports / "servers")
     server_log = ctx.reports / "echo-server.log"
     wstest_log = ctx.reports / "wstest-fuzzingclient.log"
+    command: list[str | Path]
+    if ctx.api == "sync":
+        command = [ctx.python, HERE / "sync_echo_server.py"]
+    else:
+        command = [ctx.python, HERE / "echo_server.py", "--loop", ctx.loop]
     server = ctx.children.start(
-        [
-            ctx.python,
-            HERE / "echo_server.py",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--loop",
-            ctx.loop,
-            "--verbose",
-        ],
+        [*command, "--host", HOST, "--port", "0", "--verbose"],
         log=server_log,
         env=ctx.portside_env,
     )
@@ -556,8 +553,13 @@ def run_client_mode(ctx: Context, result: ModeResult) -> None:
         raise HarnessError(f"wstest -m fuzzingserver did not start:\n{tail(wstest_log)}")
     print(f"client mode: wstest -m fuzzingserver on {url}, {len(ctx.cases)} cases", flush=True)
     start = time.monotonic()
+    command: list[str | Path]
+    if ctx.api == "sync":
+        command = [ctx.python, HERE / "sync_echo_client.py"]
+    else:
+        command = [ctx.python, HERE / "echo_client.py", "--loop", ctx.loop]
     client = ctx.children.start(
-        [ctx.python, HERE / "echo_client.py", "--url", url, "--agent", AGENT, "--loop", ctx.loop],
+        [*command, "--url", url, "--agent", AGENT],
         log=client_log,
         env=ctx.portside_env,
     )
@@ -600,11 +602,12 @@ def group_seconds(result: ModeResult) -> str:
     return ", ".join(f"{group}.*: {seconds:.1f} s" for group, seconds in sorted(totals.items()))
 
 
-def format_summary(result: ModeResult, allow_non_strict: bool) -> str:
+def format_summary(result: ModeResult, allow_non_strict: bool, api: str = "asyncio") -> str:
     """The table and the non-OK cases of one mode."""
+    which = "portside threading" if api == "sync" else "portside"
     what = {
-        "server": "portside server vs fuzzingclient",
-        "client": "portside client vs fuzzingserver",
+        "server": f"{which} server vs fuzzingclient",
+        "client": f"{which} client vs fuzzingserver",
     }
     lines = [
         f"== {result.mode} mode ({what[result.mode]}): {len(result.expected)} cases "
@@ -646,10 +649,13 @@ def format_summary(result: ModeResult, allow_non_strict: bool) -> str:
     return "\n".join(lines)
 
 
-def summary_json(results: list[ModeResult], info: str, total: float) -> dict[str, Any]:
+def summary_json(
+    results: list[ModeResult], info: str, total: float, api: str = "asyncio"
+) -> dict[str, Any]:
     """A machine-readable summary, for CI."""
     return {
         "portside": info,
+        "api": api,
         "total_seconds": round(total, 1),
         "modes": {
             r.mode: {
@@ -689,10 +695,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="set PORTSIDE_NO_SPEEDUPS=1 for portside (the pure-Python code paths)",
     )
     parser.add_argument(
+        "--api",
+        choices=("asyncio", "sync"),
+        default="asyncio",
+        help="portside's API under test: asyncio (portside.serve, portside.connect) "
+        "or the threading API (portside.sync)",
+    )
+    parser.add_argument(
         "--loop",
         choices=("asyncio", "uvloop"),
         default="asyncio",
-        help="event loop of portside's server and client (default: asyncio's own)",
+        help="event loop of portside's server and client (default: asyncio's own); "
+        "asyncio API only",
     )
     strictness = parser.add_mutually_exclusive_group()
     strictness.add_argument(
@@ -735,8 +749,10 @@ def run(args: argparse.Namespace, children: Children) -> int:
     portside_env["PYTHONUNBUFFERED"] = "1"
     if args.no_speedups:
         portside_env["PORTSIDE_NO_SPEEDUPS"] = "1"
+    if args.api == "sync" and args.loop != "asyncio":
+        raise HarnessError("--loop applies to the asyncio API; the threading API has no event loop")
     info = portside_info(args.python, portside_env)
-    print(f"{info}, loop {args.loop}", flush=True)
+    print(f"{info}, {'threading API' if args.api == 'sync' else f'loop {args.loop}'}", flush=True)
     wstest = ensure_autobahn(args.cache.resolve(), args.python2)
     deadline = Deadline(args.timeout)
     patterns = split_patterns(args.cases)
@@ -751,6 +767,7 @@ def run(args: argparse.Namespace, children: Children) -> int:
             wstest=wstest,
             python=args.python,
             portside_env=portside_env,
+            api=args.api,
             loop=args.loop,
             cases=cases,
             patterns=patterns,
@@ -769,13 +786,14 @@ def run(args: argparse.Namespace, children: Children) -> int:
                 result.error = str(exc)
                 children.stop_all()
             results.append(result)
-            print(format_summary(result, args.allow_non_strict), flush=True)
+            print(format_summary(result, args.allow_non_strict, args.api), flush=True)
             print(flush=True)
     total = time.monotonic() - started
     durations = ", ".join(f"{r.mode} {r.duration:.1f} s" for r in results)
     print(f"durations: {durations}; total {total:.1f} s", flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps(summary_json(results, info, total), indent=2) + "\n")
+        summary = summary_json(results, info, total, args.api)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
     if any(r.error for r in results):
         return 2
     return 0 if all(r.passed(args.allow_non_strict) for r in results) else 1
