@@ -348,6 +348,15 @@ class Connection:
                     break
                 fragment = item
                 fragments.append(fragment)
+                if not fragment.fin:
+                    # Take the fragments already queued in one go.
+                    with self._lock:
+                        messages = self._messages
+                        while messages and messages.first().__class__ is Fragment:
+                            fragment = cast(Fragment, messages.pop()[0])
+                            fragments.append(fragment)
+                            if fragment.fin:
+                                break
                 if fragment.fin:
                     message = _join(fragments)
                     break
@@ -526,9 +535,9 @@ class Connection:
             with self._lock:
                 messages = self._messages
                 while messages:
-                    item, resume = messages.pop()
-                    if resume:
-                        self._waker.wake()
+                    # No need to wake the background thread if reading may
+                    # resume: this thread reads once the queue is empty.
+                    item, _ = messages.pop()
                     if self._discarding:
                         if item.__class__ is Fragment:
                             self._discarding = not item.fin
