@@ -60,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, Union, cast, overload
 
 from ..exceptions import (
     ConcurrencyError,
@@ -135,6 +135,8 @@ class Connection:
         self.protocol = protocol
         protocol.emit_fragments = True  # for recv_streaming(); recv() joins them
         self.transport = transport
+        # Plain sockets are read and written directly on the hot paths.
+        self._plain = not transport.secure
         self.socket = transport.sock
         """The socket (TLS, when used, is not on it: see ``transport``)."""
         self.logger = logger
@@ -321,7 +323,14 @@ class Connection:
             if not fast:
                 self._receiving = True
                 self._recv_calls += 1
-                if timeout is None and self._reader is None and self._may_read_directly():
+                if (
+                    timeout is None
+                    and self._reader is None
+                    and self._pending_error is None
+                    and self.protocol._reading
+                    and not self._discarding
+                    and self._outq_size + self._unsent_size <= self.write_limit
+                ):
                     # Nothing queued and nobody reading: read the socket here.
                     self._reader = _APP
                     direct = True
@@ -330,7 +339,9 @@ class Connection:
         if direct:
             read = self._read_message()
             if read is not None:
-                return read if decode is None else self._convert(read, decode)
+                if decode is None:
+                    return read
+                return self._convert(read, decode)
         deadline = None if timeout is None else time.monotonic() + timeout
         fragments: list[Fragment] = []
         try:
@@ -477,15 +488,6 @@ class Connection:
         self._flush_nowait()
         raise error from exc
 
-    def _may_read_directly(self) -> bool:
-        """Whether the thread in ``recv()`` may read at once (under the lock)."""
-        return (
-            self._pending_error is None
-            and self.protocol._reading
-            and not self._discarding
-            and self._write_pending() <= self.write_limit
-        )
-
     def _read_message(self) -> Data | None:
         """Read once, holding the reading role; return the message if that is all that came.
 
@@ -497,7 +499,10 @@ class Connection:
         buffer = protocol.get_buffer()
         error: OSError | None = None
         try:
-            count = self.transport.recv_into(buffer)
+            if self._plain:
+                count = self.socket.recv_into(buffer)
+            else:
+                count = self.transport.recv_into(buffer)
         except OSError as exc:
             count = 0
             error = exc
@@ -515,7 +520,7 @@ class Connection:
                         if self._deep_sleep:
                             self._deep_sleep = False
                             self._waker.wake()
-                        return cast(Data, message)
+                        return message  # type: ignore[no-any-return]
                 if events:
                     self._dispatch(events)
             else:
@@ -786,7 +791,8 @@ class Connection:
             encode = protocol.send_text if text else protocol.send_binary
         # Whole messages go out one at a time: wait while another thread sends
         # a fragmented one. The write lock alone suffices when none is.
-        self._write_lock.acquire()
+        write_lock = self._write_lock
+        write_lock.acquire()
         try:
             with self._lock:
                 if protocol._sending or self._lost:
@@ -798,14 +804,32 @@ class Connection:
                         frames = self._outq + frames
                         self._outq = []
                         self._outq_size = 0
-                    data = self.transport.encode(frames)
+                    elif self._plain and len(frames) == 1 and not self._unsent:
+                        # The common case: one frame, nothing before it.
+                        frame = frames[0]
+                        frames = None  # type: ignore[assignment]
+                    if frames is not None:
+                        data = self.transport.encode(frames)
         except BaseException:
-            self._write_lock.release()
+            write_lock.release()
             raise
         if not fragmented:
+            if frames is None:
+                try:
+                    self.socket.sendall(frame)
+                except OSError as exc:
+                    write_lock.release()
+                    self._write_failed(exc)
+                else:
+                    with self._lock:
+                        if not self._outq:
+                            write_lock.release()
+                            return
+                        # Pongs or a Close reply came meanwhile: write them too.
+                        data = self._take_output()
             self._write_and_release(data)
             return
-        self._write_lock.release()
+        write_lock.release()
         with self._send_lock:
             self._send_frames(encode, payload)
 
@@ -849,14 +873,21 @@ class Connection:
                         return
                     data = self._take_output()
         except OSError as exc:
-            with self._lock:
-                self._lost_exc = self._lost_exc or exc
-                self._abort()
-                error = self._closed_error()
-            raise error from exc
+            if held:
+                held = False
+                self._write_lock.release()
+            self._write_failed(exc)
         finally:
             if held:
                 self._write_lock.release()
+
+    def _write_failed(self, exc: OSError) -> NoReturn:
+        """The socket failed while writing: the connection is lost; raise."""
+        with self._lock:
+            self._lost_exc = self._lost_exc or exc
+            self._abort()
+            error = self._closed_error()
+        raise error from exc
 
     def _flush(self) -> None:
         """Write the queued frames, blocking as long as needed."""
