@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -19,10 +20,10 @@ from portside.exceptions import (
 )
 from portside.protocol.state import CLOSED, OPEN
 from portside.sync.client import connect
-from portside.sync.connection import READ_LEASE
+from portside.sync.connection import _BACKGROUND, READ_LEASE
 from portside.sync.server import ServerConnection
 from portside.sync.transport import wait_for
-from tests.framing import client_frame, close_payload
+from tests.framing import client_frame, close_payload, unmask_frames
 from tests.sync.helpers import TIMEOUT, RawClient, pair, running, url
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -840,3 +841,209 @@ def test_connection_properties() -> None:
         assert client.logger.name == "portside.client"
         assert isinstance(client.socket, socket.socket)
         assert READ_LEASE > 0
+
+
+# Less common paths, reached by holding the connection's own locks or state.
+
+
+def wait_until(predicate: Callable[[], bool]) -> None:
+    """Wait for a state no event announces (the connection's internals)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        assert time.monotonic() < deadline
+        threading.Event().wait(0.001)
+
+
+def test_recv_waits_for_the_background_thread_to_hand_the_socket_over() -> None:
+    with pair() as (server, client):
+        # Not called recv() for a while: the background thread reads.
+        wait_until(lambda: server._reader is _BACKGROUND)
+        with pytest.raises(TimeoutError):
+            server.recv(timeout=0.001)
+        client.send("after the handover")
+        assert server.recv(timeout=TIMEOUT) == "after the handover"
+
+
+def test_background_thread_sleeps_while_recv_blocks_and_wakes_after() -> None:
+    with pair() as (server, client):
+        results: list[object] = []
+        receiver = threading.Thread(target=lambda: results.append(server.recv(timeout=TIMEOUT)))
+        receiver.start()
+        wait_until(lambda: server._deep_sleep)
+        client.send("wake up")
+        receiver.join()
+        assert results == ["wake up"]
+        # Back from the long recv(), the background thread answers pings again.
+        assert client.ping().wait(TIMEOUT)
+
+
+def test_direct_read_with_decode() -> None:
+    with pair() as (server, client):
+        client.send("text")
+        assert server.recv(timeout=None, decode=False) == b"text"
+
+
+def test_bytes_from_the_handshake_are_not_lost() -> None:
+    received: list[object] = []
+
+    def handler(ws: ServerConnection) -> None:
+        received.extend(ws)
+
+    with running(handler) as server, RawClient.connect(server, handshake=False) as raw:
+        host, port = server.socket.getsockname()[:2]
+        request = (
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        # The request, a message and a Close frame in one write.
+        raw.send(request + client_frame(TEXT, b"early") + client_frame(CLOSE, close_payload(1000)))
+        assert raw.read_head().startswith(b"HTTP/1.1 101")
+        frames = raw.read_until_closed()
+    assert received == ["early"]
+    assert frames == [(0x88, CLOSE, close_payload(1000))]
+
+
+def test_subclasses_of_str_and_bytes_are_messages() -> None:
+    class Text(str):
+        pass
+
+    class Binary(bytes):
+        pass
+
+    with pair() as (server, client):
+        client.send(Text("text"))
+        client.send(Binary(b"binary"))
+        assert server.recv(timeout=TIMEOUT) == "text"
+        assert server.recv(timeout=TIMEOUT) == b"binary"
+
+
+def test_send_while_closing_raises() -> None:
+    with pair() as (server, client):
+        client._start_close(1000, "")
+        # Error or OK, depending on whether the server's Close frame is in yet.
+        with pytest.raises(ConnectionClosed):
+            client.send("late")
+        with pytest.raises(ConnectionClosedOK):
+            server.recv(timeout=TIMEOUT)
+        assert client.wait_closed(TIMEOUT)
+
+
+def test_frames_queued_meanwhile_go_out_after_the_message() -> None:
+    with pair() as (server, client):
+        # Hold the server's write lock: the Pong answering this Ping waits.
+        with server._write_lock:
+            pong = client.ping()
+            wait_until(lambda: bool(server._outq))
+        assert not pong.is_set()
+        server.send("then the pong")
+        assert pong.wait(TIMEOUT)
+        assert client.recv(timeout=TIMEOUT) == "then the pong"
+        # And with a fragmented message.
+        with server._write_lock:
+            pong = client.ping()
+            wait_until(lambda: bool(server._outq))
+        server.send(["a", "b"])
+        assert pong.wait(TIMEOUT)
+        assert client.recv(timeout=TIMEOUT) == "ab"
+
+
+def test_failing_a_closed_connection_does_nothing_and_long_reasons_are_cut() -> None:
+    with pair() as (server, client):
+        with server._lock:
+            server._fail(1011, "é" * 100)
+        with pytest.raises(ConnectionClosedError) as raised:
+            client.recv(timeout=TIMEOUT)
+        assert raised.value.code == 1011
+        assert raised.value.reason.endswith("...")
+        assert len(raised.value.reason.encode()) <= 123
+        with server._lock:
+            server._fail(1002, "again")  # nothing happens
+        assert server.protocol.close_sent is not None
+        assert server.protocol.close_sent.code == 1011
+
+
+def reset(raw: RawClient) -> None:
+    """Close with a TCP reset."""
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.sock.close()
+
+
+def test_connection_reset_while_receiving() -> None:
+    errors: list[ConnectionClosedError] = []
+    ready = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        ready.set()
+        try:
+            ws.recv(timeout=TIMEOUT)
+        except ConnectionClosedError as exc:
+            errors.append(exc)
+
+    with running(handler) as server:
+        raw = RawClient.connect(server)
+        assert ready.wait(TIMEOUT)
+        reset(raw)
+    assert errors[0].code == 1006
+    assert isinstance(errors[0].__cause__, ConnectionResetError)
+
+
+def test_connection_reset_while_sending() -> None:
+    errors: list[ConnectionClosedError] = []
+    ready = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        ready.set()
+        try:
+            while True:
+                ws.send(bytes(65536))
+        except ConnectionClosedError as exc:
+            errors.append(exc)
+
+    with running(handler) as server:
+        raw = RawClient.connect(server)
+        assert ready.wait(TIMEOUT)
+        reset(raw)
+    assert errors[0].code == 1006
+    assert isinstance(errors[0].__cause__, OSError)
+
+
+def test_pongs_the_socket_did_not_take_are_written_before_the_next_message() -> None:
+    opened: list[ServerConnection] = []
+    ready = threading.Event()
+    go = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        opened.append(ws)
+        ready.set()
+        assert go.wait(TIMEOUT)
+        ws.send("after the pongs")  # blocks until the raw client reads
+        for _ in ws:
+            pass
+
+    with running(handler, write_limit=4096) as server, RawClient.connect(server) as raw:
+        assert ready.wait(TIMEOUT)
+        # Pings the raw client does not read the Pongs of, until the server
+        # holds Pongs the socket did not take.
+        ping = client_frame(PING, bytes(125))
+        sent = 0
+        while True:
+            sent += flood(raw, ping, sent)
+            with opened[0]._lock:
+                if opened[0]._unsent_size:
+                    break
+            wait_for(raw.sock, select.POLLOUT, 0.01)
+        go.set()
+        raw.sock.setblocking(True)
+        data: list[bytes] = []
+        reader = threading.Thread(target=lambda: data.append(raw.read_all()))
+        reader.start()
+        # Complete the Ping in progress, then close.
+        remainder = (len(ping) - sent % len(ping)) % len(ping)
+        raw.send(ping[len(ping) - remainder :] + client_frame(CLOSE, close_payload(1000)))
+        reader.join()
+    opcodes = [opcode for _, opcode, _ in unmask_frames(data[0])]
+    # The Pongs the socket did not take come before the message.
+    assert opcodes.index(TEXT) > 0
+    assert set(opcodes[: opcodes.index(TEXT)]) == {PONG}
+    assert opcodes[-1] == CLOSE

@@ -150,6 +150,8 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(TIMEOUT)
 
     def __exit__(self, *exc: object) -> None:
+        # The executor's threads too (aiohttp resolves names in one).
+        self.run(self.loop.shutdown_default_executor())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
