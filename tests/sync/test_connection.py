@@ -972,6 +972,7 @@ def reset(raw: RawClient) -> None:
 def test_connection_reset_while_receiving() -> None:
     errors: list[ConnectionClosedError] = []
     ready = threading.Event()
+    done = threading.Event()
 
     def handler(ws: ServerConnection) -> None:
         ready.set()
@@ -979,11 +980,13 @@ def test_connection_reset_while_receiving() -> None:
             ws.recv(timeout=TIMEOUT)
         except ConnectionClosedError as exc:
             errors.append(exc)
+        done.set()
 
     with running(handler) as server:
         raw = RawClient.connect(server)
         assert ready.wait(TIMEOUT)
         reset(raw)
+        assert done.wait(TIMEOUT)
     assert errors[0].code == 1006
     assert isinstance(errors[0].__cause__, ConnectionResetError)
 
@@ -991,6 +994,7 @@ def test_connection_reset_while_receiving() -> None:
 def test_connection_reset_while_sending() -> None:
     errors: list[ConnectionClosedError] = []
     ready = threading.Event()
+    done = threading.Event()
 
     def handler(ws: ServerConnection) -> None:
         ready.set()
@@ -999,11 +1003,13 @@ def test_connection_reset_while_sending() -> None:
                 ws.send(bytes(65536))
         except ConnectionClosedError as exc:
             errors.append(exc)
+        done.set()
 
     with running(handler) as server:
         raw = RawClient.connect(server)
         assert ready.wait(TIMEOUT)
         reset(raw)
+        assert done.wait(TIMEOUT)
     assert errors[0].code == 1006
     assert isinstance(errors[0].__cause__, OSError)
 
