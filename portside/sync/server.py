@@ -27,12 +27,13 @@ from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
 from ..protocol.state import OPEN
 from ..version import __version__
+from .auth import basic_auth
 from .connection import Connection
 from .messages import queue_limits
 from .transport import TLSTransport, Transport
 from .waker import Waker
 
-__all__ = ["serve", "unix_serve", "Server", "ServerConnection"]
+__all__ = ["basic_auth", "serve", "unix_serve", "Server", "ServerConnection"]
 
 #: The default ``Server`` response header, as the asyncio API sends it.
 SERVER_HEADER = f"portside/{__version__}"
@@ -64,6 +65,8 @@ class ServerConnection(Connection):
     Attributes:
         server: The :class:`Server`.
         username: The user name, once ``basic_auth`` accepted the request.
+        handler: The handler ``route()`` chose for the request's path.
+        handler_kwargs: The values ``route()`` captured from the path.
     """
 
     protocol: ServerProtocol
@@ -92,6 +95,9 @@ class ServerConnection(Connection):
         )
         self.server = server
         self.username: str
+        # What route() chose for this connection: the handler and the URL's values.
+        self.handler: Callable[..., Any]
+        self.handler_kwargs: dict[str, Any]
 
     def respond(self, status: http.HTTPStatus | int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return.

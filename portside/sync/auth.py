@@ -1,0 +1,76 @@
+"""HTTP Basic authentication for servers on threads: :func:`basic_auth`.
+
+The checks are the sans-I/O :class:`~portside.protocol.auth.BasicAuth`'s, shared
+with the asyncio layer.
+"""
+
+from __future__ import annotations
+
+import http
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ..protocol.auth import INVALID_CREDENTIALS, BasicAuth
+from ..protocol.http11 import Request, Response
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import ServerConnection
+
+__all__ = ["basic_auth"]
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
+    check_credentials: Callable[[str, str], bool] | None = None,
+) -> Callable[[ServerConnection, Request], Response | None]:
+    """Return a ``process_request`` that requires HTTP Basic authentication (RFC 7617).
+
+    ::
+
+        with serve(handler, host, port, process_request=basic_auth(
+            realm="my dev server", credentials=("hello", "iloveyou"),
+        )) as server:
+            server.serve_forever()
+
+    A request with valid credentials goes on to the handshake, and the
+    connection's ``username`` attribute holds the user name. Any other gets
+    ``401 Unauthorized`` with a ``WWW-Authenticate`` header naming ``realm``.
+
+    Args:
+        realm: The protection space, shown by browsers; ASCII is safest.
+        credentials: A ``(username, password)`` pair or pairs, compared in
+            constant time.
+        check_credentials: ``check_credentials(username, password)`` returning
+            whether they are valid. Give this or ``credentials``, not both.
+
+    Raises:
+        ValueError: If both or neither of ``credentials`` and
+            ``check_credentials`` are given, or ``realm`` cannot go in a header.
+        TypeError: If ``credentials`` is not a pair of strings or pairs of
+            them, or ``check_credentials`` is a coroutine function (the
+            threading API cannot await it).
+    """
+    if inspect.iscoroutinefunction(check_credentials):
+        raise TypeError("check_credentials must be a plain function in the threading API")
+    auth = BasicAuth(realm, credentials, check_credentials)
+    check = auth.check_credentials
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        found = auth.request_credentials(request)
+        if isinstance(found, str):
+            return auth.challenge(connection.respond(http.HTTPStatus.UNAUTHORIZED, found))
+        username, password = found
+        valid = check(username, password)
+        if inspect.isawaitable(valid):
+            if inspect.iscoroutine(valid):
+                valid.close()  # never awaited, and no warning saying so
+            raise TypeError("check_credentials returned an awaitable; it must return a bool")
+        if not valid:
+            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, INVALID_CREDENTIALS)
+            return auth.challenge(response)
+        connection.username = username
+        return None
+
+    return process_request
