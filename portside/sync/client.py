@@ -19,17 +19,19 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from ..asyncio.config import ConnectionOptions, compression_option
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
 from ..protocol.headers import HeadersLike
+from ..protocol.proxy import get_proxy, parse_proxy
 from ..protocol.uri import WebSocketURI, parse_uri
 from ..version import __version__
 from .connection import Connection
 from .messages import queue_limits
+from .proxy import open_http_tunnel, open_socks_tunnel
 from .transport import TLSTransport, Transport
 
 __all__ = ["connect", "unix_connect", "ClientConnection"]
@@ -142,6 +144,9 @@ def connect(
     logger: LoggerLike | str | None = None,
     create_connection: type[ClientConnection] | None = None,
     follow_redirects: bool = True,
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    proxy_server_hostname: str | None = None,
     **kwargs: Any,
 ) -> ClientConnection:
     """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
@@ -175,13 +180,26 @@ def connect(
         logger: A logger or logger name; default ``portside.client``.
         create_connection: A :class:`ClientConnection` subclass to use.
         follow_redirects: Follow HTTP redirects (at most 10).
+        proxy: ``True``: the proxy the environment configures (``wss_proxy``,
+            ``ws_proxy``, ``socks_proxy``, ``https_proxy``, ``http_proxy``,
+            ``no_proxy``); ``None``: no proxy; or a proxy's address:
+            ``http://``, ``https://`` (HTTP ``CONNECT``), ``socks5h://``,
+            ``socks5://``, ``socks4a://``, ``socks4://`` (python-socks), with
+            ``user:password@`` for proxy authentication. Not used with
+            ``sock``, ``address`` or a Unix socket.
+        proxy_ssl: For an ``https://`` proxy, the :class:`ssl.SSLContext` that
+            checks the proxy (default context when ``None``).
+        proxy_server_hostname: The name to check the proxy's certificate against.
         **kwargs: ``address`` (``(host, port)`` to connect to instead of the
             URI's), and what :func:`socket.create_connection` takes
             (``source_address``...).
 
     Raises:
         InvalidURI: If ``uri`` is not a valid WebSocket URI.
-        OSError: If the TCP connection failed.
+        InvalidProxy: If ``proxy`` is not a proxy address portside supports.
+        OSError: If the TCP connection (to the server or the proxy) failed.
+        ProxyError: If the proxy refused (:class:`InvalidProxyStatus`, with its
+            response) or answered wrongly.
         InvalidHandshake: If the opening handshake failed; :class:`InvalidStatus`
             when the server answered with another status than 101.
         TimeoutError: If the opening handshake took more than ``open_timeout``.
@@ -213,13 +231,21 @@ def connect(
     elif logger is None:
         logger = logging.getLogger("portside.client")
     factory = ClientConnection if create_connection is None else create_connection
+    if proxy is not None and proxy is not True:
+        if not isinstance(proxy, str):
+            raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
+        parse_proxy(proxy)  # InvalidProxy now rather than at the first attempt
     target = parse_uri(uri)
     if not target.secure and ssl is not None:
         raise InvalidURI(uri, "ssl was given for a ws:// URI")
     deadline = None if open_timeout is None else time.monotonic() + open_timeout
 
-    def open_socket(target: WebSocketURI) -> socket.socket:
-        if unix:
+    def open_transport(target: WebSocketURI, lock: threading.Lock) -> Transport:
+        """Connect (through the proxy, if any) and perform the TLS handshake."""
+        tunnel: Transport | None = None
+        if sock is not None:
+            client = sock
+        elif unix:
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 client.settimeout(_remaining(deadline))
@@ -228,38 +254,60 @@ def connect(
                 client.close()
                 raise
         else:
-            client = socket.create_connection(
-                address or (target.host, target.port),
-                **{"timeout": _remaining(deadline), **kwargs},
-            )
-        client.settimeout(None)
-        return client
-
-    def attempt(target: WebSocketURI, client: socket.socket) -> ClientConnection:
-        lock = threading.Lock()
+            via = None
+            if address is None and proxy is not None:
+                proxy_address = get_proxy(target) if proxy is True else proxy
+                via = None if proxy_address is None else parse_proxy(proxy_address)
+            if via is None:
+                client = socket.create_connection(
+                    address or (target.host, target.port),
+                    **{"timeout": _remaining(deadline), **kwargs},
+                )
+            elif via.scheme.startswith("socks"):
+                client = open_socks_tunnel(
+                    via, target, deadline, source_address=kwargs.get("source_address")
+                )
+            else:
+                tunnel = open_http_tunnel(
+                    via,
+                    target,
+                    deadline,
+                    lock,
+                    user_agent_header=user_agent_header,
+                    ssl=proxy_ssl,
+                    server_hostname=proxy_server_hostname,
+                    source_address=kwargs.get("source_address"),
+                )
+                client = tunnel.sock
         try:
+            client.settimeout(None)
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-            transport: Transport
-            if target.secure:
-                context = ssl if ssl is not None else ssl_module.create_default_context()
-                tls = TLSTransport(
-                    client,
-                    context,
-                    server_side=False,
-                    server_hostname=server_hostname or target.host,
-                    lock=lock,
-                )
-                transport = tls
-                try:
-                    tls.handshake(_remaining(deadline))
-                except TimeoutError:
-                    raise TimeoutError("timed out during the TLS handshake") from None
+            if not target.secure:
+                return tunnel if tunnel is not None else Transport(client, lock)
+            context = ssl if ssl is not None else ssl_module.create_default_context()
+            name = server_hostname or target.host
+            if isinstance(tunnel, TLSTransport):
+                # wss:// through an https:// proxy: TLS with the server inside
+                # TLS with the proxy.
+                tls = tunnel
+                tls.add_layer(context, server_hostname=name)
             else:
-                transport = Transport(client, lock)
+                tls = TLSTransport(
+                    client, context, server_side=False, server_hostname=name, lock=lock
+                )
+            try:
+                tls.handshake(_remaining(deadline))
+            except TimeoutError:
+                raise TimeoutError("timed out during the TLS handshake") from None
+            return tls
         except BaseException:
             client.close()
             raise
+
+    def attempt(target: WebSocketURI) -> ClientConnection:
+        lock = threading.Lock()
+        transport = open_transport(target, lock)
         protocol = ClientProtocol(
             target,
             origin=origin,
@@ -293,9 +341,8 @@ def connect(
         return connection
 
     for _ in range(MAX_REDIRECTS + 1):
-        client = sock if sock is not None else open_socket(target)
         try:
-            return attempt(target, client)
+            return attempt(target)
         except InvalidStatus as exc:
             response = exc.response
             if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):

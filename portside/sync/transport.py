@@ -16,6 +16,7 @@ given to the transport.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import select
 import socket
 import ssl
@@ -207,10 +208,28 @@ def _consume(data: list[Buffer], sent: int) -> list[Buffer]:
     return data[index:]
 
 
+class _Layer:
+    """One TLS session: an ``SSLObject`` between two memory BIOs."""
+
+    __slots__ = ("incoming", "outgoing", "ssl_object")
+
+    def __init__(
+        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.ssl_object = context.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+
+
 class TLSTransport(Transport):
     """TLS over a connected socket, through memory BIOs.
 
     Create it, then call :meth:`handshake` before anything else, in one thread.
+    :meth:`add_layer` stacks a second TLS session inside the first one, for
+    ``wss://`` through an ``https://`` proxy: the first session is with the
+    proxy, the second, through the tunnel, with the server.
 
     Args:
         sock: The socket; the transport owns it from now on.
@@ -218,7 +237,7 @@ class TLSTransport(Transport):
         server_side: Whether this side is the server.
         server_hostname: The name the server's certificate must match (clients).
         lock: The lock under which the connection calls the methods that touch
-            the ``SSL`` object (:meth:`encode`, :meth:`has_output`,
+            the ``SSL`` objects (:meth:`encode`, :meth:`has_output`,
             :meth:`close_output`); :meth:`recv_into` takes it itself.
     """
 
@@ -232,21 +251,30 @@ class TLSTransport(Transport):
         lock: threading.Lock | None = None,
     ) -> None:
         super().__init__(sock, lock)
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self.ssl_object = context.wrap_bio(
-            self._incoming,
-            self._outgoing,
-            server_side=server_side,
-            server_hostname=server_hostname,
-        )
-        # True when the ciphertext in _incoming is not a whole record: reading
-        # it needs more bytes from the socket.
+        self._layers: list[_Layer] = []
+        # True when the ciphertext buffered is not a whole record: reading
+        # needs more bytes from the socket.
         self._starved = True
+        self.add_layer(context, server_side=server_side, server_hostname=server_hostname)
 
     @property
     def secure(self) -> bool:  # noqa: D102
         return True
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        """The innermost TLS session: the one with the peer."""
+        return self._layers[-1].ssl_object
+
+    def add_layer(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> None:
+        """Start a TLS session inside the current one (call :meth:`handshake` next)."""
+        self._layers.append(_Layer(context, server_side, server_hostname))
 
     def extra(self) -> dict[str, Any]:  # noqa: D102
         info = super().extra()
@@ -256,7 +284,7 @@ class TLSTransport(Transport):
         return info
 
     def handshake(self, timeout: float | None) -> None:
-        """Perform the TLS handshake, before the connection is shared with threads.
+        """Perform the innermost session's TLS handshake, in one thread.
 
         Raises:
             TimeoutError: If it did not complete within ``timeout`` seconds.
@@ -264,25 +292,26 @@ class TLSTransport(Transport):
             OSError: If the socket failed or closed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        top = self._layers[-1]
         while True:
             try:
-                self.ssl_object.do_handshake()
+                top.ssl_object.do_handshake()
             except ssl.SSLWantReadError:
-                self._flush_handshake(deadline)
-                self._receive_ciphertext(deadline, "the TLS handshake")
+                done = False
             else:
-                self._flush_handshake(deadline)
+                done = True
+            data = self._encrypt([])
+            if data:
+                Transport.send(self, [data], self._remaining(deadline))
+            if done:
                 return
+            if not self._pump():
+                self._receive_ciphertext(deadline, "the TLS handshake")
 
     def _remaining(self, deadline: float | None) -> float | None:
         if deadline is None:
             return None
         return max(0.0, deadline - time.monotonic())
-
-    def _flush_handshake(self, deadline: float | None) -> None:
-        data = self._outgoing.read()
-        if data:
-            Transport.send(self, [data], self._remaining(deadline))
 
     def _receive_ciphertext(self, deadline: float | None, during: str) -> None:
         if deadline is not None and not self._poll(self._remaining(deadline) or 0.0):
@@ -290,13 +319,38 @@ class TLSTransport(Transport):
         data = self.sock.recv(_TLS_READ_SIZE)
         if not data:
             raise ConnectionResetError(f"connection closed during {during}")
-        self._incoming.write(data)
+        self._layers[0].incoming.write(data)
+
+    def _pump(self) -> bool:
+        """Move what the outer sessions decrypted into the inner ones.
+
+        Returns:
+            Whether the innermost session got bytes.
+        """
+        layers = self._layers
+        moved = False
+        for outer, inner in itertools.pairwise(layers):
+            moved = False
+            while True:
+                try:
+                    chunk = outer.ssl_object.read(_TLS_READ_SIZE)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    inner.incoming.write_eof()
+                    break
+                if not chunk:
+                    inner.incoming.write_eof()
+                    break
+                inner.incoming.write(chunk)
+                moved = True
+        return moved
 
     # Reading: one thread at a time.
 
     def recv_into(self, buffer: memoryview, timeout: float | None = None) -> int:  # noqa: D102
         deadline = None if timeout is None else time.monotonic() + timeout
-        incoming = self._incoming
+        outermost = self._layers[0].incoming
         while True:
             with self.lock:
                 count = self._read_plaintext(buffer)
@@ -308,14 +362,17 @@ class TLSTransport(Transport):
             data = self.sock.recv(_TLS_READ_SIZE)
             with self.lock:
                 if data:
-                    incoming.write(data)
+                    outermost.write(data)
                 else:
-                    incoming.write_eof()
+                    outermost.write_eof()
                 self._starved = False
 
     def _read_plaintext(self, buffer: memoryview) -> int | None:
         """Decrypt into ``buffer``; ``None`` when a record is incomplete."""
-        ssl_object = self.ssl_object
+        if len(self._layers) > 1:
+            self._pump()
+        top = self._layers[-1]
+        ssl_object = top.ssl_object
         count = 0
         size = len(buffer)
         try:
@@ -325,13 +382,13 @@ class TLSTransport(Transport):
                 if not got:
                     break
                 count += got
-                if not ssl_object.pending() and not self._incoming.pending:
+                if not ssl_object.pending() and not top.incoming.pending:
                     break
         except ssl.SSLWantReadError:
             self._starved = True
             if count:
                 return count
-            if self._incoming.eof:
+            if top.incoming.eof:
                 return 0  # the peer closed TCP in the middle of a record
             return None
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -341,25 +398,35 @@ class TLSTransport(Transport):
         return count
 
     def buffered(self) -> bool:  # noqa: D102
-        return bool(self.ssl_object.pending()) or (
-            bool(self._incoming.pending) and not self._starved
-        )
+        if self.ssl_object.pending():
+            return True
+        return not self._starved and any(layer.incoming.pending for layer in self._layers)
 
     # Writing: one thread at a time.
 
     def encode(self, frames: list[bytes]) -> list[bytes]:  # noqa: D102
-        ssl_object = self.ssl_object
+        data = self._encrypt(frames)
+        return [data] if data else []
+
+    def _encrypt(self, frames: list[bytes]) -> bytes:
+        """Encrypt ``frames`` through every session, innermost first."""
+        layers = self._layers
+        top = layers[-1]
         for frame in frames:
             try:
-                ssl_object.write(frame)
+                top.ssl_object.write(frame)
             except ssl.SSLWantReadError:
                 # Only a renegotiation (TLS 1.2) makes writing wait for the peer.
                 raise ssl.SSLError("TLS renegotiation is not supported") from None
-        data = self._outgoing.read()
-        return [data] if data else []
+        data = top.outgoing.read()
+        for layer in reversed(layers[:-1]):
+            if data:
+                layer.ssl_object.write(data)
+            data = layer.outgoing.read()
+        return data
 
     def has_output(self) -> bool:  # noqa: D102
-        return bool(self._outgoing.pending)
+        return any(layer.outgoing.pending for layer in self._layers)
 
     def close_output(self) -> None:  # noqa: D102
         # SSLWantReadError: close_notify is queued; the peer's is not awaited.
