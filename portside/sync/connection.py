@@ -149,6 +149,8 @@ class Connection:
         self.response = None
         self.latency = 0.0
         """Round-trip time of the last Ping answered, in seconds (0 before one)."""
+        self.broadcast_skips = 0
+        """Messages ``broadcast()`` skipped because the connection could not keep up."""
         self._extra = transport.extra()
         self._id: uuid.UUID | None = None
 

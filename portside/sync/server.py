@@ -28,12 +28,13 @@ from ..protocol.server import Origin, ServerProtocol
 from ..protocol.state import OPEN
 from ..version import __version__
 from .auth import basic_auth
+from .broadcasting import broadcast
 from .connection import Connection
 from .messages import queue_limits
 from .transport import TLSTransport, Transport
 from .waker import Waker
 
-__all__ = ["basic_auth", "serve", "unix_serve", "Server", "ServerConnection"]
+__all__ = ["basic_auth", "broadcast", "serve", "unix_serve", "Server", "ServerConnection"]
 
 #: The default ``Server`` response header, as the asyncio API sends it.
 SERVER_HEADER = f"portside/{__version__}"
