@@ -175,7 +175,13 @@ class Runner:
         if run.result is None:
             return Sample(None, run.error)
         details = {**run.result, **{f"cpu_{k}": v for k, v in meter.usage().items()}}
-        return Sample(float(run.result["rate"]), details=details)
+        rate = float(run.result["rate"])
+        # The contender's CPU time (user + system) per round trip: what a busy
+        # machine changes least, as it does not count waiting to be scheduled.
+        side = details.get("cpu_server" if row.kind == "server" else "cpu_client")
+        if isinstance(side, (int, float)) and rate > 0:
+            details["cpu_us_per_round_trip"] = side / 100 / rate * 1e6
+        return Sample(rate, details=details)
 
     def run_row(self, row: Row, progress: bool = True) -> RowResult:
         result = RowResult(
@@ -229,11 +235,11 @@ def table(results: list[RowResult]) -> list[str]:
     """Markdown lines: medians, the ratio to websockets.sync, the control's ratio."""
     lines = [
         "| row | portside.sync | websockets.sync | websockets.sync again "
-        "| portside/websockets | control/websockets | CPU% portside, websockets |",
+        "| portside/websockets | control/websockets | CPU µs per round trip: portside, "
+        "websockets (ratio) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for result in results:
-        side = "server" if result.kind == "sync-server" else "client"
 
         def median(key: str, result: RowResult = result) -> str:
             value = result.median(key)
@@ -241,10 +247,11 @@ def table(results: list[RowResult]) -> list[str]:
             star = "*" if spread is not None and spread > 0.2 else ""
             return "n/a" if value is None else f"{value:,.0f}{star}"
 
-        cpu = ", ".join(
-            f"{result.median_detail(key, f'cpu_{side}') or 0:.0f}"
-            for key in ("portside", "websockets")
-        )
+        ours = result.median_detail("portside", "cpu_us_per_round_trip")
+        theirs = result.median_detail("websockets", "cpu_us_per_round_trip")
+        cpu = "n/a"
+        if ours and theirs:
+            cpu = f"{ours:.0f}, {theirs:.0f} ({theirs / ours:.2f}x less)"
         lines.append(
             f"| {result.title} | {median('portside')} | {median('websockets')} "
             f"| {median('control')} | {ratio_text(result.ratio('portside', 'websockets'))} "
@@ -301,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(checks))
     print(
-        "\n(* marks rows whose rounds differ by more than 20%; "
-        "control: websockets.sync again / websockets.sync, the noise band)"
+        "\n(* marks rows whose rounds differ by more than 20%; control: websockets.sync "
+        "again / websockets.sync, the noise band; CPU: the contender process's user + "
+        "system time per round trip, median over the rounds)"
     )
     errors = [error for result in results for error in result.errors()]
     for error in errors:
