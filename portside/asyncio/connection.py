@@ -42,6 +42,7 @@ from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from ..typing import Data
 from .speedups import IMPLEMENTATION, ConnectionBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,8 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Connection", "Data", "arena_for"]
 
-Data = Union[str, bytes]
-"""A message: ``str`` for text, ``bytes`` for binary."""
 BytesLike = Union[bytes, bytearray, memoryview]
 Sendable = Union[str, BytesLike]
 """What :meth:`Connection.send` takes, alone or as the fragments of an iterable."""
@@ -83,6 +82,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     protocol: Protocol
     request: Request | None
     """The opening request (HTTP)."""
+    broadcast_skips: int = 0
+    """Messages :func:`~portside.asyncio.server.broadcast` skipped for this
+    connection because its write buffer was above ``write_limit``."""
+    _broadcast_streak: int = 0  # skipped in a row (SlowConsumerPolicy)
     response: Response | None
     """The answer to the opening request (HTTP)."""
 

@@ -12,15 +12,25 @@ from types import TracebackType
 from typing import Any, Union, cast
 
 from ..exceptions import ConnectionClosed, InvalidMessage
+from ..http11 import SERVER
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
-from ..version import __version__
+from .auth import basic_auth
+from .broadcast import broadcast
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 
-__all__ = ["serve", "unix_serve", "Server", "ServerConnection", "Serve"]
+__all__ = [
+    "serve",
+    "unix_serve",
+    "Server",
+    "ServerConnection",
+    "Serve",
+    "broadcast",
+    "basic_auth",
+]
 
 Handler = Callable[..., Awaitable[Any]]
 LegacyResponse = tuple[Union[http.HTTPStatus, int], HeadersLike, Union[bytes, str]]
@@ -30,7 +40,7 @@ ProcessResponse = Callable[
     Union[Response, Awaitable[Union[Response, None]], None],
 ]
 
-SERVER_HEADER = f"portside/{__version__}"
+SERVER_HEADER = SERVER
 
 
 def _positional_params(func: Callable[..., Any]) -> list[inspect.Parameter] | None:
@@ -71,6 +81,8 @@ class ServerConnection(Connection):
     """The server side of a WebSocket connection: what a handler receives."""
 
     protocol: ServerProtocol
+    username: str | None = None
+    """The user name that :func:`basic_auth` authenticated; ``None`` without it."""
 
     def __init__(
         self, server: Server, protocol: ServerProtocol, options: ConnectionOptions
