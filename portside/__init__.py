@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from . import exceptions
 from .asyncio.allocator import tune_allocator
-from .asyncio.broadcast import SlowConsumerPolicy
+from .asyncio.broadcasting import SlowConsumerPolicy
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.connection import Connection
 from .asyncio.router import Router, route, unix_route

@@ -18,7 +18,7 @@ from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
 from .auth import basic_auth
-from .broadcast import broadcast
+from .broadcasting import broadcast
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 
