@@ -84,7 +84,7 @@ async def client_example(name: str, *args: str, **env: str) -> str:
 
 async def their_hello(websocket: ServerConnection) -> None:
     name = await websocket.recv()
-    await websocket.send(f"Hello {name}!")
+    await websocket.send(f"Hello {name!s}!")
 
 
 async def their_echo(websocket: ServerConnection) -> None:
