@@ -1821,6 +1821,36 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
+PyDoc_STRVAR(connection_write_frame_doc,
+"_write_frame($self, frame, /)\n--\n\n"
+"Write an encoded frame (bytes) as transport.write(frame) would: on the socket\n"
+"itself when write() would send it at once. broadcast() writes with it.");
+
+static PyObject *
+connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
+                       PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = PyType_GetModuleState(defining_class);
+
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "_write_frame() takes exactly one argument");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "_write_frame() takes bytes, not %.200s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (self->transport == NULL) {
+        unset_attribute((PyObject *)self, "transport");
+        return NULL;
+    }
+    if (write_frame(self, st, args[0]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /*
  * send() from a client: one frame masked with the protocol's next mask (RFC 6455
  * 5.3), as Protocol.send_binary() or send_text() would encode it. 1, or -1 on
@@ -2635,6 +2665,8 @@ static PyMethodDef connection_methods[] = {
      METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_hook_transport_doc},
     {"_unhook_transport", (PyCFunction)(void (*)(void))connection_unhook_transport,
      METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_unhook_transport_doc},
+    {"_write_frame", (PyCFunction)(void (*)(void))connection_write_frame,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_write_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -212,7 +212,9 @@ def broadcast(
             connection._broadcast_streak = 0
         try:
             if protocol.deflate is None and protocol.side is SERVER:
-                connection.transport.write(frame)
+                # On the socket itself when the transport would send at once
+                # (the C accelerator), else transport.write().
+                connection._write_frame(frame)
             else:
                 _write_own_frame(connection, opcode, payload, frame, shared)
         except Exception as exc:
@@ -254,10 +256,10 @@ def _write_own_frame(
         assert deflate is not None
         if not deflate.can_compress or len(payload) < deflate.min_size:
             # Sent uncompressed (RFC 7692 6 allows it): the shared frame.
-            connection.transport.write(frame)
+            connection._write_frame(frame)
             return
         if deflate.local_no_context_takeover:
-            connection.transport.write(_compressed_frame(deflate, opcode, payload, shared))
+            connection._write_frame(_compressed_frame(deflate, opcode, payload, shared))
             return
     # Context takeover (this connection's compressor), or a client (a mask
     # per frame): the protocol builds the frame.

@@ -322,3 +322,13 @@ async def test_one_compression_per_setting_without_context_takeover(
     # One compression per setting and message, not one per connection.
     # (The clients ask for at most 11 bits: the second setting compresses with 11.)
     assert sorted(built) == [9, 9, 11, 11]
+
+
+async def test_write_frame_writes_encoded_frames() -> None:
+    # broadcast()'s write: the C accelerator's, or the pure-Python twin's.
+    async with clients(1) as (connections, opened):
+        (ws,) = connections
+        with pytest.raises(TypeError, match="takes bytes, not bytearray"):
+            ws._write_frame(bytearray(b"\x81\x00"))  # type: ignore[arg-type]
+        ws._write_frame(b"\x81\x02hi")
+        assert await opened[0].recv() == "hi"
