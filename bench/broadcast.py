@@ -49,6 +49,7 @@ MAX_PER_CLIENT = 2500
 class Sample:
     delivered_per_s: float
     cpu_per_broadcast: float
+    wall_per_broadcast: float
     user: float
     system: float
     skipped: int | None
@@ -143,6 +144,7 @@ def run_once(launcher: Launcher, lib: str, connections: int, args: argparse.Name
     return Sample(
         delivered_per_s=received / elapsed if elapsed > 0 else 0.0,
         cpu_per_broadcast=result["cpu"] / args.messages,
+        wall_per_broadcast=result["wall"] / args.messages,
         user=result["user"] / args.messages,
         system=result["system"] / args.messages,
         skipped=result["skipped"],
@@ -160,8 +162,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"{args.rounds} round(s), {args.loop} loop; medians",
         "",
         "| connections | server | delivered/s | CPU/broadcast (ms) | user (ms) | system (ms) |"
-        " skipped | complete |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        " wall/broadcast (ms) | skipped | complete |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         for name, samples in row.samples.items():
@@ -170,6 +172,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
                 f"| {row.connections:,} | {name} | {median(samples, 'delivered_per_s'):,.0f} | "
                 f"{median(samples, 'cpu_per_broadcast') * 1e3:.2f} | "
                 f"{median(samples, 'user') * 1e3:.2f} | {median(samples, 'system') * 1e3:.2f} | "
+                f"{median(samples, 'wall_per_broadcast') * 1e3:.2f} | "
                 f"{'/'.join(str(s) for s in sorted(skipped, key=str))} | "
                 f"{all(s.complete for s in samples)} |"
             )

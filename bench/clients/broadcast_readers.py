@@ -26,7 +26,7 @@ REQUEST = (
 
 
 # Seconds between two passes over the ready connections.
-BATCH_DELAY = 0.002
+BATCH_DELAY = 0.01
 
 
 def frame_size(payload: int) -> int:
