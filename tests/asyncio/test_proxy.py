@@ -25,11 +25,15 @@ from tests.needs import needs
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
 TINYPROXY = shutil.which("tinyproxy")
+HAPROXY = shutil.which("haproxy") or (
+    "/usr/sbin/haproxy" if pathlib.Path("/usr/sbin/haproxy").exists() else None
+)
 DANTED = shutil.which("danted") or (
     "/usr/sbin/danted" if pathlib.Path("/usr/sbin/danted").exists() else None
 )
 needs_tinyproxy = needs(TINYPROXY, "needs tinyproxy (apt install tinyproxy)")
 needs_danted = needs(DANTED, "needs danted (apt install dante-server)")
+needs_haproxy = needs(HAPROXY, "needs haproxy (apt install haproxy)")
 
 
 def free_port() -> int:
@@ -95,6 +99,34 @@ def _tinyproxy(tmp_path: pathlib.Path, port: int, extra: str) -> Iterator[tuple[
     )
     with proxy_process([TINYPROXY, "-d", "-c", str(config)], port, log):
         yield f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture
+def https_proxy(
+    tmp_path: pathlib.Path, tinyproxy: tuple[str, pathlib.Path]
+) -> Iterator[tuple[str, pathlib.Path]]:
+    """An HTTPS proxy: haproxy terminates TLS (localhost.pem) in front of tinyproxy."""
+    assert HAPROXY is not None
+    plain, log = tinyproxy
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n"
+        "  maxconn 100\n"
+        "defaults\n"
+        "  mode tcp\n"
+        "  timeout connect 5s\n"
+        "  timeout client 30s\n"
+        "  timeout server 30s\n"
+        "frontend tls\n"
+        f"  bind 127.0.0.1:{port} ssl crt {CERT}\n"
+        "  default_backend proxy\n"
+        "backend proxy\n"
+        f"  server tinyproxy {plain.removeprefix('http://')}\n"
+    )
+    command = [HAPROXY, "-db", "-f", str(config)]
+    with proxy_process(command, port, tmp_path / "haproxy.log"):
+        yield f"https://localhost:{port}", log
 
 
 @pytest.fixture
@@ -165,6 +197,29 @@ async def test_wss_through_http_proxy(tinyproxy: tuple[str, pathlib.Path]) -> No
     async with echo_server(tls=True) as port:
         await round_trip(f"wss://localhost:{port}/", proxy=proxy, ssl=client_tls())
     assert tunnelled_to(log, port)
+
+
+@needs_tinyproxy
+@needs_haproxy
+async def test_through_https_proxy(https_proxy: tuple[str, pathlib.Path]) -> None:
+    # TLS to the proxy; for wss://, TLS to the server inside it (TLS in TLS).
+    proxy, log = https_proxy
+    async with echo_server() as port:
+        await round_trip(f"ws://127.0.0.1:{port}/", proxy=proxy, proxy_ssl=client_tls())
+    assert tunnelled_to(log, port)
+    if sys.version_info >= (3, 11):  # asyncio's TLS in TLS
+        async with echo_server(tls=True) as port:
+            await round_trip(
+                f"wss://localhost:{port}/", proxy=proxy, proxy_ssl=client_tls(), ssl=client_tls()
+            )
+        assert tunnelled_to(log, port)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await portside.connect("ws://127.0.0.1:1/", proxy=proxy)  # not trusted by default
+
+
+async def test_proxy_ssl_is_refused_for_an_http_proxy() -> None:
+    with pytest.raises(ValueError, match="proxy_ssl was given for an http:// proxy"):
+        await portside.connect("ws://127.0.0.1:1/", proxy="http://127.0.0.1:1", proxy_ssl=True)
 
 
 @needs_tinyproxy
