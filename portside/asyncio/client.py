@@ -507,6 +507,10 @@ def unix_connect(
     if uri is None:
         uri = "wss://localhost/" if ssl is not None else "ws://localhost/"
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_CONNECTION_KWARGS if key in kwargs}
+    # A Unix socket never goes through a proxy (as in websockets): the proxy
+    # options are accepted and ignored.
+    for key in ("proxy", *_PROXY_OPTIONS):
+        kwargs.pop(key, None)
 
     def dial(
         loop: asyncio.AbstractEventLoop,
@@ -521,6 +525,14 @@ def unix_connect(
 
     return _connect(uri, dial, **kwargs)
 
+
+# connect()'s options for the connection to a proxy.
+_PROXY_OPTIONS = (
+    "proxy_ssl",
+    "proxy_server_hostname",
+    "proxy_ssl_handshake_timeout",
+    "proxy_ssl_shutdown_timeout",
+)
 
 # Keyword arguments that connect() passes on to loop.create_connection().
 _CREATE_CONNECTION_KWARGS = (

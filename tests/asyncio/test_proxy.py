@@ -6,6 +6,7 @@ a temporary directory, and stops it afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pathlib
 import shutil
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 import portside
-from portside.exceptions import InvalidProxy, InvalidProxyStatus, ProxyError
+from portside.exceptions import InvalidProxy, InvalidProxyMessage, InvalidProxyStatus, ProxyError
 from tests.asyncio.helpers import echo
 from tests.needs import needs
 
@@ -321,3 +322,66 @@ async def test_socks_needs_python_socks(monkeypatch: pytest.MonkeyPatch) -> None
         ImportError, match=r"requires python-socks: pip install 'portside\[socks\]'"
     ):
         await portside.connect("ws://localhost/", proxy="socks5://127.0.0.1:1")
+
+
+# Proxies that misbehave: a hand-made one that answers as told.
+
+
+@contextlib.asynccontextmanager
+async def fake_proxy(answer: bytes, close: bool = True) -> AsyncIterator[str]:
+    handled = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            if not close:
+                await reader.read()  # until the client gives up
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            handled.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        await handled.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("answer", "close", "error"),
+    [
+        (b"", True, "proxy closed the connection before answering CONNECT"),
+        (b"HTTP/1.1 200 OK\r\n", True, "proxy closed the connection before answering CONNECT"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", True, "did not receive a valid HTTP response"),
+        (b"HTTP/1.1 200 OK\r\n\r\nsurprise", False, "proxy sent data after its answer"),
+    ],
+)
+async def test_misbehaving_proxy(answer: bytes, close: bool, error: str) -> None:
+    async with fake_proxy(answer, close) as proxy:
+        with pytest.raises(InvalidProxyMessage, match=error):
+            await portside.connect("ws://example.invalid/", proxy=proxy)
+
+
+async def test_proxy_refusing_then_closing() -> None:
+    async with fake_proxy(b"HTTP/1.1 502 Bad Gateway\r\n\r\nno route") as proxy:
+        with pytest.raises(InvalidProxyStatus) as info:
+            await portside.connect("ws://example.invalid/", proxy=proxy)
+    assert info.value.response.status_code == 502
+    assert info.value.response.body == b"no route"
+
+
+async def test_unix_connect_ignores_proxy_options(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "socket")
+    async with portside.unix_serve(echo, path):
+        await round_trip_unix(path)
+
+
+async def round_trip_unix(path: str) -> None:
+    async with portside.unix_connect(path, proxy="http://127.0.0.1:1", proxy_ssl=None) as ws:
+        await ws.send("direct")
+        assert await ws.recv() == "direct"
