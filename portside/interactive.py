@@ -160,15 +160,18 @@ async def interactive_client(uri: str, stdin: TextIO, stdout: TextIO, **kwargs: 
             sent = asyncio.ensure_future(queue.join())
             await asyncio.wait([sent, incoming], return_when=asyncio.FIRST_COMPLETED)
             sent.cancel()
+        outgoing.cancel()
+        await websocket.close()
+        # Messages the server sent before its Close frame are still shown.
+        await asyncio.wait([incoming])
     finally:
         if interrupted:
             loop.remove_signal_handler(signal.SIGINT)
-        incoming.cancel()
-        outgoing.cancel()
         for task in (incoming, outgoing):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await task
-    await websocket.close()
+        await websocket.close()
     close = Close(websocket.close_code or 1006, websocket.close_reason or "")
     console.final(f"Connection closed: {escape(str(close))}.")
     return 0

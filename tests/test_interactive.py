@@ -43,14 +43,25 @@ def test_escape() -> None:
 
 
 async def test_session_until_end_of_input() -> None:
-    async with server() as uri:
+    received: list[object] = []
+
+    async def record(ws: portside.ServerConnection) -> None:
+        await ws.send("welcome\x1b[2J")
+        await ws.send(b"\x00\x01")
+        async for message in ws:
+            received.append(message)
+
+    async with portside.serve(record, "127.0.0.1", 0) as running:
+        uri = f"ws://127.0.0.1:{running.sockets[0].getsockname()[1]}/"
         out = io.StringIO()
         status = await interactive_client(uri, io.StringIO("hello\nworld\n"), out)
     assert status == 0
+    assert received == ["hello", "world"]
     text = out.getvalue()
     assert text.startswith(f"Connected to {uri}.\n")
-    for line in ("< welcome\\x1b[2J", "< (binary) 0001", "< hello", "< world"):
-        assert line + "\n" in text
+    # Received before the close: control characters escaped, binary in hex.
+    assert "< welcome\\x1b[2J\n" in text
+    assert "< (binary) 0001\n" in text
     assert text.endswith("Connection closed: 1000 (OK).\n")
 
 
@@ -105,13 +116,23 @@ async def run(
 
 
 async def test_process_with_piped_input() -> None:
-    async with server() as uri:
+    received: list[object] = []
+
+    async def record(ws: portside.ServerConnection) -> None:
+        await ws.send("welcome")
+        async for message in ws:
+            received.append(message)
+
+    async with portside.serve(record, "127.0.0.1", 0) as running:
+        uri = f"ws://127.0.0.1:{running.sockets[0].getsockname()[1]}/"
         process = await run(uri)
-        out, err = await process.communicate(b"ping\n")
+        out, err = await process.communicate(b"ping\npong\n")
     assert process.returncode == 0, err
+    # Lines read before the end of input are sent before the connection closes.
+    assert received == ["ping", "pong"]
     text = out.decode()
-    assert f"Connected to {uri}." in text
-    assert "< ping\n" in text
+    assert text.startswith(f"Connected to {uri}.\n")
+    assert "< welcome\n" in text
     assert text.endswith("Connection closed: 1000 (OK).\n")
 
 
