@@ -58,7 +58,7 @@ class ConnectionBase:
     def __anext__(self) -> Any:
         # recv() ends the iteration itself on a normal closure: one coroutine
         # per message instead of two.
-        return self.recv(True)  # type: ignore[attr-defined]
+        return self.recv(_iterating=True)  # type: ignore[attr-defined]
 
     def buffer_updated(self, nbytes: int, /) -> None:
         """Process ``nbytes`` received (:class:`asyncio.BufferedProtocol`)."""

@@ -108,13 +108,15 @@ PyDoc_STRVAR(connection_buffer_updated_doc,
 "Process nbytes received (asyncio.BufferedProtocol).");
 
 PyDoc_STRVAR(connection_recv_doc,
-"recv($self, /)\n--\n\n"
-"Return the next message: str for text, bytes for binary (awaitable).");
+"recv($self, /, decode=None)\n--\n\n"
+"Return the next message: str for text, bytes for binary (awaitable);\n"
+"decode=True: binary as str too, decode=False: text as bytes too.");
 
 PyDoc_STRVAR(connection_send_doc,
-"send($self, message, /)\n--\n\n"
+"send($self, /, message, *, text=None)\n--\n\n"
 "Send a message (awaitable): str as text, bytes-like as binary, an iterable\n"
-"or async iterable of them as a fragmented message.");
+"or async iterable of them as a fragmented message; text=True/False forces\n"
+"the frame type.");
 
 PyDoc_STRVAR(connection_read_ready_doc,
 "_read_ready($self, /)\n--\n\n"
