@@ -4,6 +4,7 @@ run as a real process against a websockets 17.4 peer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import os
 import pathlib
@@ -183,6 +184,11 @@ async def test_reuse_port_with_two_processes() -> None:
             sys.executable, str(EXAMPLES / "reuse_port_server.py")
         )
         try:
+            # Wait until the second process listens too: twice the sockets.
+            alone = listening_sockets(PORT)
+            while listening_sockets(PORT) < 2 * alone:
+                assert second.returncode is None, "the second process exited"
+                await asyncio.sleep(0.02)
             pids = {first.pid, second.pid}
             served: set[int] = set()
             # The kernel spreads connections over both listening sockets.
@@ -195,6 +201,19 @@ async def test_reuse_port_with_two_processes() -> None:
         finally:
             second.kill()
             await second.wait()
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (IPv4 and IPv6), from /proc."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    count += 1
+    return count
 
 
 async def test_unix_server(tmp_path: pathlib.Path) -> None:
