@@ -5,15 +5,20 @@ Servers: :func:`serve` and :func:`unix_serve`. Clients: :func:`connect` and
 :class:`ClientConnection`; both offer ``recv``, ``send``, ``ping``, ``close`` and
 ``async for``. Code written for websockets ports by changing
 ``import websockets`` into ``import portside as websockets``.
+
+The application server: :class:`App` (a handler with its options, hooks and
+readiness checks), ``portside serve MODULE:ATTR`` (worker processes, drains,
+rolling restarts, health checks, metrics), and :func:`run` / :class:`Runner`
+(the same in one process).
 """
 
 from __future__ import annotations
 
 from . import exceptions
+from .app import App, Runner, run
 from .asyncio.allocator import tune_allocator
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.connection import Connection, Data
-from .asyncio.runner import run
 from .asyncio.server import Server, ServerConnection, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
@@ -41,6 +46,7 @@ from .protocol.state import State
 from .version import __version__
 
 __all__ = [
+    "App",
     "ClientConnection",
     "Close",
     "CloseCode",
@@ -65,6 +71,7 @@ __all__ = [
     "ProtocolError",
     "Request",
     "Response",
+    "Runner",
     "Server",
     "ServerConnection",
     "State",

@@ -141,6 +141,8 @@ class ServerConnection(Connection):
         self.accepted_at = self.loop.time()
         """``loop.time()`` when the TCP connection was accepted."""
         self._counted = False  # counted against max_connections
+        self.handler_error: str | None = None
+        """The class name of the exception the handler raised, if it did."""
 
     def respond(self, status: http.HTTPStatus | int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return.
@@ -268,6 +270,7 @@ class ServerConnection(Connection):
                     else:
                         self._start_close(1000, "")
             elif not isinstance(exc, ConnectionClosed):
+                self.handler_error = type(exc).__name__
                 self.logger.error("connection handler failed", exc_info=exc)
                 # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
                 self._start_close(1011, "")
