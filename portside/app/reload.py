@@ -23,6 +23,9 @@ logger = logging.getLogger("portside.app")
 POLL_INTERVAL = 1.0
 """Seconds between two scans when ``watchfiles`` is missing."""
 
+WATCH_TICK_MS = 500
+"""How often (ms) watchfiles yields when nothing changed."""
+
 SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
 
@@ -81,6 +84,16 @@ async def watch(directories: Iterable[str], on_change: Callable[[list[str]], Non
         return
     import watchfiles
 
-    logger.info("--reload: watching %s", ", ".join(directories))
-    async for changes in watchfiles.awatch(*directories, watch_filter=watchfiles.PythonFilter()):
-        on_change(sorted({path for _, path in changes}))
+    watching = False
+    async for changes in watchfiles.awatch(
+        *directories,
+        watch_filter=watchfiles.PythonFilter(),
+        rust_timeout=WATCH_TICK_MS,
+        yield_on_timeout=True,
+    ):
+        if not watching:
+            # The first yield, empty or not, comes from a watcher in place.
+            watching = True
+            logger.info("--reload: watching %s", ", ".join(directories))
+        if changes:
+            on_change(sorted({path for _, path in changes}))

@@ -124,6 +124,8 @@ class WorkerHandle:
                 self.state = "ready"
             if not self.ready.done():
                 self.ready.set_result(True)
+                if self.supervisor.booted:
+                    logger.info("%s ready", self)
         elif event == "fatal":
             self.fatal = (int(message.get("status", EXIT_FAILED)), str(message.get("message")))
         elif event == "recycle":
