@@ -57,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
         if isinstance(default, tuple):
             default = ", ".join(default) if default else "none"
         shown = f" (default: {default})" if default not in (None, False) else ""
+        text = (option.help + shown).replace("%", "%%")
         if option.name == "app":
             serve.add_argument("app", nargs="?", metavar="MODULE:ATTR", help=option.help)
         elif option.metavar is None:
@@ -64,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
                 option.flag,
                 dest=option.name,
                 action=argparse.BooleanOptionalAction,
-                help=option.help,
+                help=option.help.replace("%", "%%"),
             )
         else:
             serve.add_argument(
@@ -72,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                 dest=option.name,
                 metavar=option.metavar,
                 action="append" if option.repeat else "store",
-                help=option.help + shown,
+                help=text,
             )
     return serve
 

@@ -385,6 +385,8 @@ class Supervisor:
         previous = worker.state
         worker.state = "gone"
         self.workers.remove(worker)
+        if self.done is not None and self.done.done():
+            return  # stopping after a failure: that was said already
         if worker.channel is not None:
             worker.channel.close()
         if self.metrics is not None:
