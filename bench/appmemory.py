@@ -147,8 +147,8 @@ def main() -> int:
     print("| --- | --- | --- | --- |")
     for r in results:
         print(
-            f"| {r['config']} | `{r['flags']}` | {r['idle_bytes'] / 1024:.1f} KiB | "
-            f"{r['after_message_bytes'] / 1024:.1f} KiB |"
+            f"| {r['config']} | `{r['flags']}` | {float(r['idle_bytes']) / 1024:.1f} KiB | "  # type: ignore[arg-type]
+            f"{float(r['after_message_bytes']) / 1024:.1f} KiB |"  # type: ignore[arg-type]
             + (f" ({r['failed']} failed)" if r["failed"] else "")
         )
     if args.json:

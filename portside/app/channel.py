@@ -26,7 +26,9 @@ __all__ = ["Channel"]
 
 logger = logging.getLogger("portside.app")
 
-MAX_LINE = 1 << 16
+MAX_LINE = 1 << 20
+"""The longest message; a longer one is dropped (only a broken peer sends one)."""
+READ_SIZE = 1 << 16
 
 
 class Channel:
@@ -61,7 +63,7 @@ class Channel:
 
     def _read(self) -> None:
         try:
-            data = self.sock.recv(MAX_LINE)
+            data = self.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

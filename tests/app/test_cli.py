@@ -46,7 +46,10 @@ def test_serve_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> No
         (["serve", "m:a", "--wrokers", "2"], "unrecognized arguments: --wrokers 2"),
         (["serve", "m:a", "--workers", "two"], "--workers: expected an integer, not 'two'"),
         (["serve"], "no app given"),
-        (["serve", "m:a", "--config", "/nonexistent.toml"], "--config /nonexistent.toml: cannot read"),
+        (
+            ["serve", "m:a", "--config", "/nonexistent.toml"],
+            "--config /nonexistent.toml: cannot read",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line_and_status_2(
@@ -70,7 +73,12 @@ def test_serve_reads_the_config_file_and_the_environment(
     monkeypatch.setenv("PORTSIDE_CONFIG", str(config))
     monkeypatch.setenv("PORTSIDE_BACKLOG", "17")
     seen = []
-    monkeypatch.setattr(Supervisor, "run", lambda self: seen.append(self.config) or 0)
+
+    def run(self: Supervisor) -> int:
+        seen.append(self.config)
+        return 0
+
+    monkeypatch.setattr(Supervisor, "run", run)
     assert cli.main(["serve", "--graceful-timeout", "5"]) == 0
     (config_seen,) = seen
     assert config_seen.workers.count == 3
@@ -103,7 +111,12 @@ def test_the_interactive_client_is_dispatched(monkeypatch: pytest.MonkeyPatch) -
 
     calls = []
     module = types.ModuleType("portside.interactive")
-    module.main = lambda argv: calls.append(argv) or 7  # type: ignore[attr-defined]
+
+    def main(argv: list[str]) -> int:
+        calls.append(argv)
+        return 7
+
+    module.main = main  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "portside.interactive", module)
     import portside
 

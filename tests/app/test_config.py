@@ -10,6 +10,7 @@ import pytest
 from portside.app.config import (
     OPTIONS,
     Bind,
+    Config,
     ConfigError,
     build,
     defaults,
@@ -19,7 +20,9 @@ from portside.app.config import (
 )
 
 
-def config_of(cli: dict[str, Any] | None = None, env: dict[str, str] | None = None, **file: Any):
+def config_of(
+    cli: dict[str, Any] | None = None, env: dict[str, str] | None = None, **file: Any
+) -> Config:
     values, explicit = resolve(cli or {}, env or {}, file, "portside.toml")
     return build(values, explicit)
 
@@ -97,7 +100,12 @@ def test_every_option_has_a_flag_an_env_name_and_help() -> None:
         ({}, {}, {"reload_dir": 3}, "reload_dir in portside.toml: expected a directory"),
         ({}, {"PORTSIDE_ACCESS_LOG": "maybe"}, {}, "PORTSIDE_ACCESS_LOG: expected true or false"),
         ({}, {}, {"app_dir": 3}, "app_dir in portside.toml: expected a string"),
-        ({}, {}, {"max_size": -1}, "max_size in portside.toml: expected an integer >= 0, or 'none'"),
+        (
+            {},
+            {},
+            {"max_size": -1},
+            "max_size in portside.toml: expected an integer >= 0, or 'none'",
+        ),
         ({}, {}, {"read_limit": 100}, "read_limit in portside.toml: expected an integer >= 256"),
         ({}, {}, {"timeout": [1]}, "timeout in portside.toml: expected a number"),
     ],
