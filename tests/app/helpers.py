@@ -133,8 +133,12 @@ class ServeProcess:
         return "\n".join(self.lines)
 
 
-def serve_env(**extra: str) -> dict[str, str]:
+def serve_env(coverage: bool = True, **extra: str) -> dict[str, str]:
+    """The environment of a server under test; ``coverage=False`` leaves coverage out of
+    it (a test that times the server measures the server, not coverage's start-up)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PORTSIDE_")}
+    if not coverage:
+        env = {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}
     for name in ("PORTSIDE_NO_SPEEDUPS", "PORTSIDE_TEST_ECHO_LOGS"):
         if name in os.environ:
             env[name] = os.environ[name]

@@ -21,6 +21,7 @@ from tests.app.helpers import (
     eventually,
     greeting,
     read,
+    serve_env,
     serving,
     start_serve,
     write_module,
@@ -162,7 +163,9 @@ async def test_sighup_under_load_restarts_with_new_code_and_no_failed_handshake(
 async def test_kill_9_of_a_worker_is_replaced_within_a_second_and_spares_the_others(
     app_dir: Path,
 ) -> None:
-    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+    # Timed: without coverage's instrumentation, which doubles a worker's start-up.
+    env = serve_env(coverage=False)
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir, env=env) as server:
         clients = [await portside.connect(server.url(), compression=None) for _ in range(20)]
         pingers = [Pinger(ws, (await greeting(ws))[1]) for ws in clients]
         victim = pingers[0].pid
