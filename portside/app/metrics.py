@@ -70,10 +70,10 @@ def multiprocess() -> bool:
 def counters_of(connection: ServerConnection) -> tuple[int, int, int, int]:
     """Messages received, messages sent, bytes received, bytes sent, of ``connection``."""
     return (
-        getattr(connection, "messages_received", 0),
-        getattr(connection, "messages_sent", 0),
-        getattr(connection, "bytes_received", 0),
-        getattr(connection, "bytes_sent", 0),
+        connection.messages_received,
+        connection.messages_sent,
+        connection.bytes_received,
+        connection.bytes_sent,
     )
 
 

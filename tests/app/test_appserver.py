@@ -268,6 +268,8 @@ async def test_access_log(caplog: pytest.LogCaptureFixture) -> None:
     assert lines[0].startswith("peer=127.0.0.1:")
     assert ' path="/room?x=1" status=101 duration=' in lines[0]
     assert ' subprotocol=- close_code=1000 close_reason="" close_code_sent=1000 ' in lines[0]
+    # "hello" (11 bytes masked) and Close (8) in; the echo (7) and Close (4) out.
+    assert lines[0].endswith(" messages_in=1 messages_out=1 bytes_in=19 bytes_out=11")
     assert "path=/plain status=426" in lines[1]
 
 

@@ -340,6 +340,10 @@ async def test_metrics_total_over_both_workers(app_dir: Path) -> None:
             scraped_by.add(head)
             assert samples[("portside_connections_total", ())] == count
             assert samples[("portside_close_codes_received_total", (("code", "1000"),))] == count
+            # Each client sent one message; the app sent a greeting and the echo.
+            assert samples[("portside_messages_total", (("direction", "in"),))] == count
+            assert samples[("portside_messages_total", (("direction", "out"),))] == 2 * count
+            assert samples[("portside_bytes_total", (("direction", "in"),))] > 0
             assert samples[("portside_workers", ())] == 2
             assert samples[("portside_connections_open", ())] == 0
 
