@@ -7,17 +7,22 @@ Clients: :func:`connect` and :func:`unix_connect`. Handlers receive a
 sends a message to many. The modules mirror websockets' (``portside.asyncio.server``,
 ``portside.asyncio.client``, ``portside.exceptions``, ...), so code written for
 websockets ports by changing ``websockets`` into ``portside`` in its imports.
+
+The application server: :class:`App` (a handler with its options, hooks and
+readiness checks), ``portside serve MODULE:ATTR`` (worker processes, drains,
+rolling restarts, health checks, metrics), and :func:`run` / :class:`Runner`
+(the same in one process).
 """
 
 from __future__ import annotations
 
 from . import exceptions
+from .app import App, Runner, run
 from .asyncio.allocator import tune_allocator
 from .asyncio.broadcasting import SlowConsumerPolicy
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.connection import Connection
 from .asyncio.router import Router, route, unix_route
-from .asyncio.runner import run
 from .asyncio.server import (
     Server,
     ServerConnection,
@@ -82,6 +87,7 @@ from .typing import (
 from .version import __version__
 
 __all__ = [
+    "App",
     "ClientConnection",
     "ClientProtocol",
     "Close",
@@ -131,6 +137,7 @@ __all__ = [
     "Response",
     "Router",
     "SecurityError",
+    "Runner",
     "Server",
     "ServerConnection",
     "ServerProtocol",

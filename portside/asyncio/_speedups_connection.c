@@ -183,6 +183,14 @@ static PyMemberDef connection_members[] = {
      "Whether a full queue paused reading."},
     {"_write_paused", Py_T_BOOL, offsetof(ConnectionObject, write_paused), 0,
      "Whether the transport's write buffer is over the limit."},
+    {"messages_received", Py_T_LONGLONG, offsetof(ConnectionObject, messages_received), 0,
+     "Data messages received."},
+    {"messages_sent", Py_T_LONGLONG, offsetof(ConnectionObject, messages_sent), 0,
+     "Data messages sent."},
+    {"bytes_received", Py_T_LONGLONG, offsetof(ConnectionObject, bytes_received), 0,
+     "Bytes received after the opening handshake: frames, as on the wire."},
+    {"bytes_sent", Py_T_LONGLONG, offsetof(ConnectionObject, bytes_sent), 0,
+     "Bytes of frames written after the opening handshake, control frames included."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -77,6 +77,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     Iterating with ``async for`` yields messages until the connection closes
     normally; a closure with an error raises :class:`ConnectionClosedError`.
+
+    ``messages_received`` and ``messages_sent`` count data messages;
+    ``bytes_received`` and ``bytes_sent`` count bytes on the wire after the
+    opening handshake (frames, control frames included), for access logs and
+    metrics.
     """
 
     protocol: Protocol
@@ -486,8 +491,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         transport = self.transport
         if len(frames) == 1:
             transport.write(frames[0])
+            self.bytes_sent += len(frames[0])
         else:
             transport.writelines(frames)
+            self.bytes_sent += sum(map(len, frames))
+        self.messages_sent += 1
         if self._write_paused:
             await self._drain()
 
@@ -532,7 +540,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 for item in message:
                     await self._send_fragment(item, text)
             if protocol._sending:
-                self.transport.writelines(protocol.send_continuation(b"", fin=True))
+                frames = protocol.send_continuation(b"", fin=True)
+                self.transport.writelines(frames)
+                self.bytes_sent += sum(map(len, frames))
+                self.messages_sent += 1
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
                 # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
@@ -562,12 +573,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
         self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         if self._write_paused:
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
         if frames and not self._lost:
             self.transport.writelines(frames)
+            self.bytes_sent += sum(map(len, frames))
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -636,6 +649,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future: asyncio.Future[float] = self.loop.create_future()
         self._pings[payload] = (future, time.monotonic())
         self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         return future
 
     async def pong(self, data: Data = b"") -> None:
@@ -645,7 +659,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             ConnectionClosed: If the connection is closing or closed.
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        self.transport.writelines(self.protocol.send_pong(payload))
+        frames = self.protocol.send_pong(payload)
+        self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
 
     def _on_pong(self, pong: Pong) -> None:
         now = time.monotonic()
@@ -683,7 +699,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future.add_done_callback(_consume_exception)
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
-        self.transport.writelines(self.protocol.send_ping(payload))
+        frames = self.protocol.send_ping(payload)
+        self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
 
