@@ -17,16 +17,19 @@ import socket
 import ssl as ssl_module
 import threading
 import time
+import traceback
 import urllib.parse
-from collections.abc import Sequence
-from typing import Any, Literal, Union
+from collections.abc import Callable, Generator, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, Union, cast, overload
 
 from ..asyncio.config import ConnectionOptions, compression_option
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
-from ..protocol.headers import HeadersLike
+from ..protocol.headers import Headers, HeadersLike
 from ..protocol.proxy import get_proxy, parse_proxy
+from ..protocol.reconnect import RETRY_LATER_CLOSE_CODES, backoff, process_exception
 from ..protocol.uri import WebSocketURI, parse_uri
 from ..version import __version__
 from .connection import Connection
@@ -34,7 +37,7 @@ from .messages import queue_limits
 from .proxy import open_http_tunnel, open_socks_tunnel
 from .transport import TLSTransport, Transport
 
-__all__ = ["connect", "unix_connect", "ClientConnection"]
+__all__ = ["connect", "unix_connect", "reconnect", "unix_reconnect", "ClientConnection"]
 
 #: The default ``User-Agent`` request header, as the asyncio API sends it.
 USER_AGENT = f"portside/{__version__}"
@@ -43,6 +46,9 @@ USER_AGENT = f"portside/{__version__}"
 MAX_REDIRECTS = 10
 
 LoggerLike = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
+
+# Request headers that carry credentials: not sent on to another origin.
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 # What connect() passes on to socket.create_connection().
 _CREATE_CONNECTION_KWARGS = ("timeout", "source_address", "all_errors")
@@ -112,7 +118,11 @@ class ClientConnection(Connection):
         except InvalidMessage:
             raise
         except OSError as exc:
-            raise InvalidMessage("connection closed during the opening handshake") from exc
+            # EOFError as the cause, as when the peer closes: a reconnecting
+            # client retries.
+            eof = EOFError("connection closed during the opening handshake")
+            eof.__cause__ = exc
+            raise InvalidMessage("connection closed during the opening handshake") from eof
         self.response = response
         protocol.process_response(response)
         rest = protocol.rest
@@ -121,7 +131,7 @@ class ClientConnection(Connection):
             self._feed(rest)
 
 
-def connect(
+def _opener(
     uri: str,
     *,
     sock: socket.socket | None = None,
@@ -148,61 +158,11 @@ def connect(
     proxy_ssl: ssl_module.SSLContext | None = None,
     proxy_server_hostname: str | None = None,
     **kwargs: Any,
-) -> ClientConnection:
-    """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
+) -> Callable[[], ClientConnection]:
+    """Validate the options of :func:`connect`; return a function that opens a connection.
 
-    Returns once the opening handshake succeeded. Use the connection as a
-    context manager, which closes it on exit, or call ``close()``.
-    ``docs/reference.md`` documents every option.
-
-    Args:
-        uri: The server's address.
-        sock: A connected socket to use instead of opening one.
-        ssl: An :class:`ssl.SSLContext` for ``wss://``; the default context
-            (certificates verified) when ``None``.
-        server_hostname: The name to check the server's certificate against.
-        origin: The ``Origin`` header.
-        subprotocols: Subprotocols to offer, by preference.
-        compression: ``"deflate"``, a :class:`~portside.Deflate`, or ``None``.
-        additional_headers: More request headers (``extra_headers`` also works).
-        extra_headers: The older name of ``additional_headers``.
-        user_agent_header: The ``User-Agent`` header; ``None`` omits it.
-        open_timeout: Seconds allowed to connect and handshake; ``None``: forever.
-        ping_interval: Seconds between keepalive pings; ``None`` disables them.
-        ping_timeout: Seconds to wait for a keepalive pong; ``None``: forever.
-        close_timeout: Seconds to wait for the closing handshake.
-        max_size: The largest message accepted, in bytes; ``None``: no limit.
-        max_queue: Messages buffered before reading stops, or ``(high, low)``;
-            ``None``: no limit.
-        read_limit: The most bytes read from the socket in one go.
-        write_limit: Control frames buffered while the socket is full before
-            reading stops, in bytes.
-        logger: A logger or logger name; default ``portside.client``.
-        create_connection: A :class:`ClientConnection` subclass to use.
-        follow_redirects: Follow HTTP redirects (at most 10).
-        proxy: ``True``: the proxy the environment configures (``wss_proxy``,
-            ``ws_proxy``, ``socks_proxy``, ``https_proxy``, ``http_proxy``,
-            ``no_proxy``); ``None``: no proxy; or a proxy's address:
-            ``http://``, ``https://`` (HTTP ``CONNECT``), ``socks5h://``,
-            ``socks5://``, ``socks4a://``, ``socks4://`` (python-socks), with
-            ``user:password@`` for proxy authentication. Not used with
-            ``sock``, ``address`` or a Unix socket.
-        proxy_ssl: For an ``https://`` proxy, the :class:`ssl.SSLContext` that
-            checks the proxy (default context when ``None``).
-        proxy_server_hostname: The name to check the proxy's certificate against.
-        **kwargs: ``address`` (``(host, port)`` to connect to instead of the
-            URI's), and what :func:`socket.create_connection` takes
-            (``source_address``...).
-
-    Raises:
-        InvalidURI: If ``uri`` is not a valid WebSocket URI.
-        InvalidProxy: If ``proxy`` is not a proxy address portside supports.
-        OSError: If the TCP connection (to the server or the proxy) failed.
-        ProxyError: If the proxy refused (:class:`InvalidProxyStatus`, with its
-            response) or answered wrongly.
-        InvalidHandshake: If the opening handshake failed; :class:`InvalidStatus`
-            when the server answered with another status than 101.
-        TimeoutError: If the opening handshake took more than ``open_timeout``.
+    The options are checked now, once; each call of the function returned opens
+    a new connection (with a fresh ``open_timeout``), following redirects.
     """
     unix_path = kwargs.pop("_unix_path", None)
     unix = kwargs.pop("_unix", False)
@@ -235,12 +195,13 @@ def connect(
         if not isinstance(proxy, str):
             raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
         parse_proxy(proxy)  # InvalidProxy now rather than at the first attempt
-    target = parse_uri(uri)
-    if not target.secure and ssl is not None:
+    parsed = parse_uri(uri)
+    if not parsed.secure and ssl is not None:
         raise InvalidURI(uri, "ssl was given for a ws:// URI")
-    deadline = None if open_timeout is None else time.monotonic() + open_timeout
 
-    def open_transport(target: WebSocketURI, lock: threading.Lock) -> Transport:
+    def open_transport(
+        target: WebSocketURI, lock: threading.Lock, deadline: float | None
+    ) -> Transport:
         """Connect (through the proxy, if any) and perform the TLS handshake."""
         tunnel: Transport | None = None
         if sock is not None:
@@ -305,13 +266,15 @@ def connect(
             client.close()
             raise
 
-    def attempt(target: WebSocketURI) -> ClientConnection:
+    def attempt(
+        target: WebSocketURI, request_headers: HeadersLike | None, deadline: float | None
+    ) -> ClientConnection:
         lock = threading.Lock()
-        transport = open_transport(target, lock)
+        transport = open_transport(target, lock, deadline)
         protocol = ClientProtocol(
             target,
             origin=origin,
-            extra_headers=headers,
+            extra_headers=request_headers,
             subprotocols=subprotocols,
             compression=deflate,
             user_agent_header=user_agent_header,
@@ -340,36 +303,318 @@ def connect(
         connection._start()
         return connection
 
-    for _ in range(MAX_REDIRECTS + 1):
-        try:
-            return attempt(target)
-        except InvalidStatus as exc:
-            response = exc.response
-            if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
-                raise
-            locations = response.headers.get_all("Location")
-            if len(locations) != 1:
-                raise  # none, or several to choose from: not followed
-            scheme = "wss" if target.secure else "ws"
-            new_uri = urllib.parse.urljoin(
-                f"{scheme}://{target.host_header}{target.path}", locations[0]
-            )
-            new_target = parse_uri(new_uri)
-            if target.secure and not new_target.secure:
-                raise InvalidURI(new_uri, "redirect from wss:// to ws:// refused") from None
-            if sock is not None:
-                raise InvalidHandshake(
-                    f"cannot follow the redirect to {new_uri} with the socket given"
-                ) from exc
-            target = new_target
-    raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
+    def open_connection() -> ClientConnection:
+        deadline = None if open_timeout is None else time.monotonic() + open_timeout
+        target = parsed
+        request_headers = headers
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                return attempt(target, request_headers, deadline)
+            except InvalidStatus as exc:
+                response = exc.response
+                if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
+                    raise
+                locations = response.headers.get_all("Location")
+                if len(locations) != 1:
+                    raise  # none, or several to choose from: not followed
+                scheme = "wss" if target.secure else "ws"
+                new_uri = urllib.parse.urljoin(
+                    f"{scheme}://{target.host_header}{target.path}", locations[0]
+                )
+                new_target = parse_uri(new_uri)
+                if target.secure and not new_target.secure:
+                    raise InvalidURI(new_uri, "redirect from wss:// to ws:// refused") from None
+                if sock is not None:
+                    raise InvalidHandshake(
+                        f"cannot follow the redirect to {new_uri} with the socket given"
+                    ) from exc
+                if request_headers is not None and (
+                    new_target.secure,
+                    new_target.host,
+                    new_target.port,
+                ) != (target.secure, target.host, target.port):
+                    # Another origin: do not hand it this one's credentials.
+                    request_headers = Headers(
+                        (name, value)
+                        for name, value in Headers(request_headers).raw_items()
+                        if name.lower() not in _CREDENTIAL_HEADERS
+                    )
+                target = new_target
+        raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
+
+    return open_connection
+
+
+@overload
+def connect(uri: str, *, legacy: Literal[False], **kwargs: Any) -> reconnect: ...
+
+
+@overload
+def connect(
+    uri: str, *, legacy: Literal[True] | None = None, **kwargs: Any
+) -> ClientConnection: ...
+
+
+def connect(
+    uri: str,
+    *,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    server_hostname: str | None = None,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    compression: str | Deflate | None = "deflate",
+    additional_headers: HeadersLike | None = None,
+    extra_headers: HeadersLike | None = None,
+    user_agent_header: str | None = USER_AGENT,
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    max_size: int | None = 2**20,
+    max_queue: int | tuple[int | None, int | None] | None = 16,
+    read_limit: int = 2**16,
+    write_limit: int = 2**16,
+    logger: LoggerLike | str | None = None,
+    create_connection: type[ClientConnection] | None = None,
+    follow_redirects: bool = True,
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: ssl_module.SSLContext | None = None,
+    proxy_server_hostname: str | None = None,
+    legacy: bool | None = None,
+    **kwargs: Any,
+) -> ClientConnection | reconnect:
+    """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
+
+    Returns once the opening handshake succeeded. Use the connection as a
+    context manager, which closes it on exit, or call ``close()``.
+    ``docs/reference.md`` documents every option.
+
+    Args:
+        uri: The server's address.
+        sock: A connected socket to use instead of opening one.
+        ssl: An :class:`ssl.SSLContext` for ``wss://``; the default context
+            (certificates verified) when ``None``.
+        server_hostname: The name to check the server's certificate against.
+        origin: The ``Origin`` header.
+        subprotocols: Subprotocols to offer, by preference.
+        compression: ``"deflate"``, a :class:`~portside.Deflate`, or ``None``.
+        additional_headers: More request headers (``extra_headers`` also works).
+        extra_headers: The older name of ``additional_headers``.
+        user_agent_header: The ``User-Agent`` header; ``None`` omits it.
+        open_timeout: Seconds allowed to connect and handshake; ``None``: forever.
+        ping_interval: Seconds between keepalive pings; ``None`` disables them.
+        ping_timeout: Seconds to wait for a keepalive pong; ``None``: forever.
+        close_timeout: Seconds to wait for the closing handshake.
+        max_size: The largest message accepted, in bytes; ``None``: no limit.
+        max_queue: Messages buffered before reading stops, or ``(high, low)``;
+            ``None``: no limit.
+        read_limit: The most bytes read from the socket in one go.
+        write_limit: Control frames buffered while the socket is full before
+            reading stops, in bytes.
+        logger: A logger or logger name; default ``portside.client``.
+        create_connection: A :class:`ClientConnection` subclass to use.
+        follow_redirects: Follow HTTP redirects (at most 10; credentials are
+            not passed on to another origin).
+        proxy: ``True``: the proxy the environment configures (``wss_proxy``,
+            ``ws_proxy``, ``socks_proxy``, ``https_proxy``, ``http_proxy``,
+            ``no_proxy``); ``None``: no proxy; or a proxy's address:
+            ``http://``, ``https://`` (HTTP ``CONNECT``), ``socks5h://``,
+            ``socks5://``, ``socks4a://``, ``socks4://`` (python-socks), with
+            ``user:password@`` for proxy authentication. Not used with
+            ``sock``, ``address`` or a Unix socket.
+        proxy_ssl: For an ``https://`` proxy, the :class:`ssl.SSLContext` that
+            checks the proxy (default context when ``None``).
+        proxy_server_hostname: The name to check the proxy's certificate against.
+        legacy: ``False`` returns a :class:`reconnect`; see above.
+        **kwargs: ``address`` (``(host, port)`` to connect to instead of the
+            URI's), and what :func:`socket.create_connection` takes
+            (``source_address``...).
+
+    ``legacy=False`` returns a :class:`reconnect` instead, as in websockets:
+    use it as a context manager, or iterate over it to reconnect after
+    failures. ``legacy=True`` and ``None`` (the default) return the connection.
+
+    Raises:
+        InvalidURI: If ``uri`` is not a valid WebSocket URI.
+        InvalidProxy: If ``proxy`` is not a proxy address portside supports.
+        OSError: If the TCP connection (to the server or the proxy) failed.
+        ProxyError: If the proxy refused (:class:`InvalidProxyStatus`, with its
+            response) or answered wrongly.
+        InvalidHandshake: If the opening handshake failed; :class:`InvalidStatus`
+            when the server answered with another status than 101.
+        TimeoutError: If the opening handshake took more than ``open_timeout``.
+    """
+    options: dict[str, Any] = {
+        "sock": sock,
+        "ssl": ssl,
+        "server_hostname": server_hostname,
+        "origin": origin,
+        "subprotocols": subprotocols,
+        "compression": compression,
+        "additional_headers": additional_headers,
+        "extra_headers": extra_headers,
+        "user_agent_header": user_agent_header,
+        "open_timeout": open_timeout,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "close_timeout": close_timeout,
+        "max_size": max_size,
+        "max_queue": max_queue,
+        "read_limit": read_limit,
+        "write_limit": write_limit,
+        "logger": logger,
+        "create_connection": create_connection,
+        "follow_redirects": follow_redirects,
+        "proxy": proxy,
+        "proxy_ssl": proxy_ssl,
+        "proxy_server_hostname": proxy_server_hostname,
+        **kwargs,
+    }
+    if legacy is False:
+        return reconnect(uri, **options)
+    return _opener(uri, **options)()
+
+
+class reconnect:  # websockets' name, lower case
+    """Like :func:`connect`, as an iterator that reconnects after failures.
+
+    ::
+
+        for websocket in reconnect("ws://localhost:8765/"):
+            try:
+                ...
+            except portside.ConnectionClosed:
+                continue
+
+    Each iteration opens a connection and closes it once the loop's body is
+    done. When opening fails with a transient error (see
+    :func:`~portside.protocol.reconnect.process_exception`: network errors,
+    a handshake the server cut short, 500, 502, 503, 504), it tries again after
+    a delay from ``reconnect_delays`` (exponential backoff with jitter); when
+    it fails with another error, the error is raised and the loop ends. A
+    server closing with 1012, 1013 or 1014 (come back later) also gets the next
+    delay before the next attempt. ``with reconnect(...) as websocket:`` opens
+    one connection, as :func:`connect`.
+
+    Args:
+        uri: The server's address.
+        process_exception: ``process_exception(exc)`` returns ``None`` to retry
+            after ``exc``, or the exception to raise (``exc`` or another).
+        reconnect_delays: Returns an iterator of delays between attempts, in
+            seconds; :func:`~portside.protocol.reconnect.backoff` by default.
+        **kwargs: The options of :func:`connect`.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        process_exception: Callable[[Exception], Exception | None] = process_exception,
+        reconnect_delays: Callable[[], Iterator[float]] = backoff,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("legacy", None)
+        self.uri = uri
+        self._open = _opener(uri, **kwargs)
+        self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
+        logger = kwargs.get("logger")
+        if isinstance(logger, str) or logger is None:
+            logger = logging.getLogger(logger or "portside.client")
+        self.logger: LoggerLike = logger
+        self._connection: ClientConnection | None = None
+
+    def connect(self) -> ClientConnection:
+        """Open one connection, following redirects."""
+        return self._open()
+
+    def __enter__(self) -> ClientConnection:
+        if self._connection is not None:
+            raise RuntimeError("reconnect() isn't reentrant")
+        self._connection = self.connect()
+        return self._connection
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None
+        connection.__exit__(exc_type, exc_value, traceback)
+
+    def __iter__(self) -> Generator[ClientConnection, None, None]:
+        delays: Iterator[float] | None = None
+        while True:
+            try:
+                with self as connection:
+                    yield connection
+            except Exception as exc:
+                # process_exception returns None (retry) or the exception to
+                # raise; raising one works too, as in websockets.
+                try:
+                    fatal = self.process_exception(exc)
+                except Exception as raised:
+                    fatal = raised
+                if fatal is exc:
+                    raise
+                if fatal is not None:
+                    raise fatal from exc
+                if delays is None:
+                    delays = self.reconnect_delays()
+                delay = next(delays)
+                self.logger.info(
+                    "connect failed; reconnecting in %.1f seconds: %s",
+                    delay,
+                    traceback.format_exception_only(type(exc), exc)[0].strip(),
+                )
+                time.sleep(delay)
+            else:
+                code = connection.close_code
+                if code in RETRY_LATER_CLOSE_CODES:
+                    # The server asked to come back later: go on with backoff
+                    # rather than reconnecting at once.
+                    if delays is None:
+                        delays = self.reconnect_delays()
+                    delay = next(delays)
+                    self.logger.info(
+                        "server closed with code %d; reconnecting in %.1f seconds", code, delay
+                    )
+                    time.sleep(delay)
+                else:
+                    # The connection opened: the next failure starts backoff anew.
+                    delays = None
+
+
+@overload
+def unix_connect(
+    path: str | os.PathLike[str] | None = None,
+    uri: str | None = None,
+    *,
+    legacy: Literal[False],
+    **kwargs: Any,
+) -> reconnect: ...
+
+
+@overload
+def unix_connect(
+    path: str | os.PathLike[str] | None = None,
+    uri: str | None = None,
+    *,
+    legacy: Literal[True] | None = None,
+    **kwargs: Any,
+) -> ClientConnection: ...
 
 
 def unix_connect(
     path: str | os.PathLike[str] | None = None,
     uri: str | None = None,
+    *,
+    legacy: bool | None = None,
     **kwargs: Any,
-) -> ClientConnection:
+) -> ClientConnection | reconnect:
     """Open a WebSocket connection over a Unix socket.
 
     Takes the options of :func:`connect`.
@@ -378,10 +623,26 @@ def unix_connect(
         path: The file system path of the socket (or pass ``sock``).
         uri: The URI of the request; ``ws://localhost/`` by default
             (``wss://localhost/`` with ``ssl``).
+        legacy: ``False`` returns a :class:`reconnect`, as :func:`unix_reconnect`.
         **kwargs: The options of :func:`connect`.
     """
+    if legacy is False:
+        return unix_reconnect(path, uri, **kwargs)
     if path is None and kwargs.get("sock") is None:
         raise TypeError("unix_connect() needs a path or a sock")
     if uri is None:
         uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
-    return connect(uri, _unix=True, _unix_path=path, **kwargs)
+    return cast(ClientConnection, connect(uri, _unix=True, _unix_path=path, **kwargs))
+
+
+def unix_reconnect(
+    path: str | os.PathLike[str] | None = None,
+    uri: str | None = None,
+    **kwargs: Any,
+) -> reconnect:
+    """Like :class:`reconnect`, over a Unix socket (as :func:`unix_connect`)."""
+    if path is None and kwargs.get("sock") is None:
+        raise TypeError("unix_reconnect() needs a path or a sock")
+    if uri is None:
+        uri = "wss://localhost/" if kwargs.get("ssl") is not None else "ws://localhost/"
+    return reconnect(uri, _unix=True, _unix_path=path, **kwargs)

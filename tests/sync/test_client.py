@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from portside.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
     InvalidHandshake,
     InvalidMessage,
     InvalidStatus,
@@ -20,9 +25,16 @@ from portside.exceptions import (
 from portside.protocol.deflate import Deflate
 from portside.protocol.http11 import Request, Response
 from portside.protocol.state import CLOSED
-from portside.sync.client import USER_AGENT, ClientConnection, connect
-from portside.sync.server import ServerConnection
-from tests.sync.helpers import TIMEOUT, running, url
+from portside.sync.client import (
+    USER_AGENT,
+    ClientConnection,
+    connect,
+    reconnect,
+    unix_connect,
+    unix_reconnect,
+)
+from portside.sync.server import ServerConnection, unix_serve
+from tests.sync.helpers import TIMEOUT, echo, running, url
 from tests.sync.test_server import tls_contexts
 
 
@@ -259,7 +271,7 @@ def test_invalid_options() -> None:
     with pytest.raises(ValueError, match="ping_interval"):
         connect("ws://localhost/", ping_interval=0)
     with pytest.raises(TypeError, match="max_queue"):
-        connect("ws://localhost/", max_queue="16")  # type: ignore[arg-type]
+        connect("ws://localhost/", max_queue="16")
     with pytest.raises(ValueError, match="low water mark"):
         connect("ws://localhost/", max_queue=(4, 8))
     with pytest.raises(TypeError, match="unexpected keyword"):
@@ -315,3 +327,172 @@ def test_max_queue_of_the_client() -> None:
     with running(burst) as server, connect(url(server), max_queue=(4, 2)) as ws:
         assert [ws.recv(timeout=TIMEOUT) for _ in range(50)] == [str(i) for i in range(50)]
         ws.send("done")
+
+
+# Reconnecting.
+
+
+def no_delays() -> Iterator[float]:
+    while True:
+        yield 0.001
+
+
+def test_reconnect_survives_a_server_restart(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.client")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    received: list[str] = []
+    with running(sock=listener) as first:
+        connections = reconnect(f"ws://127.0.0.1:{port}/", reconnect_delays=no_delays)
+        for ws in connections:
+            ws.send("hello")
+            received.append(str(ws.recv(timeout=TIMEOUT)))
+            if len(received) == 1:
+                # The server goes away, with 1001: the body ends, the loop reconnects.
+                threading.Thread(target=first.shutdown).start()
+                with pytest.raises(ConnectionClosedOK):
+                    ws.recv(timeout=TIMEOUT)
+                break
+    # Meanwhile nothing listens: attempts fail and are retried.
+    attempts = iter(connections)
+    with running(port=port) as second:
+        ws = next(attempts)
+        ws.send("again")
+        received.append(str(ws.recv(timeout=TIMEOUT)))
+        attempts.close()
+    assert ws.state is CLOSED
+    assert received == ["hello", "again"]
+    del second
+
+
+def test_reconnect_retries_transient_errors_and_raises_fatal_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "portside.client")
+    refusals = [503, 502]
+
+    def flaky(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/missing":
+            return connection.respond(404, "no\n")
+        if refusals:
+            return connection.respond(refusals.pop(0), "later\n")
+        return None
+
+    with running(process_request=flaky) as server:
+        for ws in reconnect(url(server), reconnect_delays=no_delays):
+            ws.send("finally")
+            assert ws.recv(timeout=TIMEOUT) == "finally"
+            break
+        assert refusals == []
+        assert caplog.text.count("connect failed; reconnecting in") == 2
+        with pytest.raises(InvalidStatus) as raised:
+            for _ in reconnect(url(server, "/missing"), reconnect_delays=no_delays):
+                pass
+        assert raised.value.response.status_code == 404
+
+
+def test_reconnect_process_exception() -> None:
+    class Fatal(Exception):
+        pass
+
+    seen: list[Exception] = []
+
+    def stop_at_once(exc: Exception) -> Exception | None:
+        seen.append(exc)
+        return Fatal("stop")
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    with pytest.raises(Fatal) as raised:
+        for _ in reconnect(f"ws://127.0.0.1:{port}/", process_exception=stop_at_once):
+            pass
+    assert isinstance(seen[0], ConnectionRefusedError)
+    assert raised.value.__cause__ is seen[0]
+
+    def raising(exc: Exception) -> Exception | None:
+        raise Fatal("raised")
+
+    with pytest.raises(Fatal, match="raised"):
+        for _ in reconnect(f"ws://127.0.0.1:{port}/", process_exception=raising):
+            pass
+
+
+def test_reconnect_waits_after_a_close_asking_to_come_back_later() -> None:
+    def busy(ws: ServerConnection) -> None:
+        ws.close(1013, "try again later")
+
+    asked: list[int] = []
+
+    def delays() -> Iterator[float]:
+        while True:
+            asked.append(1)
+            yield 0.001
+
+    with running(busy) as server:
+        codes = []
+        for ws in reconnect(url(server), reconnect_delays=delays):
+            with pytest.raises(ConnectionClosedError):
+                ws.recv(timeout=TIMEOUT)
+            codes.append(ws.close_code)
+            if len(codes) == 2:
+                break
+    assert codes == [1013, 1013]
+    assert asked == [1]  # one generator: the delays went on from one close to the next
+
+
+def test_reconnect_as_a_context_manager_and_connect_legacy_false() -> None:
+    with running() as server:
+        connector = connect(url(server), legacy=False)
+        assert isinstance(connector, reconnect)
+        with connector as ws:
+            with pytest.raises(RuntimeError, match="reentrant"), connector:
+                pass
+            ws.send("managed")
+            assert ws.recv(timeout=TIMEOUT) == "managed"
+        assert ws.state is CLOSED
+        with connect(url(server), legacy=True) as ws:
+            ws.send("legacy")
+            assert ws.recv(timeout=TIMEOUT) == "legacy"
+
+
+def test_unix_reconnect() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        with unix_serve(echo, path, ping_interval=None) as server:
+            thread = threading.Thread(target=server.serve_forever)
+            thread.start()
+            try:
+                for ws in unix_reconnect(path):
+                    ws.send("unix")
+                    assert ws.recv(timeout=TIMEOUT) == "unix"
+                    break
+                connector = unix_connect(path, legacy=False)
+                assert isinstance(connector, reconnect)
+                with connector as ws:
+                    ws.send("legacy=False")
+                    assert ws.recv(timeout=TIMEOUT) == "legacy=False"
+                with pytest.raises(TypeError, match="path"):
+                    unix_reconnect()
+            finally:
+                server.shutdown()
+                thread.join()
+
+
+def test_credentials_are_not_passed_on_to_another_origin() -> None:
+    with running(request_of) as final:
+        target = url(final, "/final")
+        redirect = f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
+        with raw_http_server(redirect.encode()) as port:
+            headers = {"Authorization": "Bearer secret", "Cookie": "c=1", "X-Other": "kept"}
+            with connect(f"ws://localhost:{port}/", additional_headers=headers) as ws:
+                received = received_headers(ws)
+    assert "X-Other: kept" in received
+    assert not any(h.startswith(("Authorization", "Cookie")) for h in received)
+
+
+def test_handshake_cut_short_is_retried() -> None:
+    # The server closes the connection while the client reads the response.
+    with raw_http_server(b"HTTP/1.1 101 Switching") as port:
+        with pytest.raises(InvalidMessage) as raised:
+            connect(f"ws://127.0.0.1:{port}/")
+    assert isinstance(raised.value.__cause__, EOFError)

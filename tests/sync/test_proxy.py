@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -166,8 +167,8 @@ def echo_port(tls: bool = False) -> Iterator[int]:
         yield server.socket.getsockname()[1]
 
 
-def round_trip(uri: str, **kwargs: object) -> None:
-    with connect(uri, **kwargs) as ws:  # type: ignore[arg-type]
+def round_trip(uri: str, **kwargs: Any) -> None:
+    with connect(uri, **kwargs) as ws:
         ws.send("through the proxy")
         assert ws.recv(timeout=TIMEOUT) == "through the proxy"
 
@@ -357,7 +358,7 @@ def test_invalid_proxies() -> None:
     with pytest.raises(InvalidProxy):
         connect("ws://example.com/", proxy="ftp://proxy")
     with pytest.raises(TypeError, match="proxy"):
-        connect("ws://example.com/", proxy=42)  # type: ignore[arg-type]
+        connect("ws://example.com/", proxy=42)
 
 
 def test_unix_connect_ignores_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
