@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..asyncio.config import ConnectionOptions
 from ..exceptions import ProtocolError
 from ..protocol.close import Close
+from ..protocol.options import ConnectionOptions
 
 __all__ = [
     "OPTIONS",

@@ -21,7 +21,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar, overload
 
 from ..asyncio import runner
-from ..asyncio.config import ConnectionOptions
+from ..protocol.options import ConnectionOptions
 from .app import App, as_app
 from .appserver import AppServer, DrainSettings
 from .config import SERVE_OPTIONS, Bind, Endpoints, Limits, Listen, defaults

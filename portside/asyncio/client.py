@@ -23,10 +23,10 @@ from ..http11 import USER_AGENT
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
+from ..protocol.options import ConnectionOptions, compression_option
 from ..protocol.proxy import get_proxy, parse_proxy
-from ..protocol.reconnect import backoff, process_exception
+from ..protocol.reconnect import RETRY_LATER_CLOSE_CODES, backoff, process_exception
 from ..protocol.uri import WebSocketURI, parse_uri
-from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 from .proxy import open_http_tunnel, open_socks_tunnel
 
@@ -112,11 +112,6 @@ class ClientConnection(Connection):
 
 
 ProcessException = Callable[[Exception], Union[Exception, None]]
-
-#: Close codes with which a server asks clients to come back later: the
-#: reconnecting loop waits its next backoff delay before reconnecting after them.
-RETRY_LATER_CLOSE_CODES = frozenset({1012, 1013, 1014})
-
 
 class Connect:
     """What :func:`connect` returns: await it, use it with ``async with``, or iterate.

@@ -18,10 +18,10 @@ from ..protocol.close import Close
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
+from ..protocol.options import ConnectionOptions, compression_option
 from ..protocol.server import Origin, ServerProtocol
 from .auth import basic_auth
 from .broadcasting import broadcast
-from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 
 __all__ = [

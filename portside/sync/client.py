@@ -23,11 +23,11 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, Union, cast, overload
 
-from ..asyncio.config import ConnectionOptions, compression_option
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
+from ..protocol.options import ConnectionOptions, compression_option
 from ..protocol.proxy import get_proxy, parse_proxy
 from ..protocol.reconnect import RETRY_LATER_CLOSE_CODES, backoff, process_exception
 from ..protocol.uri import WebSocketURI, parse_uri

@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Union
 
-from ..asyncio.config import ConnectionOptions, compression_option
 from ..exceptions import ConnectionClosed, InvalidMessage
 from ..protocol.deflate import Deflate
 from ..protocol.http11 import Request, Response
+from ..protocol.options import ConnectionOptions, compression_option
 from ..protocol.server import Origin, ServerProtocol
 from ..protocol.state import OPEN
 from ..version import __version__

@@ -1,10 +1,10 @@
-"""Validation of the options that servers and clients share."""
+"""Validation of the options that servers and clients of every I/O layer share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..protocol.deflate import Deflate
+from .deflate import Deflate
 
 __all__ = ["ConnectionOptions", "compression_option"]
 
