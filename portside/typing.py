@@ -7,10 +7,10 @@ Data`` does.
 from __future__ import annotations
 
 import http
-import logging
-from typing import Any, Union
+from typing import Union
 
 from .protocol.headers import ExtensionParameter
+from .protocol.options import LoggerLike
 from .protocol.server import Origin
 
 __all__ = [
@@ -25,9 +25,6 @@ __all__ = [
 
 Data = Union[str, bytes]
 """A message: ``str`` for text, ``bytes`` for binary."""
-
-LoggerLike = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
-"""What the ``logger`` options take (besides a logger's name)."""
 
 StatusLike = Union[http.HTTPStatus, int]
 """An HTTP status code."""

@@ -10,10 +10,7 @@ reaches the server through an HTTP or SOCKS proxy (:mod:`portside.asyncio.proxy`
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
-import traceback
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Literal, Union, cast
@@ -22,18 +19,25 @@ from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, Invali
 from ..http11 import USER_AGENT
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
-from ..protocol.headers import Headers, HeadersLike
-from ..protocol.options import ConnectionOptions, compression_option
-from ..protocol.proxy import get_proxy, parse_proxy
-from ..protocol.reconnect import RETRY_LATER_CLOSE_CODES, backoff, process_exception
+from ..protocol.headers import HeadersLike
+from ..protocol.options import (
+    ConnectionOptions,
+    LoggerLike,
+    check_callable,
+    check_open_timeout,
+    compression_option,
+    logger_option,
+    request_headers_option,
+)
+from ..protocol.proxy import check_proxy_option, get_proxy, parse_proxy
+from ..protocol.reconnect import Retry, backoff, process_exception
+from ..protocol.redirect import MAX_REDIRECTS as MAX_REDIRECTS  # importable here too
+from ..protocol.redirect import Redirects
 from ..protocol.uri import WebSocketURI, parse_uri
 from .connection import Connection, arena_for
 from .proxy import open_http_tunnel, open_socks_tunnel
 
 __all__ = ["connect", "unix_connect", "ClientConnection", "Connect", "process_exception"]
-
-#: Redirects followed by :func:`connect` before giving up.
-MAX_REDIRECTS = 10
 
 
 class ClientConnection(Connection):
@@ -113,6 +117,7 @@ class ClientConnection(Connection):
 
 ProcessException = Callable[[Exception], Union[Exception, None]]
 
+
 class Connect:
     """What :func:`connect` returns: await it, use it with ``async with``, or iterate.
 
@@ -126,7 +131,7 @@ class Connect:
         *,
         process_exception: ProcessException = process_exception,
         reconnect_delays: Callable[[], Generator[float, None, None]] = backoff,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
+        logger: LoggerLike,
     ) -> None:
         self._create = create
         self._connection: ClientConnection | None = None
@@ -157,55 +162,23 @@ class Connect:
         return self._reconnect()
 
     async def _reconnect(self) -> AsyncIterator[ClientConnection]:
-        delays: Generator[float, None, None] | None = None
+        retry = Retry(self.process_exception, self.reconnect_delays, self.logger)
         while True:
             try:
                 async with self as connection:
                     yield connection
             except Exception as exc:
-                # process_exception returns None (retry) or an exception to
-                # raise; raising one works too, as in websockets.
-                try:
-                    fatal = self.process_exception(exc)
-                except Exception as raised:
-                    fatal = raised
-                if fatal is exc:
-                    raise
-                if fatal is not None:
-                    raise fatal from exc
-                if delays is None:
-                    delays = self.reconnect_delays()
-                delay = next(delays)
-                self.logger.info(
-                    "connect failed; reconnecting in %.1f seconds: %s",
-                    delay,
-                    traceback.format_exception_only(type(exc), exc)[0].strip(),
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(retry.after_failure(exc))  # or raises exc, if fatal
             else:
-                code = connection.close_code
-                if code in RETRY_LATER_CLOSE_CODES:
-                    # The server asked to come back later: go on with backoff
-                    # rather than reconnecting at once.
-                    if delays is None:
-                        delays = self.reconnect_delays()
-                    delay = next(delays)
-                    self.logger.info(
-                        "server closed with code %d; reconnecting in %.1f seconds", code, delay
-                    )
+                delay = retry.after_close(connection.close_code)
+                if delay is not None:
                     await asyncio.sleep(delay)
-                else:
-                    # The connection opened: the next failure starts backoff anew.
-                    delays = None
 
 
 Dial = Callable[
     [asyncio.AbstractEventLoop, Callable[[], ClientConnection], WebSocketURI],
     Awaitable[tuple[asyncio.BaseTransport, ClientConnection]],
 ]
-
-# Request headers that carry credentials: not sent on to another origin.
-_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 
 def _connect(
@@ -226,7 +199,7 @@ def _connect(
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    logger: LoggerLike | str | None = None,
     follow_redirects: bool = True,
     process_exception: ProcessException = process_exception,
     reconnect_delays: Callable[[], Generator[float, None, None]] = backoff,
@@ -240,20 +213,17 @@ def _connect(
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
     )
-    if open_timeout is not None and open_timeout < 0:
-        raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
-    if extra_headers is not None and additional_headers is not None:
-        raise TypeError("pass extra_headers or additional_headers, not both")
-    headers = extra_headers if extra_headers is not None else additional_headers
-    if not callable(process_exception):
-        raise TypeError("process_exception must be callable")
-    if not callable(reconnect_delays):
-        raise TypeError("reconnect_delays must be callable and return an iterator of delays")
+    check_open_timeout(open_timeout)
+    headers = request_headers_option(extra_headers, additional_headers)
+    check_callable("process_exception", process_exception, "callable", optional=False)
+    check_callable(
+        "reconnect_delays",
+        reconnect_delays,
+        "callable and return an iterator of delays",
+        optional=False,
+    )
     deflate = compression_option(compression)
-    if isinstance(logger, str):
-        logger = logging.getLogger(logger)
-    elif logger is None:
-        logger = logging.getLogger("portside.client")
+    the_logger = logger_option(logger, "portside.client")
     parsed = parse_uri(uri)
 
     async def attempt(target: WebSocketURI, headers: HeadersLike | None) -> ClientConnection:
@@ -272,7 +242,7 @@ def _connect(
                 read_limit=options.read_limit,
                 arena=arena,
             )
-            return ClientConnection(protocol, options, logger)
+            return ClientConnection(protocol, options, the_logger)
 
         _, connection = await dial(loop, factory, target)
         try:
@@ -283,52 +253,28 @@ def _connect(
         return connection
 
     async def create() -> ClientConnection:
-        target = parsed
-        request_headers = headers
-        for _ in range(MAX_REDIRECTS + 1):
+        redirects = Redirects(parsed, headers, follow_redirects)
+        while True:
             try:
                 if open_timeout is None:
-                    return await attempt(target, request_headers)
+                    return await attempt(redirects.uri, redirects.headers)
                 try:
-                    return await asyncio.wait_for(attempt(target, request_headers), open_timeout)
+                    return await asyncio.wait_for(
+                        attempt(redirects.uri, redirects.headers), open_timeout
+                    )
                 except asyncio.TimeoutError as exc:
                     # The built-in TimeoutError (asyncio's is another class on
                     # Python 3.10), as documented and as websockets raises.
                     raise TimeoutError("timed out during opening handshake") from exc
             except InvalidStatus as exc:
-                response = exc.response
-                if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
+                if not redirects.follow(exc.response):
                     raise
-                locations = response.headers.get_all("Location")
-                if len(locations) != 1:
-                    raise  # none, or several to choose from: not followed
-                location = locations[0]
-                new_uri = urllib.parse.urljoin(
-                    f"{'wss' if target.secure else 'ws'}://{target.host_header}{target.path}",
-                    location,
-                )
-                new_target = parse_uri(new_uri)
-                if target.secure and not new_target.secure:
-                    raise InvalidURI(new_uri, "redirect from wss:// to ws:// refused") from None
-                if (new_target.secure, new_target.host, new_target.port) != (
-                    target.secure,
-                    target.host,
-                    target.port,
-                ) and request_headers is not None:
-                    # Another origin: do not hand it this one's credentials.
-                    request_headers = Headers(
-                        (name, value)
-                        for name, value in Headers(request_headers).raw_items()
-                        if name.lower() not in _CREDENTIAL_HEADERS
-                    )
-                target = new_target
-        raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
 
     return Connect(
         create,
         process_exception=process_exception,
         reconnect_delays=reconnect_delays,
-        logger=logger,
+        logger=the_logger,
     )
 
 
@@ -399,10 +345,7 @@ def connect(
         InvalidProxy: If ``proxy`` is not a proxy address portside supports.
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_CONNECTION_KWARGS if key in kwargs}
-    if proxy is not None and proxy is not True:
-        if not isinstance(proxy, str):
-            raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
-        parse_proxy(proxy)  # InvalidProxy now rather than at the first attempt
+    check_proxy_option(proxy)
     proxy_tls: dict[str, Any] = {}
     if proxy_ssl_handshake_timeout is not None:
         proxy_tls["ssl_handshake_timeout"] = proxy_ssl_handshake_timeout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import http
 import inspect
-import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
@@ -18,8 +17,16 @@ from ..protocol.close import Close
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
-from ..protocol.options import ConnectionOptions, compression_option
-from ..protocol.server import Origin, ServerProtocol
+from ..protocol.options import (
+    ConnectionOptions,
+    LoggerLike,
+    check_callable,
+    check_open_timeout,
+    compression_option,
+    logger_option,
+    origins_option,
+)
+from ..protocol.server import HOOK_FAILED, SHUTTING_DOWN, Origin, ServerProtocol
 from .auth import basic_auth
 from .broadcasting import broadcast
 from .connection import Connection, arena_for
@@ -310,11 +317,7 @@ class ServerConnection(Connection):
                 response = await server.call_process_request(self, request)
             except Exception:
                 self.logger.error("process_request failed", exc_info=True)
-                response = protocol.reject(
-                    500,
-                    "Failed to open a WebSocket connection.\n"
-                    "See server log for more information.\n",
-                )
+                response = protocol.reject(500, HOOK_FAILED)
             if self._lost:
                 return False
         if response is None:
@@ -326,11 +329,7 @@ class ServerConnection(Connection):
                     result = await result
             except Exception:
                 self.logger.error("process_response failed", exc_info=True)
-                result = protocol.reject(
-                    500,
-                    "Failed to open a WebSocket connection.\n"
-                    "See server log for more information.\n",
-                )
+                result = protocol.reject(500, HOOK_FAILED)
             if self._lost:
                 return False
             if result is not None:
@@ -343,7 +342,7 @@ class ServerConnection(Connection):
         protocol = self.protocol
         server = self.server
         if server.closing:
-            return protocol.reject(503, "Server is shutting down.\n")
+            return protocol.reject(503, SHUTTING_DOWN)
         if server.max_connections is not None and server._counted >= server.max_connections:
             # Full: refuse the newcomer, leave the open connections alone.
             response = protocol.reject(503, "Too many connections.\n")
@@ -374,7 +373,7 @@ class ServerConnection(Connection):
         if self._handshaking:
             if self._task is None and self.response is None:
                 # The request is not complete: answer now.
-                self._send_response(self.protocol.reject(503, "Server is shutting down.\n"))
+                self._send_response(self.protocol.reject(503, SHUTTING_DOWN))
             # Otherwise _handshake answers 503 once process_request returns.
         else:
             self._start_close(self.server._close_code, self.server._close_reason)
@@ -431,7 +430,7 @@ class Server:
         process_response: ProcessResponse | None,
         open_timeout: float | None,
         close_timeout: float | None,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
+        logger: LoggerLike,
         max_connections: int | None = None,
         on_connection_end: ConnectionEnded | None = None,
     ) -> None:
@@ -753,45 +752,26 @@ def _server_factory(
     compression: str | Deflate | None,
     server_header: str | None,
     open_timeout: float | None,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
+    logger: LoggerLike | str | None,
     options: ConnectionOptions,
     max_connections: int | None = None,
     on_connection_end: ConnectionEnded | None = None,
 ) -> Callable[[], Awaitable[tuple[Server, Callable[[], ServerConnection]]]]:
     """Validate the options once; return how to build the server in the loop."""
-    if not callable(handler):
-        raise TypeError("handler must be a coroutine function taking the connection")
-    if process_request is not None and not callable(process_request):
-        raise TypeError("process_request must be callable or None")
-    if process_response is not None and not callable(process_response):
-        raise TypeError("process_response must be callable or None")
-    if open_timeout is not None and open_timeout < 0:
-        raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
+    check_callable("handler", handler, "a coroutine function taking the connection", optional=False)
+    check_callable("process_request", process_request)
+    check_callable("process_response", process_response)
+    check_open_timeout(open_timeout)
     if max_connections is not None and (
         isinstance(max_connections, bool)
         or not isinstance(max_connections, int)
         or max_connections < 1
     ):
         raise ValueError(f"max_connections must be an int >= 1 or None, not {max_connections!r}")
-    if on_connection_end is not None and not callable(on_connection_end):
-        raise TypeError("on_connection_end must be callable or None")
+    check_callable("on_connection_end", on_connection_end)
     deflate = compression_option(compression)
-    if origins is not None:
-        origins = list(origins)
-        for origin in origins:
-            if (
-                origin is not None
-                and not isinstance(origin, str)
-                and not hasattr(origin, "fullmatch")
-            ):
-                raise TypeError(
-                    f"origins must hold strings, compiled patterns or None, not {origin!r}"
-                )
-    if isinstance(logger, str):
-        logger = logging.getLogger(logger)
-    elif logger is None:
-        logger = logging.getLogger("portside.server")
-    the_logger = logger
+    origins = origins_option(origins)
+    the_logger = logger_option(logger, "portside.server")
 
     async def build() -> tuple[Server, Callable[[], ServerConnection]]:
         server = Server(
@@ -854,7 +834,7 @@ def _serve(
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
     server_header: str | None = SERVER_HEADER,
-    logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    logger: LoggerLike | str | None = None,
     max_connections: int | None = None,
     on_connection_end: ConnectionEnded | None = None,
 ) -> Serve:

@@ -26,6 +26,7 @@ __all__ = [
     "PROXY_SCHEMES",
     "Proxy",
     "ProxyHandshake",
+    "check_proxy_option",
     "get_proxy",
     "parse_proxy",
     "proxies_from_environment",
@@ -106,6 +107,21 @@ def parse_proxy(proxy: str) -> Proxy:
     if port is None:
         port = 443 if parsed.scheme == "https" else 80 if parsed.scheme == "http" else 1080
     return Proxy(parsed.scheme, host, port, username, password)
+
+
+def check_proxy_option(proxy: object) -> None:
+    """Check the ``proxy`` option of ``connect()``: ``True``, ``None`` or an address.
+
+    Raises:
+        TypeError: If ``proxy`` is neither ``True``, ``None`` nor a string.
+        InvalidProxy: If the address is not one of a proxy portside supports,
+            now rather than at the first attempt to connect.
+    """
+    if proxy is None or proxy is True:
+        return
+    if not isinstance(proxy, str):
+        raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
+    parse_proxy(proxy)
 
 
 def proxies_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,9 +8,12 @@ between attempts. Both behave as websockets' functions of the same names.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
-from collections.abc import Generator
+import traceback
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, Union
 
 from ..exceptions import InvalidMessage, InvalidStatus
 
@@ -21,6 +24,7 @@ __all__ = [
     "BACKOFF_MIN_DELAY",
     "RETRYABLE_STATUSES",
     "RETRY_LATER_CLOSE_CODES",
+    "Retry",
     "backoff",
     "process_exception",
 ]
@@ -106,3 +110,79 @@ def process_exception(exc: Exception) -> Exception | None:
     if isinstance(exc, InvalidStatus) and exc.response.status_code in RETRYABLE_STATUSES:
         return None
     return exc
+
+
+class Retry:
+    """The decisions of one reconnecting loop, between its attempts.
+
+    ``async for ws in connect(...)`` (asyncio) and ``for ws in reconnect(...)``
+    (threads) open a connection, hand it to the loop's body, and start over.
+    After each attempt they ask this object how long to wait before the next:
+    :meth:`after_failure` when opening the connection (or the body) raised,
+    :meth:`after_close` when the connection ended. The I/O layer only waits.
+
+    Args:
+        process_exception: ``process_exception(exc)`` returns ``None`` to retry
+            after ``exc``, or the exception to raise (``exc`` or another);
+            raising works too, as in websockets.
+        reconnect_delays: Returns an iterator of delays between attempts.
+        logger: Where each retry is logged, at INFO level.
+    """
+
+    def __init__(
+        self,
+        process_exception: Callable[[Exception], Union[Exception, None]],
+        reconnect_delays: Callable[[], Iterator[float]],
+        logger: Union[logging.Logger, "logging.LoggerAdapter[Any]"],
+    ) -> None:
+        self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
+        self.logger = logger
+        self._delays: Iterator[float] | None = None
+
+    def _next_delay(self) -> float:
+        if self._delays is None:
+            self._delays = self.reconnect_delays()
+        return next(self._delays)
+
+    def after_failure(self, exc: Exception) -> float:
+        """Return the delay before retrying after ``exc``; raise if it is fatal.
+
+        Raises:
+            Exception: ``exc`` itself, or what ``process_exception`` returned
+                or raised instead (chained to ``exc``).
+        """
+        try:
+            fatal = self.process_exception(exc)
+        except Exception as raised:
+            fatal = raised
+        if fatal is exc:
+            raise exc
+        if fatal is not None:
+            raise fatal from exc
+        delay = self._next_delay()
+        self.logger.info(
+            "connect failed; reconnecting in %.1f seconds: %s",
+            delay,
+            traceback.format_exception_only(type(exc), exc)[0].strip(),
+        )
+        return delay
+
+    def after_close(self, code: int | None) -> float | None:
+        """Return the delay before reconnecting after a connection that closed with ``code``.
+
+        The next backoff delay when the server asked to come back later
+        (:data:`RETRY_LATER_CLOSE_CODES`); otherwise ``None``: reconnect at
+        once, and since the connection worked, start the delays anew at the
+        next failure.
+        """
+        if code in RETRY_LATER_CLOSE_CODES:
+            # The server asked to come back later: go on with backoff rather
+            # than reconnecting at once.
+            delay = self._next_delay()
+            self.logger.info(
+                "server closed with code %d; reconnecting in %.1f seconds", code, delay
+            )
+            return delay
+        self._delays = None
+        return None

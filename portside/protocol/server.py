@@ -34,7 +34,13 @@ from .reader import Arena
 from .state import CONNECTING, transition
 from .state import Event as Transition
 
-__all__ = ["ServerProtocol", "Origin", "SubprotocolSelector"]
+__all__ = ["ServerProtocol", "Origin", "SubprotocolSelector", "HOOK_FAILED", "SHUTTING_DOWN"]
+
+#: The body of the 503 response of a server that is shutting down.
+SHUTTING_DOWN = "Server is shutting down.\n"
+#: The body of the 500 response when the application's ``process_request``,
+#: ``process_response`` or ``select_subprotocol`` failed.
+HOOK_FAILED = "Failed to open a WebSocket connection.\nSee server log for more information.\n"
 
 #: An allowed origin: an exact string, a compiled pattern, or ``None`` to allow
 #: requests without an ``Origin`` header.

@@ -11,89 +11,52 @@ and returns the :class:`ClientConnection`, which is also a context manager::
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import ssl as ssl_module
 import threading
 import time
-import traceback
-import urllib.parse
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Union, cast, overload
+from typing import Any, Literal, cast, overload
 
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from ..http11 import USER_AGENT
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
-from ..protocol.headers import Headers, HeadersLike
-from ..protocol.options import ConnectionOptions, compression_option
-from ..protocol.proxy import get_proxy, parse_proxy
-from ..protocol.reconnect import RETRY_LATER_CLOSE_CODES, backoff, process_exception
+from ..protocol.headers import HeadersLike
+from ..protocol.options import (
+    ConnectionOptions,
+    LoggerLike,
+    check_open_timeout,
+    compression_option,
+    logger_option,
+    request_headers_option,
+)
+from ..protocol.proxy import check_proxy_option, get_proxy, parse_proxy
+from ..protocol.reconnect import Retry, backoff, process_exception
+from ..protocol.redirect import MAX_REDIRECTS as MAX_REDIRECTS  # importable here too
+from ..protocol.redirect import Redirects
 from ..protocol.uri import WebSocketURI, parse_uri
-from ..version import __version__
 from .connection import Connection
 from .messages import queue_limits
 from .proxy import open_http_tunnel, open_socks_tunnel
-from .transport import TLSTransport, Transport
+from .transport import TLSTransport, Transport, remaining
 
 __all__ = ["connect", "unix_connect", "reconnect", "unix_reconnect", "ClientConnection"]
-
-#: The default ``User-Agent`` request header, as the asyncio API sends it.
-USER_AGENT = f"portside/{__version__}"
-
-#: Redirects followed by :func:`connect` before giving up.
-MAX_REDIRECTS = 10
-
-LoggerLike = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
-
-# Request headers that carry credentials: not sent on to another origin.
-_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 # What connect() passes on to socket.create_connection().
 _CREATE_CONNECTION_KWARGS = ("timeout", "source_address", "all_errors")
 
 
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
 class ClientConnection(Connection):
     """The client side of a WebSocket connection: what :func:`connect` returns.
 
-    Args:
-        transport: The connection's :class:`~portside.sync.transport.Transport`,
-            or a connected plain socket.
-        protocol: The sans-I/O protocol.
-        ping_interval: As for :func:`connect`.
-        ping_timeout: As for :func:`connect`.
-        close_timeout: As for :func:`connect`.
-        max_queue: As for :func:`connect`.
+    Takes the arguments of :class:`~portside.sync.connection.Connection`; its
+    logger is ``portside.client`` unless given.
     """
 
     protocol: ClientProtocol
-
-    def __init__(
-        self,
-        transport: Transport | socket.socket,
-        protocol: ClientProtocol,
-        *,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
-        close_timeout: float | None = 10,
-        max_queue: int | tuple[int | None, int | None] | None = 16,
-    ) -> None:
-        if not isinstance(transport, Transport):
-            transport = Transport(transport)
-        super().__init__(
-            transport,
-            protocol,
-            max_queue=max_queue,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            logger=logging.getLogger("portside.client"),
-        )
 
     def _handshake(self, deadline: float | None) -> None:
         """Send the request and read the response; raise if the handshake failed."""
@@ -103,11 +66,11 @@ class ClientConnection(Connection):
         try:
             with self._lock:
                 data = transport.encode([protocol.send_request(request)])
-            transport.send(data, _remaining(deadline))
+            transport.send(data, remaining(deadline))
             response = None
             while response is None:
                 buffer = protocol.get_buffer()
-                count = transport.recv_into(buffer, _remaining(deadline))
+                count = transport.recv_into(buffer, remaining(deadline))
                 if count:
                     response = protocol.receive_response(protocol.read_bytes(count))
                 else:
@@ -180,21 +143,12 @@ def _opener(
         ping_timeout=ping_timeout,
         close_timeout=close_timeout,
     )
-    if open_timeout is not None and not open_timeout >= 0:
-        raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
-    if extra_headers is not None and additional_headers is not None:
-        raise TypeError("pass extra_headers or additional_headers, not both")
-    headers = extra_headers if extra_headers is not None else additional_headers
+    check_open_timeout(open_timeout)
+    headers = request_headers_option(extra_headers, additional_headers)
     deflate = compression_option(compression)
-    if isinstance(logger, str):
-        logger = logging.getLogger(logger)
-    elif logger is None:
-        logger = logging.getLogger("portside.client")
+    the_logger = logger_option(logger, "portside.client")
     factory = ClientConnection if create_connection is None else create_connection
-    if proxy is not None and proxy is not True:
-        if not isinstance(proxy, str):
-            raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
-        parse_proxy(proxy)  # InvalidProxy now rather than at the first attempt
+    check_proxy_option(proxy)
     parsed = parse_uri(uri)
     if not parsed.secure and ssl is not None:
         raise InvalidURI(uri, "ssl was given for a ws:// URI")
@@ -209,7 +163,7 @@ def _opener(
         elif unix:
             client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                client.settimeout(_remaining(deadline))
+                client.settimeout(remaining(deadline))
                 client.connect(os.fspath(unix_path))
             except BaseException:
                 client.close()
@@ -222,7 +176,7 @@ def _opener(
             if via is None:
                 client = socket.create_connection(
                     address or (target.host, target.port),
-                    **{"timeout": _remaining(deadline), **kwargs},
+                    **{"timeout": remaining(deadline), **kwargs},
                 )
             elif via.scheme.startswith("socks"):
                 client = open_socks_tunnel(
@@ -258,7 +212,7 @@ def _opener(
                     client, context, server_side=False, server_hostname=name, lock=lock
                 )
             try:
-                tls.handshake(_remaining(deadline))
+                tls.handshake(remaining(deadline))
             except TimeoutError:
                 raise TimeoutError("timed out during the TLS handshake") from None
             return tls
@@ -293,7 +247,7 @@ def _opener(
         except BaseException:
             transport.close()
             raise
-        connection.logger = logger
+        connection.logger = the_logger
         connection.write_limit = options.write_limit
         try:
             connection._handshake(deadline)
@@ -305,42 +259,17 @@ def _opener(
 
     def open_connection() -> ClientConnection:
         deadline = None if open_timeout is None else time.monotonic() + open_timeout
-        target = parsed
-        request_headers = headers
-        for _ in range(MAX_REDIRECTS + 1):
+        redirects = Redirects(parsed, headers, follow_redirects)
+        while True:
             try:
-                return attempt(target, request_headers, deadline)
+                return attempt(redirects.uri, redirects.headers, deadline)
             except InvalidStatus as exc:
-                response = exc.response
-                if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
+                if not redirects.follow(exc.response):
                     raise
-                locations = response.headers.get_all("Location")
-                if len(locations) != 1:
-                    raise  # none, or several to choose from: not followed
-                scheme = "wss" if target.secure else "ws"
-                new_uri = urllib.parse.urljoin(
-                    f"{scheme}://{target.host_header}{target.path}", locations[0]
-                )
-                new_target = parse_uri(new_uri)
-                if target.secure and not new_target.secure:
-                    raise InvalidURI(new_uri, "redirect from wss:// to ws:// refused") from None
                 if sock is not None:
                     raise InvalidHandshake(
-                        f"cannot follow the redirect to {new_uri} with the socket given"
+                        f"cannot follow the redirect to {redirects.location} with the socket given"
                     ) from exc
-                if request_headers is not None and (
-                    new_target.secure,
-                    new_target.host,
-                    new_target.port,
-                ) != (target.secure, target.host, target.port):
-                    # Another origin: do not hand it this one's credentials.
-                    request_headers = Headers(
-                        (name, value)
-                        for name, value in Headers(request_headers).raw_items()
-                        if name.lower() not in _CREDENTIAL_HEADERS
-                    )
-                target = new_target
-        raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
 
     return open_connection
 
@@ -445,32 +374,10 @@ def connect(
             when the server answered with another status than 101.
         TimeoutError: If the opening handshake took more than ``open_timeout``.
     """
-    options: dict[str, Any] = {
-        "sock": sock,
-        "ssl": ssl,
-        "server_hostname": server_hostname,
-        "origin": origin,
-        "subprotocols": subprotocols,
-        "compression": compression,
-        "additional_headers": additional_headers,
-        "extra_headers": extra_headers,
-        "user_agent_header": user_agent_header,
-        "open_timeout": open_timeout,
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "close_timeout": close_timeout,
-        "max_size": max_size,
-        "max_queue": max_queue,
-        "read_limit": read_limit,
-        "write_limit": write_limit,
-        "logger": logger,
-        "create_connection": create_connection,
-        "follow_redirects": follow_redirects,
-        "proxy": proxy,
-        "proxy_ssl": proxy_ssl,
-        "proxy_server_hostname": proxy_server_hostname,
-        **kwargs,
-    }
+    # The options, by name, as _opener() takes them: every argument but two.
+    options = dict(locals())
+    del options["uri"], options["legacy"]
+    options.update(options.pop("kwargs"))
     if legacy is False:
         return reconnect(uri, **options)
     return _opener(uri, **options)()
@@ -519,10 +426,7 @@ class reconnect:  # websockets' name, lower case
         self._open = _opener(uri, **kwargs)
         self.process_exception = process_exception
         self.reconnect_delays = reconnect_delays
-        logger = kwargs.get("logger")
-        if isinstance(logger, str) or logger is None:
-            logger = logging.getLogger(logger or "portside.client")
-        self.logger: LoggerLike = logger
+        self.logger: LoggerLike = logger_option(kwargs.get("logger"), "portside.client")
         self._connection: ClientConnection | None = None
 
     def connect(self) -> ClientConnection:
@@ -546,46 +450,17 @@ class reconnect:  # websockets' name, lower case
         connection.__exit__(exc_type, exc_value, traceback)
 
     def __iter__(self) -> Generator[ClientConnection, None, None]:
-        delays: Iterator[float] | None = None
+        retry = Retry(self.process_exception, self.reconnect_delays, self.logger)
         while True:
             try:
                 with self as connection:
                     yield connection
             except Exception as exc:
-                # process_exception returns None (retry) or the exception to
-                # raise; raising one works too, as in websockets.
-                try:
-                    fatal = self.process_exception(exc)
-                except Exception as raised:
-                    fatal = raised
-                if fatal is exc:
-                    raise
-                if fatal is not None:
-                    raise fatal from exc
-                if delays is None:
-                    delays = self.reconnect_delays()
-                delay = next(delays)
-                self.logger.info(
-                    "connect failed; reconnecting in %.1f seconds: %s",
-                    delay,
-                    traceback.format_exception_only(type(exc), exc)[0].strip(),
-                )
-                time.sleep(delay)
+                time.sleep(retry.after_failure(exc))  # or raises exc, if fatal
             else:
-                code = connection.close_code
-                if code in RETRY_LATER_CLOSE_CODES:
-                    # The server asked to come back later: go on with backoff
-                    # rather than reconnecting at once.
-                    if delays is None:
-                        delays = self.reconnect_delays()
-                    delay = next(delays)
-                    self.logger.info(
-                        "server closed with code %d; reconnecting in %.1f seconds", code, delay
-                    )
+                delay = retry.after_close(connection.close_code)
+                if delay is not None:
                     time.sleep(delay)
-                else:
-                    # The connection opened: the next failure starts backoff anew.
-                    delays = None
 
 
 @overload

@@ -55,6 +55,7 @@ import contextlib
 import logging
 import os
 import select
+import socket
 import threading
 import time
 import uuid
@@ -112,6 +113,18 @@ class Connection:
 
     Iterating with ``for`` yields messages until the connection closes
     normally; a closure with an error raises :class:`ConnectionClosedError`.
+
+    Args:
+        transport: The connection's :class:`~portside.sync.transport.Transport`,
+            or a connected plain socket.
+        protocol: The sans-I/O protocol.
+        max_queue: As for ``connect()`` and ``serve()``.
+        write_limit: As for ``connect()`` and ``serve()``.
+        ping_interval: As for ``connect()`` and ``serve()``.
+        ping_timeout: As for ``connect()`` and ``serve()``.
+        close_timeout: As for ``connect()`` and ``serve()``.
+        logger: The connection's logger; ``None``: ``portside.client`` or
+            ``portside.server``, by the protocol's side.
     """
 
     protocol: Protocol
@@ -122,7 +135,7 @@ class Connection:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Transport | socket.socket,
         protocol: Protocol,
         *,
         max_queue: int | tuple[int | None, int | None] | None = 16,
@@ -130,8 +143,13 @@ class Connection:
         ping_interval: float | None = 20,
         ping_timeout: float | None = 20,
         close_timeout: float | None = 10,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
+        if not isinstance(transport, Transport):
+            transport = Transport(transport)
+        if logger is None:
+            side = "server" if protocol.side is SERVER else "client"
+            logger = logging.getLogger(f"portside.{side}")
         self.protocol = protocol
         protocol.emit_fragments = True  # for recv_streaming(); recv() joins them
         self.transport = transport

@@ -9,7 +9,6 @@ the closing handshake. :meth:`Server.shutdown`, from any thread, stops it.
 from __future__ import annotations
 
 import http
-import logging
 import os
 import select
 import socket
@@ -21,33 +20,33 @@ from types import TracebackType
 from typing import Any, Union
 
 from ..exceptions import ConnectionClosed, InvalidMessage
+from ..http11 import SERVER as SERVER_HEADER
 from ..protocol.deflate import Deflate
 from ..protocol.http11 import Request, Response
-from ..protocol.options import ConnectionOptions, compression_option
-from ..protocol.server import Origin, ServerProtocol
+from ..protocol.options import (
+    ConnectionOptions,
+    LoggerLike,
+    check_callable,
+    check_open_timeout,
+    compression_option,
+    logger_option,
+    origins_option,
+)
+from ..protocol.server import HOOK_FAILED, SHUTTING_DOWN, Origin, ServerProtocol
 from ..protocol.state import OPEN
-from ..version import __version__
 from .auth import basic_auth
 from .broadcasting import broadcast
 from .connection import Connection
 from .messages import queue_limits
-from .transport import TLSTransport, Transport
+from .transport import TLSTransport, Transport, remaining
 from .waker import Waker
 
 __all__ = ["basic_auth", "broadcast", "serve", "unix_serve", "Server", "ServerConnection"]
-
-#: The default ``Server`` response header, as the asyncio API sends it.
-SERVER_HEADER = f"portside/{__version__}"
 
 Handler = Callable[["ServerConnection"], Any]
 ProcessRequest = Callable[["ServerConnection", Request], Union[Response, None]]
 ProcessResponse = Callable[["ServerConnection", Request, Response], Union[Response, None]]
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, None]]
-LoggerLike = Union[logging.Logger, "logging.LoggerAdapter[Any]"]
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class ServerConnection(Connection):
@@ -83,8 +82,6 @@ class ServerConnection(Connection):
         close_timeout: float | None = 10,
         max_queue: int | tuple[int | None, int | None] | None = 16,
     ) -> None:
-        if not isinstance(transport, Transport):
-            transport = Transport(transport)
         super().__init__(
             transport,
             protocol,
@@ -122,7 +119,7 @@ class ServerConnection(Connection):
         while request is None:
             buffer = protocol.get_buffer()
             try:
-                count = transport.recv_into(buffer, _remaining(deadline))
+                count = transport.recv_into(buffer, remaining(deadline))
             except TimeoutError:
                 self.logger.info("%s: opening handshake timed out", self._peer_name())
                 return False
@@ -131,9 +128,7 @@ class ServerConnection(Connection):
             if not count:
                 if self.server.closing:
                     # Server.shutdown() stopped the read: answer before closing.
-                    self._send_response(
-                        protocol.reject(503, "Server is shutting down.\n"), deadline
-                    )
+                    self._send_response(protocol.reject(503, SHUTTING_DOWN), deadline)
                 return False
             try:
                 request = protocol.receive_request(protocol.read_bytes(count))
@@ -157,7 +152,7 @@ class ServerConnection(Connection):
             if replaced is not None:
                 response = replaced
         if response.status_code == 101 and self.server.closing:
-            response = protocol.reject(503, "Server is shutting down.\n")
+            response = protocol.reject(503, SHUTTING_DOWN)
         if not self._send_response(response, deadline):
             return False
         rest = protocol.rest
@@ -177,17 +172,14 @@ class ServerConnection(Connection):
         except Exception:
             # The application's code failed (select_subprotocol, for the handshake).
             self.logger.error("%s failed", name, exc_info=True)
-            return self.protocol.reject(
-                500,
-                "Failed to open a WebSocket connection.\nSee server log for more information.\n",
-            )
+            return self.protocol.reject(500, HOOK_FAILED)
         return result
 
     def _default_response(self, request: Request) -> Response:
         """Accept ``request``, or reject it: invalid, or the server is closing."""
         protocol = self.protocol
         if self.server.closing:
-            return protocol.reject(503, "Server is shutting down.\n")
+            return protocol.reject(503, SHUTTING_DOWN)
         response = protocol.accept(request)
         if protocol.handshake_exc is not None:
             self.logger.info(
@@ -201,7 +193,7 @@ class ServerConnection(Connection):
         with self._lock:
             data = self.transport.encode([self.protocol.send_response(response)])
         try:
-            self.transport.send(data, _remaining(deadline))
+            self.transport.send(data, remaining(deadline))
         except TimeoutError:
             if response.status_code == 101:
                 self.logger.info("%s: opening handshake timed out", self._peer_name())
@@ -245,9 +237,7 @@ class Server:
     ) -> None:
         self.socket = socket
         self.handler = handler
-        if logger is None:
-            logger = logging.getLogger("portside.server")
-        self.logger = logger
+        self.logger = logger_option(logger, "portside.server")
         self.closing = False
         self._lock = threading.Lock()
         self._handshaking: set[ServerConnection] = set()
@@ -483,14 +473,10 @@ def serve(
     """
     unix_path = kwargs.pop("_unix_path", None)
     unix = kwargs.pop("_unix", False)
-    if not callable(handler):
-        raise TypeError("handler must be a function taking the connection")
-    if process_request is not None and not callable(process_request):
-        raise TypeError("process_request must be callable or None")
-    if process_response is not None and not callable(process_response):
-        raise TypeError("process_response must be callable or None")
-    if open_timeout is not None and not open_timeout >= 0:
-        raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
+    check_callable("handler", handler, "a function taking the connection", optional=False)
+    check_callable("process_request", process_request)
+    check_callable("process_response", process_response)
+    check_open_timeout(open_timeout)
     queue_limits(max_queue)
     options = ConnectionOptions.validate(
         max_size=max_size,
@@ -502,21 +488,8 @@ def serve(
         close_timeout=close_timeout,
     )
     deflate = compression_option(compression)
-    if origins is not None:
-        origins = list(origins)
-        for origin in origins:
-            if (
-                origin is not None
-                and not isinstance(origin, str)
-                and not hasattr(origin, "fullmatch")
-            ):
-                raise TypeError(
-                    f"origins must hold strings, compiled patterns or None, not {origin!r}"
-                )
-    if isinstance(logger, str):
-        logger = logging.getLogger(logger)
-    elif logger is None:
-        logger = logging.getLogger("portside.server")
+    origins = origins_option(origins)
+    the_logger = logger_option(logger, "portside.server")
     factory = ServerConnection if create_connection is None else create_connection
 
     if sock is None:
@@ -541,12 +514,12 @@ def serve(
             if ssl is not None:
                 tls = TLSTransport(client, ssl, server_side=True, lock=lock)
                 try:
-                    tls.handshake(_remaining(deadline))
+                    tls.handshake(remaining(deadline))
                 except (OSError, TimeoutError) as exc:
                     peer = (
                         address if not isinstance(address, tuple) else f"{address[0]}:{address[1]}"
                     )
-                    logger.info("%s: TLS handshake failed: %s", peer or "peer", exc)
+                    the_logger.info("%s: TLS handshake failed: %s", peer or "peer", exc)
                     tls.shutdown()
                     tls.close()
                     return
@@ -597,7 +570,7 @@ def serve(
             except ConnectionClosed:
                 pass  # the connection closed under the handler: not its fault
             except Exception:
-                logger.error("connection handler failed", exc_info=True)
+                the_logger.error("connection handler failed", exc_info=True)
                 # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
                 connection.close(1011)
             # RFC 6455 7.4.1: 1000 when done, 1001 when the server goes away.
@@ -605,7 +578,7 @@ def serve(
         finally:
             server._connection_ended(connection)
 
-    server = Server(sock, handle, logger)
+    server = Server(sock, handle, the_logger)
     return server
 
 

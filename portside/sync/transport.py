@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Union, cast
 
-__all__ = ["Transport", "TLSTransport", "wait_for"]
+__all__ = ["Transport", "TLSTransport", "remaining", "wait_for"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -34,6 +34,14 @@ _TLS_READ_SIZE = 2**17
 
 _POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLL_OUT = select.POLLOUT | select.POLLERR | select.POLLHUP
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (a :func:`time.monotonic` time), at least 0.
+
+    ``None``, no deadline, gives ``None``: a timeout that never expires.
+    """
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def wait_for(sock: socket.socket, events: int, timeout: float | None) -> bool:
@@ -302,19 +310,14 @@ class TLSTransport(Transport):
                 done = True
             data = self._encrypt([])
             if data:
-                Transport.send(self, [data], self._remaining(deadline))
+                Transport.send(self, [data], remaining(deadline))
             if done:
                 return
             if not self._pump():
                 self._receive_ciphertext(deadline, "the TLS handshake")
 
-    def _remaining(self, deadline: float | None) -> float | None:
-        if deadline is None:
-            return None
-        return max(0.0, deadline - time.monotonic())
-
     def _receive_ciphertext(self, deadline: float | None, during: str) -> None:
-        if deadline is not None and not self._poll(self._remaining(deadline) or 0.0):
+        if deadline is not None and not self._poll(remaining(deadline) or 0.0):
             raise TimeoutError(f"timed out during {during}")
         data = self.sock.recv(_TLS_READ_SIZE)
         if not data:

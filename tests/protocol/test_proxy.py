@@ -11,6 +11,7 @@ from portside.exceptions import (
 from portside.protocol.proxy import (
     Proxy,
     ProxyHandshake,
+    check_proxy_option,
     get_proxy,
     parse_proxy,
     proxies_from_environment,
@@ -60,6 +61,16 @@ def test_parse_invalid_proxy(address: str, error: str) -> None:
         parse_proxy(address)
     assert info.value.proxy == address
     assert isinstance(info.value, ValueError)
+
+
+def test_check_proxy_option() -> None:
+    check_proxy_option(True)
+    check_proxy_option(None)
+    check_proxy_option("socks5h://proxy:1080")
+    with pytest.raises(TypeError, match="proxy must be True, None or a proxy's address"):
+        check_proxy_option(False)
+    with pytest.raises(InvalidProxy, match="scheme ftp isn't supported"):
+        check_proxy_option("ftp://proxy")
 
 
 def test_user_info() -> None:

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from portside.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from portside.protocol.headers import Headers
 from portside.protocol.http11 import Response
-from portside.protocol.reconnect import backoff, process_exception
+from portside.protocol.reconnect import Retry, backoff, process_exception
 
 
 def test_backoff_default_delays(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,3 +84,75 @@ def test_transient_errors_are_retried(exc: Exception) -> None:
 )
 def test_other_errors_are_fatal(exc: Exception) -> None:
     assert process_exception(exc) is exc
+
+
+class FakeLogger(logging.Logger):
+    """Collects what Retry logs."""
+
+    def __init__(self) -> None:
+        super().__init__("fake")
+        self.lines: list[str] = []
+
+    def info(self, msg: object, *args: object, **kwargs: object) -> None:
+        self.lines.append(str(msg) % args)
+
+
+def counting_delays() -> Iterator[float]:
+    return itertools.count(1.0)
+
+
+def retry(
+    process: Callable[[Exception], Exception | None] = process_exception,
+) -> tuple[Retry, FakeLogger]:
+    logger = FakeLogger()
+    return Retry(process, counting_delays, logger), logger
+
+
+def test_retry_waits_the_delays_in_turn_and_logs_why() -> None:
+    decisions, logger = retry()
+    assert decisions.after_failure(ConnectionRefusedError("refused")) == 1.0
+    assert decisions.after_failure(status(503)) == 2.0
+    assert logger.lines == [
+        "connect failed; reconnecting in 1.0 seconds: ConnectionRefusedError: refused",
+        "connect failed; reconnecting in 2.0 seconds: "
+        "portside.exceptions.InvalidStatus: server rejected WebSocket connection: HTTP 503",
+    ]
+
+
+def test_retry_raises_fatal_errors() -> None:
+    error = status(404)
+    with pytest.raises(InvalidStatus) as raised:
+        retry()[0].after_failure(error)
+    assert raised.value is error
+
+
+def test_retry_raises_what_process_exception_returns_or_raises() -> None:
+    other = RuntimeError("replaced")
+
+    def replace(exc: Exception) -> Exception | None:
+        return other
+
+    def fail(exc: Exception) -> Exception | None:
+        raise other
+
+    cause = OSError("down")
+    for process in (replace, fail):
+        with pytest.raises(RuntimeError) as raised:
+            retry(process)[0].after_failure(cause)
+        assert raised.value is other
+        assert raised.value.__cause__ is cause
+
+
+def test_retry_after_a_close_asking_to_come_back_later() -> None:
+    decisions, logger = retry()
+    assert decisions.after_close(1013) == 1.0
+    assert decisions.after_close(1012) == 2.0
+    assert logger.lines[-1] == "server closed with code 1012; reconnecting in 2.0 seconds"
+
+
+def test_retry_starts_the_delays_anew_after_a_connection_that_worked() -> None:
+    decisions, _ = retry()
+    assert decisions.after_failure(OSError()) == 1.0
+    assert decisions.after_close(1000) is None
+    assert decisions.after_close(None) is None
+    assert decisions.after_failure(OSError()) == 1.0
