@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..protocol.auth import INVALID_CREDENTIALS, BasicAuth, CredentialsChecker
+from ..protocol.auth import BasicAuth, CredentialsChecker
 from ..protocol.http11 import Request, Response
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,15 +51,10 @@ def basic_auth(
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         found = auth.request_credentials(request)
         if isinstance(found, str):
-            return auth.challenge(connection.respond(http.HTTPStatus.UNAUTHORIZED, found))
-        username, password = found
-        valid = auth.check_credentials(username, password)
+            return auth.unauthorized(connection, found)
+        valid = auth.check_credentials(*found)
         if inspect.isawaitable(valid):
             valid = await valid
-        if not valid:
-            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, INVALID_CREDENTIALS)
-            return auth.challenge(response)
-        connection.username = username
-        return None
+        return auth.conclude(connection, found[0], valid)
 
     return process_request

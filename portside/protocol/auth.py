@@ -13,9 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import http
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Union, cast
+from typing import Any, Union, cast
 
 from ..exceptions import InvalidHeaderFormat, InvalidHeaderValue
 from .http11 import Request, Response
@@ -215,3 +216,26 @@ class BasicAuth:
         """
         response.headers["WWW-Authenticate"] = self._challenge
         return response
+
+    def unauthorized(self, connection: Any, text: str) -> Response:
+        """Return the 401 response, with its challenge, for ``connection``.
+
+        Args:
+            connection: A server connection of either I/O layer (its
+                ``respond()`` builds the response).
+            text: The body, such as :data:`MISSING_CREDENTIALS`.
+        """
+        response: Response = connection.respond(http.HTTPStatus.UNAUTHORIZED, text)
+        return self.challenge(response)
+
+    def conclude(self, connection: Any, username: str, valid: object) -> Response | None:
+        """Answer a request whose credentials ``check_credentials`` judged ``valid``.
+
+        Returns:
+            ``None`` when they are valid: the handshake goes on, and the
+            connection's ``username`` is set. Otherwise the 401 response.
+        """
+        if not valid:
+            return self.unauthorized(connection, INVALID_CREDENTIALS)
+        connection.username = username
+        return None

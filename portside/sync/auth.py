@@ -6,12 +6,11 @@ with the asyncio layer.
 
 from __future__ import annotations
 
-import http
 import inspect
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..protocol.auth import INVALID_CREDENTIALS, BasicAuth
+from ..protocol.auth import BasicAuth
 from ..protocol.http11 import Request, Response
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,17 +59,12 @@ def basic_auth(
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         found = auth.request_credentials(request)
         if isinstance(found, str):
-            return auth.challenge(connection.respond(http.HTTPStatus.UNAUTHORIZED, found))
-        username, password = found
-        valid = check(username, password)
+            return auth.unauthorized(connection, found)
+        valid = check(*found)
         if inspect.isawaitable(valid):
             if inspect.iscoroutine(valid):
                 valid.close()  # never awaited, and no warning saying so
             raise TypeError("check_credentials returned an awaitable; it must return a bool")
-        if not valid:
-            response = connection.respond(http.HTTPStatus.UNAUTHORIZED, INVALID_CREDENTIALS)
-            return auth.challenge(response)
-        connection.username = username
-        return None
+        return auth.conclude(connection, found[0], valid)
 
     return process_request

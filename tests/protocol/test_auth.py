@@ -19,6 +19,7 @@ from portside.protocol.auth import (
 )
 from portside.protocol.headers import Headers
 from portside.protocol.http11 import Request, Response
+from portside.protocol.server import ServerProtocol
 
 
 def test_build_authorization_basic() -> None:
@@ -170,3 +171,32 @@ def test_challenge() -> None:
     response = Response(401, "Unauthorized", Headers())
     assert auth.challenge(response) is response
     assert response.headers["WWW-Authenticate"] == 'Basic realm="zone", charset="UTF-8"'
+
+
+class Connection:
+    """What BasicAuth needs of a server connection: respond(), and username."""
+
+    username: str
+
+    def respond(self, status: int, text: str) -> Response:
+        return ServerProtocol().reject(status, text)
+
+
+def test_unauthorized() -> None:
+    auth = BasicAuth("zone", credentials=("u", "p"))
+    response = auth.unauthorized(Connection(), MISSING_CREDENTIALS)
+    assert response.status_code == 401
+    assert response.body == MISSING_CREDENTIALS.encode()
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="zone", charset="UTF-8"'
+
+
+def test_conclude() -> None:
+    auth = BasicAuth("zone", credentials=("u", "p"))
+    connection = Connection()
+    refused = auth.conclude(connection, "u", False)
+    assert refused is not None and refused.status_code == 401
+    assert refused.body == INVALID_CREDENTIALS.encode()
+    assert "WWW-Authenticate" in refused.headers
+    assert not hasattr(connection, "username")
+    assert auth.conclude(connection, "u", True) is None
+    assert connection.username == "u"
