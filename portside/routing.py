@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import http
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
 
 from .protocol.http11 import Request, Response
 
 if TYPE_CHECKING:  # pragma: no cover
     from werkzeug.routing import Map
 
-__all__ = ["Router", "require_werkzeug", "url_scheme_for"]
+__all__ = ["Router", "require_werkzeug", "serve_routes", "url_scheme_for"]
 
 
 def require_werkzeug(function: str) -> None:
@@ -127,3 +128,47 @@ class Router:
         connection.handler = handler
         connection.handler_kwargs = kwargs
         return None
+
+
+#: ``chain(before, route_request)``: the ``process_request`` that calls the
+#: application's ``before`` first and routes when it returns ``None``; each I/O
+#: layer calls ``before`` its own way (awaiting it in the asyncio layer).
+Chain = Callable[[Any, Callable[[Any, Request], Union[Response, None]]], Any]
+
+
+def serve_routes(
+    serve: Callable[..., Any],
+    router_class: type[Router],
+    url_map: Map,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    chain: Chain,
+) -> Any:
+    """Start the server of ``route()`` or ``unix_route()``, of either I/O layer.
+
+    Args:
+        serve: The layer's ``serve()`` or ``unix_serve()``.
+        router_class: The layer's :class:`Router` subclass, used unless
+            ``kwargs`` name another as ``create_router``.
+        url_map: The URL map.
+        args: The positional arguments of ``serve`` (host and port, or path).
+        kwargs: The keyword arguments of ``route()``: ``server_name``, ``ssl``,
+            ``create_router`` and ``serve``'s options.
+        chain: Combines a ``process_request`` given in ``kwargs`` with routing.
+
+    Returns:
+        What ``serve`` returns.
+    """
+    server_name = kwargs.pop("server_name", None)
+    ssl = kwargs.pop("ssl", None)
+    create_router = kwargs.pop("create_router", None)
+    # The layer's subclass: it has the handler.
+    router: Any = (create_router or router_class)(url_map, server_name, url_scheme_for(ssl))
+    if ssl is not None and ssl is not True:
+        kwargs["ssl"] = ssl
+    before = kwargs.pop("process_request", None)
+    if before is None:
+        process_request = router.route_request
+    else:
+        process_request = chain(before, router.route_request)
+    return serve(router.handler, *args, process_request=process_request, **kwargs)

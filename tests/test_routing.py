@@ -107,3 +107,58 @@ def test_missing_werkzeug_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) ->
         require_werkzeug("route")
     with pytest.raises(ImportError, match="requires werkzeug"):
         portside.routing.Router(URL_MAP)
+
+
+class LayerRouter(Router):
+    def handler(self, connection: Any) -> None: ...
+
+
+def chain(before: Any, route_request: Any) -> Any:
+    return ("chained", before, route_request)
+
+
+def test_serve_routes_starts_the_layers_server() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def serve(*args: Any, **kwargs: Any) -> str:
+        calls.append((args, kwargs))
+        return "server"
+
+    result = portside.routing.serve_routes(
+        serve, LayerRouter, URL_MAP, ("host", 1), {"server_name": "example", "max_size": 9}, chain
+    )
+    assert result == "server"
+    ((args, kwargs),) = calls
+    handler, host, port = args
+    router = handler.__self__
+    assert (type(router), host, port) == (LayerRouter, "host", 1)
+    assert (router.server_name, router.url_scheme) == ("example", "ws")
+    assert kwargs == {"process_request": router.route_request, "max_size": 9}
+
+
+class OtherRouter(LayerRouter):
+    pass
+
+
+@pytest.mark.parametrize(("ssl", "scheme", "passed"), [(True, "wss", False), ("ctx", "wss", True)])
+def test_serve_routes_options(ssl: Any, scheme: str, passed: bool) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def serve(handler: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+
+    def before(connection: Any, request: Request) -> None: ...
+
+    options = {"ssl": ssl, "create_router": OtherRouter, "process_request": before}
+    portside.routing.serve_routes(serve, LayerRouter, URL_MAP, (), options, chain)
+    ((kwargs,),) = [calls]
+    marker, first, route_request = kwargs.pop("process_request")
+    router = route_request.__self__
+    assert (marker, first, type(router), router.url_scheme) == (
+        "chained",
+        before,
+        OtherRouter,
+        scheme,
+    )
+    # ssl=True: a reverse proxy terminates TLS; the server itself does not.
+    assert kwargs == ({"ssl": ssl} if passed else {})

@@ -6,17 +6,17 @@ itself is :class:`portside.routing.Router`'s, shared with the threading layer.
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.http11 import Request, Response
 from ..routing import Router as RouterBase
-from ..routing import require_werkzeug, url_scheme_for
+from ..routing import require_werkzeug, serve_routes
 from .server import (
+    ProcessRequest,
     Serve,
     ServerConnection,
-    _legacy_response,
-    process_request_is_legacy,
+    normalize_process_request,
     serve,
     unix_serve,
 )
@@ -85,7 +85,9 @@ def route(
         ImportError: If werkzeug is not installed.
     """
     require_werkzeug("route")
-    return _route(serve, url_map, args, server_name, ssl, create_router, kwargs)
+    kwargs.update(server_name=server_name, ssl=ssl, create_router=create_router)
+    server: Serve = serve_routes(serve, Router, url_map, args, kwargs, _chain)
+    return server
 
 
 def unix_route(url_map: Map, path: str | None = None, **kwargs: Any) -> Serve:
@@ -95,44 +97,20 @@ def unix_route(url_map: Map, path: str | None = None, **kwargs: Any) -> Serve:
         ImportError: If werkzeug is not installed.
     """
     require_werkzeug("unix_route")
-    server_name = kwargs.pop("server_name", None)
-    ssl = kwargs.pop("ssl", None)
-    create_router = kwargs.pop("create_router", None)
-    return _route(unix_serve, url_map, (path,), server_name, ssl, create_router, kwargs)
-
-
-def _route(
-    start: Any,
-    url_map: Map,
-    args: tuple[Any, ...],
-    server_name: str | None,
-    ssl: Any,
-    create_router: type[Router] | None,
-    kwargs: dict[str, Any],
-) -> Serve:
-    router = (create_router or Router)(url_map, server_name, url_scheme_for(ssl))
-    if ssl is not None and ssl is not True:
-        kwargs["ssl"] = ssl
-    before = kwargs.pop("process_request", None)
-    if before is None:
-        process_request: Any = router.route_request
-    else:
-        legacy = process_request_is_legacy(before)
-
-        async def process_request(
-            connection: ServerConnection, request: Request
-        ) -> Response | None:
-            if legacy:
-                response = before(request.path, request.headers)
-            else:
-                response = before(connection, request)
-            if inspect.isawaitable(response):
-                response = await response
-            if isinstance(response, tuple):
-                return _legacy_response(response)
-            if response is not None:
-                return response  # type: ignore[no-any-return]
-            return router.route_request(connection, request)
-
-    server: Serve = start(router.handler, *args, process_request=process_request, **kwargs)
+    server: Serve = serve_routes(unix_serve, Router, url_map, (path,), kwargs, _chain)
     return server
+
+
+def _chain(
+    before: ProcessRequest, route_request: Callable[[ServerConnection, Request], Response | None]
+) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
+    """``process_request``: ``before`` (of either form), then routing if it answered ``None``."""
+    first = normalize_process_request(before)
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        response = await first(connection, request)
+        if response is not None:
+            return response
+        return route_request(connection, request)
+
+    return process_request

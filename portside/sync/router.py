@@ -7,11 +7,12 @@ itself is :class:`portside.routing.Router`'s, shared with the asyncio layer.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.http11 import Request, Response
 from ..routing import Router as RouterBase
-from ..routing import require_werkzeug, url_scheme_for
+from ..routing import require_werkzeug, serve_routes
 from .server import ProcessRequest, Server, ServerConnection, serve, unix_serve
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +77,9 @@ def route(
         ImportError: If werkzeug is not installed.
     """
     require_werkzeug("route")
-    return _route(serve, url_map, args, server_name, ssl, create_router, kwargs)
+    kwargs.update(server_name=server_name, ssl=ssl, create_router=create_router)
+    server: Server = serve_routes(serve, Router, url_map, args, kwargs, _chain)
+    return server
 
 
 def unix_route(url_map: Map, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Server:
@@ -86,34 +89,19 @@ def unix_route(url_map: Map, path: str | os.PathLike[str] | None = None, **kwarg
         ImportError: If werkzeug is not installed.
     """
     require_werkzeug("unix_route")
-    server_name = kwargs.pop("server_name", None)
-    ssl = kwargs.pop("ssl", None)
-    create_router = kwargs.pop("create_router", None)
-    return _route(unix_serve, url_map, (path,), server_name, ssl, create_router, kwargs)
-
-
-def _route(
-    start: Any,
-    url_map: Map,
-    args: tuple[Any, ...],
-    server_name: str | None,
-    ssl: Any,
-    create_router: type[Router] | None,
-    kwargs: dict[str, Any],
-) -> Server:
-    router = (create_router or Router)(url_map, server_name, url_scheme_for(ssl))
-    if ssl is not None and ssl is not True:
-        kwargs["ssl"] = ssl
-    before: ProcessRequest | None = kwargs.pop("process_request", None)
-    if before is None:
-        process_request: ProcessRequest = router.route_request
-    else:
-
-        def process_request(connection: ServerConnection, request: Request) -> Response | None:
-            response = before(connection, request)
-            if response is not None:
-                return response
-            return router.route_request(connection, request)
-
-    server: Server = start(router.handler, *args, process_request=process_request, **kwargs)
+    server: Server = serve_routes(unix_serve, Router, url_map, (path,), kwargs, _chain)
     return server
+
+
+def _chain(
+    before: ProcessRequest, route_request: Callable[[ServerConnection, Request], Response | None]
+) -> ProcessRequest:
+    """``process_request``: ``before``, then routing if it answered ``None``."""
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        response = before(connection, request)
+        if response is not None:
+            return response
+        return route_request(connection, request)
+
+    return process_request
