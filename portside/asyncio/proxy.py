@@ -14,9 +14,10 @@ import asyncio
 import socket
 from typing import Any, cast
 
-from ..exceptions import InvalidProxyMessage, InvalidProxyStatus, ProxyError
+from ..exceptions import InvalidProxyMessage, InvalidProxyStatus
 from ..protocol.proxy import Proxy, ProxyHandshake
 from ..protocol.uri import WebSocketURI
+from ..socks import SOCKS_ASYNCIO, socks_errors, socks_proxy
 
 __all__ = ["open_http_tunnel", "open_socks_tunnel"]
 
@@ -137,27 +138,7 @@ async def open_socks_tunnel(
         ProxyError: If the proxy refused (a SOCKS error reply, failed
             authentication) or broke the SOCKS protocol.
     """
-    try:
-        from python_socks import ProxyType
-        from python_socks.async_.asyncio import Proxy as SocksProxy
-    except ImportError as exc:
-        raise ImportError(
-            f"connecting through a {proxy.scheme}:// proxy requires python-socks: "
-            "pip install 'portside[socks]'"
-        ) from exc
-    proxy_type = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
-    socks = SocksProxy(
-        proxy_type,
-        proxy.host,
-        proxy.port,
-        proxy.username,
-        proxy.password,
-        rdns=proxy.scheme in ("socks5h", "socks4a"),
-    )
-    try:
-        return await socks.connect(target.host, target.port, local_addr=local_addr)
-    except (OSError, TimeoutError):
-        raise
-    except Exception as exc:
-        # python-socks' ProxyError (a refusal) and protocol errors.
-        raise ProxyError(f"SOCKS proxy failed: {exc}") from exc
+    socks = socks_proxy(proxy, SOCKS_ASYNCIO)
+    with socks_errors():
+        sock: socket.socket = await socks.connect(target.host, target.port, local_addr=local_addr)
+    return sock

@@ -13,19 +13,15 @@ from __future__ import annotations
 import socket
 import ssl as ssl_module
 import threading
-import time
 from typing import Any
 
-from ..exceptions import InvalidProxyMessage, ProxyError
+from ..exceptions import InvalidProxyMessage
 from ..protocol.proxy import Proxy, ProxyHandshake
 from ..protocol.uri import WebSocketURI
-from .transport import TLSTransport, Transport
+from ..socks import SOCKS_SYNC, socks_errors, socks_proxy
+from .transport import TLSTransport, Transport, remaining
 
 __all__ = ["open_http_tunnel", "open_socks_tunnel"]
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def open_http_tunnel(
@@ -66,7 +62,7 @@ def open_http_tunnel(
     if proxy.scheme != "https" and ssl is not None:
         raise ValueError("proxy_ssl was given for an http:// proxy")
     sock = socket.create_connection(
-        (proxy.host, proxy.port), timeout=_remaining(deadline), source_address=source_address
+        (proxy.host, proxy.port), timeout=remaining(deadline), source_address=source_address
     )
     sock.settimeout(None)
     transport: Transport
@@ -80,18 +76,18 @@ def open_http_tunnel(
                 lock=lock,
             )
             transport = tls
-            tls.handshake(_remaining(deadline))
+            tls.handshake(remaining(deadline))
         else:
             transport = Transport(sock, lock)
         handshake = ProxyHandshake(proxy, target, user_agent_header)
         with lock:
             data = transport.encode([handshake.connect_request()])
-        transport.send(data, _remaining(deadline))
+        transport.send(data, remaining(deadline))
         buffer = memoryview(bytearray(4096))
         response = None
         while response is None:
             try:
-                count = transport.recv_into(buffer, _remaining(deadline))
+                count = transport.recv_into(buffer, remaining(deadline))
             except TimeoutError:
                 raise TimeoutError("timed out while connecting to the proxy") from None
             if count:
@@ -123,31 +119,10 @@ def open_socks_tunnel(
         ProxyError: If the proxy refused (a SOCKS error reply, failed
             authentication) or broke the SOCKS protocol.
     """
-    try:
-        from python_socks import ProxyType
-        from python_socks.sync import Proxy as SocksProxy
-    except ImportError as exc:
-        raise ImportError(
-            f"connecting through a {proxy.scheme}:// proxy requires python-socks: "
-            "pip install 'portside[socks]'"
-        ) from exc
-    proxy_type = ProxyType.SOCKS5 if proxy.scheme.startswith("socks5") else ProxyType.SOCKS4
-    socks = SocksProxy(
-        proxy_type,
-        proxy.host,
-        proxy.port,
-        proxy.username,
-        proxy.password,
-        rdns=proxy.scheme in ("socks5h", "socks4a"),
-    )
-    try:
-        sock = socks.connect(
-            target.host, target.port, timeout=_remaining(deadline), local_addr=source_address
+    socks = socks_proxy(proxy, SOCKS_SYNC)
+    with socks_errors():
+        sock: socket.socket = socks.connect(
+            target.host, target.port, timeout=remaining(deadline), local_addr=source_address
         )
-    except (OSError, TimeoutError):
-        raise
-    except Exception as exc:
-        # python-socks' ProxyError (a refusal) and protocol errors.
-        raise ProxyError(f"SOCKS proxy failed: {exc}") from exc
     sock.settimeout(None)
     return sock
