@@ -1,22 +1,10 @@
 """Sending one message to many connections at once: :func:`broadcast`.
 
-The message is encoded once and the same bytes are written to every server
-connection that sends it uncompressed; each connection's frame is written
-without awaiting, so a slow connection never holds the others up. What
-determines a connection's bytes:
-
-- server side, no compression (or a message below the extension's
-  ``min_size``, or an 8-bit window, which zlib cannot produce): one frame,
-  shared by all;
-- server side, permessage-deflate *without* context takeover
-  (``server_no_context_takeover``): the compressed bytes depend only on the
-  window size, the level and the memory level, so the message is compressed
-  once per distinct setting and shared within it;
-- server side, permessage-deflate *with* context takeover (the default): each
-  connection's compressor remembers the previous messages, so the message is
-  compressed per connection;
-- client side: every frame is masked with a fresh key (RFC 6455 5.3), so the
-  frame is built per connection.
+The message is encoded once, and each connection's frame is written without
+awaiting, so a slow connection never holds the others up. Which connections
+share which bytes (all server connections that send the message uncompressed,
+those that compress it without context takeover by setting) is
+:class:`~portside.protocol.broadcast.BroadcastMessage`'s to say.
 
 A connection whose write buffer is above its ``write_limit`` cannot keep up:
 a :class:`SlowConsumerPolicy` decides what happens to it.
@@ -25,15 +13,12 @@ a :class:`SlowConsumerPolicy` decides what happens to it.
 from __future__ import annotations
 
 import logging
-import sys
-import traceback
 from collections.abc import Iterable
 from typing import Union
 
 from ..exceptions import ConcurrencyError
+from ..protocol.broadcast import BroadcastMessage
 from ..protocol.connection import SERVER
-from ..protocol.deflate import PerMessageDeflate
-from ..protocol.speedups import encode_frame
 from ..protocol.state import OPEN
 from .connection import Connection
 
@@ -175,35 +160,18 @@ def broadcast(
         TypeError: If ``message`` is not ``str`` or bytes-like.
         ValueError: If ``raise_exceptions`` is set on Python 3.10.
     """
-    if isinstance(message, str):
-        payload = message.encode()
-        opcode = 0x2 if text is False else 0x1
-    elif isinstance(message, (bytes, bytearray, memoryview)):
-        payload = bytes(message)
-        opcode = 0x1 if text is True else 0x2
-    else:
-        raise TypeError(f"message must be str or bytes-like, not {type(message).__name__}")
-    if raise_exceptions and sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
-        # As websockets did while it supported 3.10: ExceptionGroup is 3.11's.
-        raise ValueError("raise_exceptions requires at least Python 3.11")
+    encoded = BroadcastMessage(message, text, raise_exceptions)
     if policy is None:
         policy = DEFAULT_POLICY
-    # RFC 6455 5.2: FIN set, one frame per message; the same bytes for every
-    # server connection that does not compress this message.
-    frame = encode_frame(0x80 | opcode, payload, None)
+    frame = encoded.frame
     track_streaks = policy.close_after is not None
-    errors: list[Exception] = []
-    # Compressed frames shared by connections that compress without context
-    # takeover, by setting; for this message only.
-    shared: dict[tuple[int, int, int], bytes] = {}
     for connection in connections:
         protocol = connection.protocol
         if protocol.state is not OPEN:
             continue
         if protocol._sending:
             # RFC 6455 5.4: no other message may come between the fragments.
-            error: Exception = ConcurrencyError("sending a fragmented message")
-            _report(connection, error, errors, raise_exceptions)
+            encoded.report(connection.logger, ConcurrencyError("sending a fragmented message"))
             continue
         if connection._write_paused:
             policy.skip(connection)
@@ -216,78 +184,13 @@ def broadcast(
                 # (the C accelerator), else transport.write().
                 connection._write_frame(frame)
             else:
-                _write_own_frame(connection, opcode, payload, frame, shared)
+                frames = encoded.frames_for(protocol)
+                if isinstance(frames, bytes):
+                    connection._write_frame(frames)
+                else:
+                    connection.transport.writelines(frames)
         except Exception as exc:
             error = RuntimeError("failed to write message")
             error.__cause__ = exc
-            _report(connection, error, errors, raise_exceptions)
-    if errors and sys.version_info >= (3, 11):
-        raise ExceptionGroup("skipped broadcast", errors)  # noqa: F821 - a 3.11 builtin
-
-
-def _report(
-    connection: Connection, error: Exception, errors: list[Exception], collect: bool
-) -> None:
-    if collect:
-        errors.append(error)
-        return
-    cause = error.__cause__
-    if cause is None:
-        connection.logger.warning("skipped broadcast: %s", error)
-    else:
-        connection.logger.warning(
-            "skipped broadcast: %s: %s",
-            error,
-            traceback.format_exception_only(type(cause), cause)[0].strip(),
-        )
-
-
-def _write_own_frame(
-    connection: Connection,
-    opcode: int,
-    payload: bytes,
-    frame: bytes,
-    shared: dict[tuple[int, int, int], bytes],
-) -> None:
-    """Write the message to a connection whose bytes may differ from ``frame``."""
-    protocol = connection.protocol
-    deflate = protocol.deflate
-    if protocol.side is SERVER:
-        assert deflate is not None
-        if not deflate.can_compress or len(payload) < deflate.min_size:
-            # Sent uncompressed (RFC 7692 6 allows it): the shared frame.
-            connection._write_frame(frame)
-            return
-        if deflate.local_no_context_takeover:
-            connection._write_frame(_compressed_frame(deflate, opcode, payload, shared))
-            return
-    # Context takeover (this connection's compressor), or a client (a mask
-    # per frame): the protocol builds the frame.
-    send = protocol.send_text if opcode == 0x1 else protocol.send_binary
-    connection.transport.writelines(send(payload))
-
-
-def _compressed_frame(
-    deflate: PerMessageDeflate,
-    opcode: int,
-    payload: bytes,
-    shared: dict[tuple[int, int, int], bytes],
-) -> bytes:
-    # What the bytes depend on, besides the message.
-    key = (deflate.local_max_window_bits, deflate.level, deflate.mem_level)
-    frame = shared.get(key)
-    if frame is None:
-        # A fresh compressor, as the connection's own would be for each message
-        # without context takeover: the same bytes.
-        codec = PerMessageDeflate(
-            remote_no_context_takeover=True,
-            local_no_context_takeover=True,
-            remote_max_window_bits=15,
-            local_max_window_bits=deflate.local_max_window_bits,
-            level=deflate.level,
-            mem_level=deflate.mem_level,
-        )
-        # RFC 7692 6: RSV1 marks a compressed message.
-        frame = encode_frame(0xC0 | opcode, codec.compress(payload), None)
-        shared[key] = frame
-    return frame
+            encoded.report(connection.logger, error)
+    encoded.raise_errors()

@@ -298,7 +298,7 @@ def test_policy_validation() -> None:
 async def test_one_compression_per_setting_without_context_takeover(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import portside.asyncio.broadcasting as module
+    import portside.protocol.broadcast as module
 
     built: list[int] = []
     real = module.PerMessageDeflate  # type: ignore[attr-defined]
