@@ -197,18 +197,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
         1005 stands for a Close frame without a code, 1006 for no Close frame.
         """
-        if not self._lost and self.protocol.state is not CLOSED:
-            return None
-        close = self.protocol.close_rcvd
-        return 1006 if close is None else close.code
+        # The protocol is CLOSED once the TCP connection is lost: the layer
+        # calls receive_eof() then.
+        return self.protocol.close_code
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received; ``None`` while the connection is open."""
-        if not self._lost and self.protocol.state is not CLOSED:
-            return None
-        close = self.protocol.close_rcvd
-        return "" if close is None else close.reason
+        return self.protocol.close_reason
 
     # Receiving.
 
@@ -369,8 +365,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol.state is CLOSED and protocol.close_sent is not None:
             return
-        if len(reason.encode()) > 123:
-            reason = reason.encode()[:120].decode(errors="ignore") + "..."
         self._write_all(protocol.fail(code, reason))
         self._wake_receiver()
         self._closing_handshake_done()

@@ -364,6 +364,8 @@ class Protocol(FrameReader):
 
         Sends a Close frame with ``code`` unless one was sent already, stops
         reading and moves to ``CLOSED``: the TCP connection should close next.
+        A ``reason`` longer than a Close frame carries is cut short, with
+        ``...`` at the end.
 
         Returns:
             The bytes to write.
@@ -371,6 +373,9 @@ class Protocol(FrameReader):
         self._reading = False
         self._reset_message()
         if self.state in (OPEN, REMOTE_CLOSING):
+            if len(reason.encode()) > 123:
+                # RFC 6455 5.5: at most 125 bytes of payload, 2 of them the code.
+                reason = reason.encode()[:120].decode(errors="ignore") + "..."
             close = Close(code, reason)
             self._out += self._frame(_OP_CLOSE, close.serialize())
             self.close_sent = close

@@ -105,6 +105,15 @@ _POLLOUT = select.POLLOUT
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
+def _control_payload(data: Sendable) -> bytes:
+    """The payload of a Ping or Pong: ``str`` UTF-8 encoded, bytes-like as bytes."""
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
+
+
 class Connection:
     """A WebSocket connection, either side, on threads: the ``ws`` object of the API.
 
@@ -241,18 +250,14 @@ class Connection:
 
         1005 stands for a Close frame without a code, 1006 for no Close frame.
         """
-        if not self._lost and self.protocol.state is not CLOSED:
-            return None
-        close = self.protocol.close_rcvd
-        return 1006 if close is None else close.code
+        # The protocol is CLOSED once the TCP connection is lost: the layer
+        # calls receive_eof() then.
+        return self.protocol.close_code
 
     @property
     def close_reason(self) -> str | None:
         """The close reason received; ``None`` while the connection is open."""
-        if not self._lost and self.protocol.state is not CLOSED:
-            return None
-        close = self.protocol.close_rcvd
-        return "" if close is None else close.reason
+        return self.protocol.close_reason
 
     # Context manager and iteration.
 
@@ -711,8 +716,6 @@ class Connection:
         protocol = self.protocol
         if protocol.state is CLOSED and protocol.close_sent is not None:
             return
-        if len(reason.encode()) > 123:
-            reason = reason.encode()[:120].decode(errors="ignore") + "..."
         self._queue(protocol.fail(code, reason))
         self._notify()
         self._closing_handshake_done()
@@ -1020,14 +1023,7 @@ class Connection:
             ConnectionClosed: If the connection is closing or closed.
             ConcurrencyError: If a ping with the same data awaits its pong.
         """
-        if data is None:
-            payload = None
-        elif isinstance(data, str):
-            payload = data.encode()
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            payload = bytes(data)
-        else:
-            raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
+        payload = None if data is None else _control_payload(data)
         with self._lock:
             if payload is None:
                 payload = os.urandom(4)
@@ -1049,12 +1045,7 @@ class Connection:
         Raises:
             ConnectionClosed: If the connection is closing or closed.
         """
-        if isinstance(data, str):
-            payload = data.encode()
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            payload = bytes(data)
-        else:
-            raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
+        payload = _control_payload(data)
         with self._lock:
             self._queue(self.protocol.send_pong(payload))
         self._flush()

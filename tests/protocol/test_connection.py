@@ -169,6 +169,21 @@ def test_fail_sends_close_and_stops_reading() -> None:
     assert server.fail(1002) == []
 
 
+def test_fail_cuts_a_long_reason_short() -> None:
+    server = Protocol(SERVER)
+    reason = "é" * 100  # 200 bytes
+    (frame,) = server.fail(1011, reason)
+    assert server.close_sent is not None
+    sent = server.close_sent.reason
+    assert sent == "é" * 60 + "..."
+    assert len(sent.encode()) == 123
+    assert frame == server_frame(CLOSE, close_payload(1011, sent))
+    # A reason that fits is sent as it is.
+    exact = Protocol(SERVER)
+    exact.fail(1011, "x" * 123)
+    assert exact.close_sent == Close(1011, "x" * 123)
+
+
 def test_fail_after_sending_close_does_not_send_another() -> None:
     client, _ = pair()
     client.send_close()
