@@ -17,6 +17,9 @@ from tests.needs import check_needs
 
 TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
 
+# The fixtures that start real proxies, for the proxy tests of both layers.
+pytest_plugins = ["tests.proxies"]
+
 # Clients use the proxy the environment names (proxy=True, as in websockets):
 # the tests' loopback connections must not depend on the machine's proxy
 # settings. Tests of proxies set what they need.

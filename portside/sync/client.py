@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Literal, cast, overload
 
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
-from ..http11 import USER_AGENT
+from ..http11 import USER_AGENT as USER_AGENT  # the default User-Agent
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
 from ..protocol.headers import HeadersLike

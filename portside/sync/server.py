@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from ..exceptions import ConnectionClosed, InvalidMessage
-from ..http11 import SERVER as SERVER_HEADER
+from ..http11 import SERVER
 from ..protocol.deflate import Deflate
 from ..protocol.http11 import Request, Response
 from ..protocol.options import (
@@ -47,6 +47,9 @@ Handler = Callable[["ServerConnection"], Any]
 ProcessRequest = Callable[["ServerConnection", Request], Union[Response, None]]
 ProcessResponse = Callable[["ServerConnection", Request, Response], Union[Response, None]]
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, None]]
+
+#: The default ``Server`` response header.
+SERVER_HEADER = SERVER
 
 
 class ServerConnection(Connection):

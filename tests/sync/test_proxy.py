@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
 import socket
 import ssl
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -28,136 +26,9 @@ from portside.exceptions import (
 )
 from portside.sync.client import connect, unix_connect
 from portside.sync.server import unix_serve
-from tests.needs import needs
+from tests.proxies import free_port, needs_danted, needs_haproxy, needs_tinyproxy, tunnelled_to
 from tests.sync.helpers import TIMEOUT, echo, running
-from tests.sync.test_server import CERT, tls_contexts
-
-TINYPROXY = shutil.which("tinyproxy")
-HAPROXY = shutil.which("haproxy") or (
-    "/usr/sbin/haproxy" if pathlib.Path("/usr/sbin/haproxy").exists() else None
-)
-DANTED = shutil.which("danted") or (
-    "/usr/sbin/danted" if pathlib.Path("/usr/sbin/danted").exists() else None
-)
-needs_tinyproxy = needs(TINYPROXY, "needs tinyproxy (apt install tinyproxy)")
-needs_haproxy = needs(HAPROXY, "needs haproxy (apt install haproxy)")
-needs_danted = needs(DANTED, "needs danted (apt install dante-server)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: pathlib.Path) -> None:
-    """Wait until the proxy accepts connections (it announces nothing else)."""
-    deadline = threading.Event()
-    timer = threading.Timer(TIMEOUT, deadline.set)
-    timer.start()
-    try:
-        while not deadline.is_set():
-            if process.poll() is not None:
-                pytest.fail(f"proxy exited with {process.returncode}: {log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            except OSError:
-                deadline.wait(0.02)
-            else:
-                return
-        pytest.fail(f"proxy did not listen on {port}: {log.read_text()}")  # pragma: no cover
-    finally:
-        timer.cancel()
-        timer.join()
-
-
-@contextlib.contextmanager
-def proxy_process(command: list[str], port: int, log: pathlib.Path) -> Iterator[None]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, process, log)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            process.kill()
-            process.wait()
-
-
-def start_tinyproxy(
-    tmp_path: pathlib.Path, extra: str = ""
-) -> contextlib.AbstractContextManager[None]:
-    assert TINYPROXY is not None
-    port = free_port()
-    config = tmp_path / "tinyproxy.conf"
-    config.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 30\nLogLevel Connect\nMaxClients 20\n"
-        f"Allow 127.0.0.1\n{extra}"
-    )
-    tmp_path.joinpath("tinyproxy.port").write_text(str(port))
-    return proxy_process([TINYPROXY, "-d", "-c", str(config)], port, tmp_path / "tinyproxy.log")
-
-
-@pytest.fixture
-def tinyproxy(tmp_path: pathlib.Path) -> Iterator[tuple[str, pathlib.Path]]:
-    """An HTTP proxy without authentication: its address and its log."""
-    with start_tinyproxy(tmp_path):
-        port = tmp_path.joinpath("tinyproxy.port").read_text()
-        yield f"http://127.0.0.1:{port}", tmp_path / "tinyproxy.log"
-
-
-@pytest.fixture
-def tinyproxy_auth(tmp_path: pathlib.Path) -> Iterator[str]:
-    """An HTTP proxy that wants alice's credentials: its address, without them."""
-    with start_tinyproxy(tmp_path, "BasicAuth alice s3cr3t\n"):
-        yield f"127.0.0.1:{tmp_path.joinpath('tinyproxy.port').read_text()}"
-
-
-@pytest.fixture
-def https_proxy(
-    tmp_path: pathlib.Path, tinyproxy: tuple[str, pathlib.Path]
-) -> Iterator[tuple[str, pathlib.Path]]:
-    """An HTTPS proxy: haproxy terminates TLS (localhost.pem) in front of tinyproxy."""
-    assert HAPROXY is not None
-    plain, log = tinyproxy
-    port = free_port()
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        "global\n  maxconn 100\n"
-        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n"
-        "  timeout server 30s\n"
-        f"frontend tls\n  bind 127.0.0.1:{port} ssl crt {CERT}\n  default_backend proxy\n"
-        f"backend proxy\n  server tinyproxy {plain.removeprefix('http://')}\n"
-    )
-    with proxy_process([HAPROXY, "-db", "-f", str(config)], port, tmp_path / "haproxy.log"):
-        yield f"https://localhost:{port}", log
-
-
-@pytest.fixture
-def danted(tmp_path: pathlib.Path) -> Iterator[tuple[int, pathlib.Path]]:
-    """A SOCKS4/SOCKS5 proxy without authentication: its port and its log."""
-    assert DANTED is not None
-    port = free_port()
-    config = tmp_path / "danted.conf"
-    log = tmp_path / "danted.log"
-    config.write_text(
-        "logoutput: stderr\n"
-        f"internal: 127.0.0.1 port = {port}\n"
-        "external: 127.0.0.1\n"
-        "clientmethod: none\n"
-        "socksmethod: none\n"
-        "user.privileged: root\n"
-        "user.unprivileged: nobody\n"
-        "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }\n"
-        "socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 log: connect }\n"
-    )
-    command = [DANTED, "-f", str(config), "-N", "1", "-p", str(tmp_path / "danted.pid")]
-    with proxy_process(command, port, log):
-        yield port, log
+from tests.sync.test_server import tls_contexts
 
 
 @contextlib.contextmanager
@@ -171,12 +42,6 @@ def round_trip(uri: str, **kwargs: Any) -> None:
     with connect(uri, **kwargs) as ws:
         ws.send("through the proxy")
         assert ws.recv(timeout=TIMEOUT) == "through the proxy"
-
-
-def tunnelled_to(log: pathlib.Path, port: int) -> bool:
-    # tinyproxy logs each CONNECT with its target; Dante each connection.
-    text = log.read_text()
-    return f":{port}" in text or f".{port}" in text
 
 
 # HTTP CONNECT.
@@ -219,14 +84,16 @@ def test_proxy_from_the_environment(
 
 
 @needs_tinyproxy
-def test_proxy_authentication(tinyproxy_auth: str) -> None:
+def test_proxy_authentication(tinyproxy_auth: tuple[str, pathlib.Path]) -> None:
+    proxy, _ = tinyproxy_auth
+    address = proxy.removeprefix("http://")
     with echo_port() as port:
-        round_trip(f"ws://127.0.0.1:{port}/", proxy=f"http://alice:s3cr3t@{tinyproxy_auth}")
+        round_trip(f"ws://127.0.0.1:{port}/", proxy=f"http://alice:s3cr3t@{address}")
         with pytest.raises(InvalidProxyStatus) as raised:
-            round_trip(f"ws://127.0.0.1:{port}/", proxy=f"http://{tinyproxy_auth}")
+            round_trip(f"ws://127.0.0.1:{port}/", proxy=proxy)
         assert raised.value.response.status_code == 407
         with pytest.raises(InvalidProxyStatus):
-            round_trip(f"ws://127.0.0.1:{port}/", proxy=f"http://alice:wrong@{tinyproxy_auth}")
+            round_trip(f"ws://127.0.0.1:{port}/", proxy=f"http://alice:wrong@{address}")
 
 
 @needs_haproxy
