@@ -31,6 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, 
 from typing import TYPE_CHECKING, Any, Union, cast
 from weakref import WeakKeyDictionary
 
+from ..connection_properties import ConnectionProperties
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -41,7 +42,7 @@ from ..protocol.connection import SERVER, Protocol
 from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
-from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from ..protocol.state import CLOSED, CONNECTING, OPEN
 from ..typing import Data
 from .speedups import IMPLEMENTATION, ConnectionBase
 
@@ -69,7 +70,7 @@ def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
     return arena
 
 
-class Connection(ConnectionBase, asyncio.BufferedProtocol):
+class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol):
     """A WebSocket connection, either side: the ``ws`` object of the API.
 
     Not created directly: :func:`~portside.serve` hands one to each handler and
@@ -140,18 +141,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     # Properties.
 
     @property
-    def id(self) -> uuid.UUID:
-        """A unique identifier of the connection, for logs."""
-        if self._id is None:
-            self._id = uuid.uuid4()
-        return self._id
-
-    @property
-    def state(self) -> State:
-        """The :class:`~portside.protocol.State` of the connection."""
-        return self.protocol.state
-
-    @property
     def open(self) -> bool:
         """Whether messages can be sent (``state`` is ``OPEN``)."""
         return self.protocol.state is OPEN
@@ -172,11 +161,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         return self.transport.get_extra_info("peername")
 
     @property
-    def subprotocol(self) -> str | None:
-        """The negotiated subprotocol, or ``None``."""
-        return cast(Union[str, None], getattr(self.protocol, "subprotocol", None))
-
-    @property
     def path(self) -> str:
         """The path of the opening request, such as ``/chat?room=1``."""
         return self.request.path if self.request is not None else ""
@@ -190,21 +174,6 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def response_headers(self) -> Headers:
         """The headers of the answer to the opening request."""
         return self.response.headers if self.response is not None else Headers()
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received; ``None`` while the connection is open.
-
-        1005 stands for a Close frame without a code, 1006 for no Close frame.
-        """
-        # The protocol is CLOSED once the TCP connection is lost: the layer
-        # calls receive_eof() then.
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received; ``None`` while the connection is open."""
-        return self.protocol.close_reason
 
     # Receiving.
 

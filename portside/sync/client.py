@@ -38,7 +38,7 @@ from ..protocol.reconnect import Retry, backoff, process_exception
 from ..protocol.redirect import MAX_REDIRECTS as MAX_REDIRECTS  # importable here too
 from ..protocol.redirect import Redirects
 from ..protocol.uri import WebSocketURI, parse_uri
-from .connection import Connection
+from .connection import Connection, new_connection
 from .messages import queue_limits
 from .proxy import open_http_tunnel, open_socks_tunnel
 from .transport import TLSTransport, Transport, remaining
@@ -235,20 +235,10 @@ def _opener(
             max_size=options.max_size,
             read_limit=options.read_limit,
         )
-        try:
-            connection = factory(
-                transport,
-                protocol,
-                ping_interval=options.ping_interval,
-                ping_timeout=options.ping_timeout,
-                close_timeout=options.close_timeout,
-                max_queue=max_queue,
-            )
-        except BaseException:
-            transport.close()
-            raise
+        connection = new_connection(
+            factory, transport, protocol, options=options, max_queue=max_queue
+        )
         connection.logger = the_logger
-        connection.write_limit = options.write_limit
         try:
             connection._handshake(deadline)
         except BaseException:

@@ -63,6 +63,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, Union, cast, overload
 
+from ..connection_properties import ConnectionProperties
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -72,7 +73,8 @@ from ..exceptions import (
 from ..protocol.close import Close
 from ..protocol.connection import SERVER, Protocol
 from ..protocol.events import Fragment, Pong
-from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from ..protocol.options import ConnectionOptions
+from ..protocol.state import CLOSED, CONNECTING, OPEN
 from .messages import Item, MessageQueue, queue_limits
 from .transport import Transport
 from .waker import Waker
@@ -114,7 +116,7 @@ def _control_payload(data: Sendable) -> bytes:
     raise TypeError(f"data must be str or bytes-like, not {type(data).__name__}")
 
 
-class Connection:
+class Connection(ConnectionProperties):
     """A WebSocket connection, either side, on threads: the ``ws`` object of the API.
 
     Not created directly: :func:`~portside.sync.server.serve` hands one to each
@@ -218,18 +220,6 @@ class Connection:
     # Properties.
 
     @property
-    def id(self) -> uuid.UUID:
-        """A unique identifier of the connection, for logs."""
-        if self._id is None:
-            self._id = uuid.uuid4()
-        return self._id
-
-    @property
-    def state(self) -> State:
-        """The :class:`~portside.protocol.State` of the connection."""
-        return self.protocol.state
-
-    @property
     def local_address(self) -> Any:
         """The local socket address, as ``socket.getsockname()`` returns it."""
         return self._extra["sockname"]
@@ -238,26 +228,6 @@ class Connection:
     def remote_address(self) -> Any:
         """The peer's socket address, as ``socket.getpeername()`` returns it."""
         return self._extra["peername"]
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The negotiated subprotocol, or ``None``."""
-        return cast(Union[str, None], getattr(self.protocol, "subprotocol", None))
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code received; ``None`` while the connection is open.
-
-        1005 stands for a Close frame without a code, 1006 for no Close frame.
-        """
-        # The protocol is CLOSED once the TCP connection is lost: the layer
-        # calls receive_eof() then.
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason received; ``None`` while the connection is open."""
-        return self.protocol.close_reason
 
     # Context manager and iteration.
 
@@ -1341,6 +1311,41 @@ class Connection:
         if isinstance(peer, tuple) and len(peer) >= 2:
             return f"{peer[0]}:{peer[1]}"
         return str(peer or "peer")
+
+
+def new_connection(
+    factory: Callable[..., _C],
+    transport: Transport,
+    protocol: Protocol,
+    *args: Any,
+    options: ConnectionOptions,
+    max_queue: int | tuple[int | None, int | None] | None,
+) -> _C:
+    """Create the connection of a server or a client with its validated options.
+
+    Args:
+        factory: The :class:`Connection` subclass (``create_connection``).
+        transport: The connection's transport; closed if the factory fails.
+        protocol: The sans-I/O protocol.
+        *args: More positional arguments of ``factory`` (a server connection's server).
+        options: The options, validated.
+        max_queue: The ``max_queue`` option, which may be ``(high, low)`` here.
+    """
+    try:
+        connection = factory(
+            transport,
+            protocol,
+            *args,
+            ping_interval=options.ping_interval,
+            ping_timeout=options.ping_timeout,
+            close_timeout=options.close_timeout,
+            max_queue=max_queue,
+        )
+    except BaseException:
+        transport.close()
+        raise
+    connection.write_limit = options.write_limit
+    return connection
 
 
 def _earliest(timeout: float | None, other: float) -> float:

@@ -36,7 +36,7 @@ from ..protocol.server import HOOK_FAILED, SHUTTING_DOWN, Origin, ServerProtocol
 from ..protocol.state import OPEN
 from .auth import basic_auth
 from .broadcasting import broadcast
-from .connection import Connection
+from .connection import Connection, new_connection
 from .messages import queue_limits
 from .transport import TLSTransport, Transport, remaining
 from .waker import Waker
@@ -540,20 +540,9 @@ def serve(
             max_size=options.max_size,
             read_limit=options.read_limit,
         )
-        try:
-            connection = factory(
-                transport,
-                protocol,
-                server,
-                ping_interval=options.ping_interval,
-                ping_timeout=options.ping_timeout,
-                close_timeout=options.close_timeout,
-                max_queue=max_queue,
-            )
-        except BaseException:
-            transport.close()
-            raise
-        connection.write_limit = options.write_limit
+        connection = new_connection(
+            factory, transport, protocol, server, options=options, max_queue=max_queue
+        )
         if select_subprotocol is not None:
             protocol.select_subprotocol = lambda offered: select_subprotocol(connection, offered)
         opened = False
