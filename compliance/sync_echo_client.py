@@ -9,53 +9,21 @@ reports.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-import urllib.parse
 from pathlib import Path
-from typing import Any
 
 if not __package__:
     # Run as a script: the shared pieces are in compliance/echo_client.py.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import portside
-from compliance.echo_client import CASE_TIMEOUT, MAX_QUEUE, MAX_SIZE, parse_case_numbers
+from compliance.echo_client import ERRORS, Progress, Settings, argument_parser, error_status
 from portside.sync.client import connect
 
 
-class Driver:
+class Driver(Settings):
     """Runs the cases of one fuzzingserver for one agent."""
-
-    def __init__(
-        self,
-        url: str,
-        agent: str,
-        *,
-        compression: bool,
-        max_size: int,
-        max_queue: int,
-        case_timeout: float,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.agent = agent
-        self.compression = compression
-        self.max_size = max_size
-        self.max_queue = max_queue
-        self.case_timeout = case_timeout
-
-    def _uri(self, path: str, **params: str | int) -> str:
-        query = urllib.parse.urlencode(params)
-        return f"{self.url}{path}?{query}" if query else f"{self.url}{path}"
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "compression": "deflate" if self.compression else None,
-            "max_size": self.max_size,
-            "max_queue": self.max_queue,
-            "ping_interval": None,
-        }
 
     def case_count(self) -> int:
         """Ask the fuzzingserver how many cases it runs."""
@@ -65,10 +33,9 @@ class Driver:
 
     def run_case(self, number: int) -> str | None:
         """Run case ``number``; return a problem worth reporting, or ``None``."""
-        uri = self._uri("/runCase", case=number, agent=self.agent)
         deadline = time.monotonic() + self.case_timeout
         try:
-            with connect(uri, **self._options()) as ws:
+            with connect(self._case_uri(number), **self._options()) as ws:
                 while True:
                     message = ws.recv(timeout=max(0.0, deadline - time.monotonic()))
                     ws.send(message)
@@ -82,8 +49,7 @@ class Driver:
     def update_reports(self) -> None:
         """Have the fuzzingserver write its reports; return once it is done."""
         try:
-            uri = self._uri("/updateReports", agent=self.agent)
-            with connect(uri, **self._options()) as ws:
+            with connect(self._reports_uri(), **self._options()) as ws:
                 for _ in ws:
                     pass
         except portside.ConnectionClosed:
@@ -92,51 +58,21 @@ class Driver:
 
 def drive(driver: Driver, cases: str | None) -> int:
     """Run the cases (all, or the numbers in ``cases``); return an exit status."""
-    count = driver.case_count()
-    numbers = parse_case_numbers(cases, count) if cases else list(range(1, count + 1))
-    print(f"fuzzingserver runs {count} cases; running {len(numbers)}", flush=True)
-    problems = 0
-    for number in numbers:
+    progress = Progress(driver.case_count(), cases)
+    for number in progress.numbers:
         start = time.monotonic()
-        problem = driver.run_case(number)
-        elapsed = time.monotonic() - start
-        status = "ok" if problem is None else problem
-        print(f"case {number}/{count}: {elapsed:.3f} s {status}", flush=True)
-        if problem is not None:
-            problems += 1
+        progress.case(number, start, driver.run_case(number))
     driver.update_reports()
-    print(f"reports updated; {problems} case(s) with client-side problems", flush=True)
-    return 0
+    return progress.done()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the cases."""
-    parser = argparse.ArgumentParser(description="portside threading client driver for Autobahn.")
-    parser.add_argument("--url", default="ws://127.0.0.1:9001", help="the fuzzingserver's URL")
-    parser.add_argument("--agent", default="portside", help="agent name in the reports")
-    parser.add_argument("--cases", help="case numbers to run, e.g. 1-10,15 (default: all)")
-    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="largest message, bytes")
-    parser.add_argument("--max-queue", type=int, default=MAX_QUEUE, help="messages buffered")
-    parser.add_argument(
-        "--case-timeout", type=float, default=CASE_TIMEOUT, help="seconds allowed per case"
-    )
-    parser.add_argument(
-        "--no-compression", action="store_true", help="do not offer permessage-deflate"
-    )
-    args = parser.parse_args(argv)
-    driver = Driver(
-        args.url,
-        args.agent,
-        compression=not args.no_compression,
-        max_size=args.max_size,
-        max_queue=args.max_queue,
-        case_timeout=args.case_timeout,
-    )
+    args = argument_parser("portside threading client driver for Autobahn.").parse_args(argv)
     try:
-        return drive(driver, args.cases)
-    except (portside.WebSocketException, OSError, ValueError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return drive(Driver.from_args(args), args.cases)
+    except ERRORS as exc:
+        return error_status(exc)
 
 
 if __name__ == "__main__":

@@ -10,19 +10,23 @@ connection.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
-from portside.sync.server import ServerConnection, serve
+if not __package__:
+    # Run as a script: the shared pieces are in compliance/echo_server.py.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# Autobahn's largest messages are 16 MiB (cases 9.1.6 and 9.2.6).
-MAX_SIZE = 2**25
-# Received messages buffered ahead of the echo loop before reading pauses.
-MAX_QUEUE = 32
+from compliance.echo_server import (
+    argument_parser,
+    configure_logging,
+    print_ready,
+    server_options,
+)
+from portside.sync.server import ServerConnection, serve
 
 
 def echo(ws: ServerConnection) -> None:
@@ -33,21 +37,8 @@ def echo(ws: ServerConnection) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(description="portside threading echo server for Autobahn.")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=9002, help="TCP port; 0 picks a free one")
-    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="largest message, bytes")
-    parser.add_argument("--max-queue", type=int, default=MAX_QUEUE, help="messages buffered")
-    parser.add_argument(
-        "--no-compression", action="store_true", help="do not negotiate permessage-deflate"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    args = argument_parser("portside threading echo server for Autobahn.").parse_args(argv)
+    configure_logging(args)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -55,19 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    with serve(
-        echo,
-        args.host,
-        args.port,
-        compression=None if args.no_compression else "deflate",
-        max_size=args.max_size,
-        max_queue=args.max_queue,
-        ping_interval=None,
-    ) as server:
+    with serve(echo, args.host, args.port, **server_options(args)) as server:
         serving = threading.Thread(target=server.serve_forever)
         serving.start()
-        bound = server.socket.getsockname()
-        print(f"READY ws://{args.host}:{bound[1]}", flush=True)
+        print_ready(args.host, server.socket)
         # The main thread waits for a signal (its handler interrupts the wait);
         # shutdown() runs here, outside the signal handler.
         stop.wait()
