@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.runtime import LOOPS, raise_nofile_limit, run_on_loop
 
-__all__ = ["ServerOptions", "main"]
+__all__ = ["ServerOptions", "main", "main_threads"]
 
 # Large enough for every benchmark message; the libraries' own limits are off.
 MAX_FRAME_SIZE = 1 << 30
@@ -36,6 +36,20 @@ class ServerOptions:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certfile, self.keyfile)
         return context
+
+    def serve_options(self) -> dict[str, Any]:
+        """The options of ``serve()`` for the servers with websockets' API.
+
+        portside's and websockets', asyncio and threads: TLS if asked, the
+        library's default permessage-deflate if asked, no keepalive pings, no
+        message size limit. One definition, so that they are all set up alike.
+        """
+        return {
+            "ssl": self.ssl_context(),
+            "compression": "deflate" if self.compression else None,
+            "ping_interval": None,
+            "max_size": None,
+        }
 
 
 def parse_options(description: str, argv: list[str] | None = None) -> ServerOptions:
@@ -69,3 +83,15 @@ def main(serve: Callable[[ServerOptions], Coroutine[Any, Any, None]], descriptio
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         run_on_loop(serve(options), options.loop)
+
+
+def main_threads(
+    serve: Callable[..., Any], handler: Callable[[Any], None], description: str
+) -> None:
+    """Parse the command line, then serve ``handler`` with a threading API's ``serve()``.
+
+    ``--loop`` is accepted for the harness and ignored: there is no event loop.
+    """
+    options = parse_options(description)
+    with serve(handler, options.host, options.port, **options.serve_options()) as server:
+        server.serve_forever()

@@ -16,13 +16,7 @@ async def serve(options: ServerOptions) -> None:
     # loop itself, so it cannot call portside.run().
     portside.tune_allocator()
     async with portside.serve(
-        echo,
-        options.host,
-        options.port,
-        ssl=options.ssl_context(),
-        compression="deflate" if options.compression else None,
-        ping_interval=None,
-        max_size=None,
+        echo, options.host, options.port, **options.serve_options()
     ) as server:
         await server.serve_forever()
 

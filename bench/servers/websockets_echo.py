@@ -14,15 +14,7 @@ async def echo(ws: ServerConnection) -> None:
 
 
 async def serve(options: ServerOptions) -> None:
-    async with ws_serve(
-        echo,
-        options.host,
-        options.port,
-        ssl=options.ssl_context(),
-        compression="deflate" if options.compression else None,
-        ping_interval=None,
-        max_size=None,
-    ) as server:
+    async with ws_serve(echo, options.host, options.port, **options.serve_options()) as server:
         await server.serve_forever()
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from websockets.sync.server import serve
 
-from bench.servers.common import parse_options
+from bench.servers.common import main_threads
 
 
 def echo(ws: Any) -> None:
@@ -14,20 +14,5 @@ def echo(ws: Any) -> None:
         ws.send(message)
 
 
-def main() -> None:
-    # --loop is accepted for the harness and ignored: there is no event loop.
-    options = parse_options(__doc__ or "")
-    with serve(
-        echo,
-        options.host,
-        options.port,
-        ssl=options.ssl_context(),
-        compression="deflate" if options.compression else None,
-        ping_interval=None,
-        max_size=None,
-    ) as server:
-        server.serve_forever()
-
-
 if __name__ == "__main__":
-    main()
+    main_threads(serve, echo, __doc__ or "")
