@@ -71,6 +71,54 @@ def pair(**kwargs: Any) -> Iterator[tuple[ServerConnection, ClientConnection]]:
                 done.set()
 
 
+@contextlib.contextmanager
+def raw_http_server(respond: bytes, close: bool = True) -> Iterator[int]:
+    """A TCP server answering every request with ``respond``; yields its port.
+
+    It reads each request's head, answers, and closes the connection unless
+    ``close`` is ``False`` (then the client waits for more).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            sockets.append(sock)
+            read_head(sock)
+            if respond:
+                sock.sendall(respond)
+            if close:
+                sock.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join()
+        for sock in sockets:
+            sock.close()
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """Read from ``sock`` until the end of an HTTP head (or EOF); return what was read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class RawClient:
     """A hand-driven client on a plain socket: sends exactly the bytes a test wants."""
 
@@ -100,13 +148,7 @@ class RawClient:
 
     def read_head(self) -> bytes:
         """Read the HTTP response head; what follows stays in ``self.head``."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, _, self.head = data.partition(b"\r\n\r\n")
+        head, _, self.head = read_head(self.sock).partition(b"\r\n\r\n")
         return head
 
     def send(self, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -34,7 +33,7 @@ from portside.sync.client import (
     unix_reconnect,
 )
 from portside.sync.server import ServerConnection, unix_serve
-from tests.sync.helpers import TIMEOUT, echo, running, url
+from tests.sync.helpers import TIMEOUT, echo, raw_http_server, running, url
 from tests.sync.test_server import tls_contexts
 
 
@@ -125,44 +124,6 @@ def test_error_status_carries_the_response() -> None:
             connect(url(server))
     assert raised.value.response.status_code == 404
     assert raised.value.response.body == b"nothing here\n"
-
-
-@contextlib.contextmanager
-def raw_http_server(respond: bytes, close: bool = True) -> Iterator[int]:
-    """A TCP server answering every request with ``respond``; yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-    sockets: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                sock, _ = listener.accept()
-            except OSError:
-                return
-            sockets.append(sock)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            if respond:
-                sock.sendall(respond)
-            if close:
-                sock.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        thread.join()
-        for sock in sockets:
-            sock.close()
 
 
 def test_redirects_are_followed() -> None:

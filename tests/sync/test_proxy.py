@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import socket
 import ssl
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from portside.exceptions import (
 from portside.sync.client import connect, unix_connect
 from portside.sync.server import unix_serve
 from tests.proxies import free_port, needs_danted, needs_haproxy, needs_tinyproxy, tunnelled_to
-from tests.sync.helpers import TIMEOUT, echo, running
+from tests.sync.helpers import TIMEOUT, echo, raw_http_server, running
 from tests.sync.test_server import tls_contexts
 
 
@@ -173,39 +172,6 @@ def test_socks_proxy_refusing(danted: tuple[int, pathlib.Path]) -> None:
 # Misbehaving proxies and bad addresses.
 
 
-@contextlib.contextmanager
-def fake_proxy(answer: bytes) -> Iterator[str]:
-    """A TCP server answering one CONNECT request with ``answer``, then hanging up."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(TIMEOUT)  # a test that never connects does not hang
-    connections: list[socket.socket] = []
-
-    def serve() -> None:
-        try:
-            sock, _ = listener.accept()
-        except OSError:
-            return
-        connections.append(sock)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        sock.sendall(answer)
-        sock.shutdown(socket.SHUT_WR)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        thread.join()
-        listener.close()
-        for sock in connections:
-            sock.close()
-
-
 @pytest.mark.parametrize(
     ("answer", "error"),
     [
@@ -217,8 +183,9 @@ def fake_proxy(answer: bytes) -> Iterator[str]:
     ids=["refused", "garbage", "data-after-200", "hangs-up"],
 )
 def test_misbehaving_http_proxy(answer: bytes, error: type[Exception]) -> None:
-    with fake_proxy(answer) as proxy, pytest.raises(error):
-        connect("ws://example.com/", proxy=proxy)
+    # A TCP server answering the CONNECT request with ``answer``, then hanging up.
+    with raw_http_server(answer) as port, pytest.raises(error):
+        connect("ws://example.com/", proxy=f"http://127.0.0.1:{port}")
 
 
 def test_invalid_proxies() -> None:
