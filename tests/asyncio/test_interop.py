@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.server import serve as ws_serve
 
 import portside
 from tests.asyncio.helpers import running, url
-
-MESSAGES: list[str | bytes] = ["hello", "☕" * 5000, b"\x00\x01", bytes(range(256)) * 1000, ""]
+from tests.peers import MESSAGES, aiohttp_echo_server, websockets_echo_server
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
@@ -37,12 +31,7 @@ async def test_websockets_client_to_portside_server(compression: str | None) -> 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 async def test_portside_client_to_websockets_server(compression: str | None) -> None:
-    async def echo(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async with ws_serve(echo, "127.0.0.1", 0, compression=compression, max_size=None) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with websockets_echo_server(compression) as port:
         async with portside.connect(
             f"ws://127.0.0.1:{port}/", compression=compression, max_size=None
         ) as ws:
@@ -70,31 +59,6 @@ async def test_aiohttp_client_to_portside_server(compress: int) -> None:
                     assert await ws.receive_bytes() == message
             await ws.close()
         assert ws.close_code == 1000
-
-
-@asynccontextmanager
-async def aiohttp_echo_server(compress: bool) -> AsyncIterator[int]:
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=compress, max_msg_size=0)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -10,19 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from websockets.asyncio.client import connect as ws_async_connect
-from websockets.asyncio.server import serve as ws_async_serve
 from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import serve as ws_serve
 
 from portside.exceptions import ConnectionClosedError
-from portside.sync.client import connect
+from portside.sync.client import ClientConnection, connect
 from portside.sync.server import ServerConnection
+from tests.peers import MESSAGES, aiohttp_echo_server, websockets_echo_server
 from tests.sync.helpers import TIMEOUT, running, url
-
-MESSAGES: list[str | bytes] = ["hello", "☕" * 5000, b"\x00\x01", bytes(range(256)) * 1000, ""]
-
 
 # Peers' clients against portside's threading server.
 
@@ -122,11 +118,7 @@ def test_portside_client_to_websockets_sync_server(compression: str | None) -> N
             port = server.socket.getsockname()[1]
             with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
                 assert (ws.protocol.deflate is not None) == (compression is not None)
-                for message in MESSAGES:
-                    ws.send(message)
-                    assert ws.recv(timeout=TIMEOUT) == message
-                ws.send([b"frag", b"ments"])
-                assert ws.recv(timeout=TIMEOUT) == b"fragments"
+                check_echo(ws, [b"frag", b"ments"], b"fragments")
                 assert ws.ping().wait(TIMEOUT)
                 assert ws.latency > 0
             assert ws.close_code == 1000
@@ -158,73 +150,41 @@ class LoopThread:
 
 
 @contextlib.contextmanager
-def websockets_async_server(compression: str | None) -> Iterator[int]:
-    async def echo(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async def start() -> Any:
-        return await ws_async_serve(echo, "127.0.0.1", 0, compression=compression, max_size=None)
-
+def in_a_loop_thread(server: contextlib.AbstractAsyncContextManager[int]) -> Iterator[int]:
+    """Run one of tests/peers.py's servers in an event loop of its own; yield its port."""
     with LoopThread() as loop:
-        server = loop.run(start())
+        port: int = loop.run(server.__aenter__())
         try:
-            yield server.sockets[0].getsockname()[1]
+            yield port
         finally:
-            server.close()
-            loop.run(server.wait_closed())
+            loop.run(server.__aexit__(None, None, None))
+
+
+def check_echo(
+    ws: ClientConnection, fragments: list[str] | list[bytes], whole: str | bytes
+) -> None:
+    """Send the messages, then ``fragments`` as one message; check that each comes back."""
+    for message in MESSAGES:
+        ws.send(message)
+        assert ws.recv(timeout=TIMEOUT) == message
+    ws.send(fragments)
+    assert ws.recv(timeout=TIMEOUT) == whole
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_portside_client_to_websockets_asyncio_server(compression: str | None) -> None:
-    with websockets_async_server(compression) as port:
+    with in_a_loop_thread(websockets_echo_server(compression)) as port:
         with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
-            for message in MESSAGES:
-                ws.send(message)
-                assert ws.recv(timeout=TIMEOUT) == message
-            ws.send(["frag", "ments"])
-            assert ws.recv(timeout=TIMEOUT) == "fragments"
+            check_echo(ws, ["frag", "ments"], "fragments")
         assert ws.close_code == 1000
-
-
-@contextlib.contextmanager
-def aiohttp_echo_server(compress: bool) -> Iterator[int]:
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=compress, max_msg_size=0)
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-        return ws
-
-    async def start() -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    with LoopThread() as loop:
-        runner = loop.run(start())
-        try:
-            yield runner.addresses[0][1]
-        finally:
-            loop.run(runner.cleanup())
 
 
 @pytest.mark.parametrize("compress", [True, False])
 def test_portside_client_to_aiohttp_server(compress: bool) -> None:
-    with aiohttp_echo_server(compress) as port:
+    with in_a_loop_thread(aiohttp_echo_server(compress)) as port:
         with connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
             assert (ws.protocol.deflate is not None) == compress
-            for message in MESSAGES:
-                ws.send(message)
-                assert ws.recv(timeout=TIMEOUT) == message
-            ws.send(["frag", "ments"])
-            assert ws.recv(timeout=TIMEOUT) == "fragments"
+            check_echo(ws, ["frag", "ments"], "fragments")
         assert ws.close_code == 1000
 
 
