@@ -7,16 +7,27 @@ import contextlib
 import os
 import queue
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from portside.sync.client import ClientConnection, connect
-from portside.sync.server import Server, ServerConnection, serve
+from portside.sync.server import Server, ServerConnection, serve, unix_serve
 from tests.framing import unmask_frames
 
 # Long enough for a loaded machine; only a hung test waits this long.
 TIMEOUT = 10.0
+
+_S = TypeVar("_S", bound="ServesForever")
+
+
+class ServesForever(Protocol):
+    """A threading server: portside's or websockets'."""
+
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 
 def echo(ws: ServerConnection) -> None:
@@ -30,20 +41,38 @@ def url(server: Server, path: str = "/") -> str:
 
 
 @contextlib.contextmanager
+def serving(server: _S) -> Iterator[_S]:
+    """Run ``server.serve_forever()`` in a thread; shut the server down and join it on exit.
+
+    portside's threading server, or websockets' (the same API).
+    """
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@contextlib.contextmanager
 def running(handler: Callable[[ServerConnection], Any] = echo, **kwargs: Any) -> Iterator[Server]:
     """A server on a free port, serving in a thread; shut down and joined on exit."""
     kwargs.setdefault("ping_interval", None)
     if "sock" not in kwargs:
         kwargs.setdefault("host", "127.0.0.1")
         kwargs.setdefault("port", 0)
-    with serve(handler, **kwargs) as server:
-        thread = threading.Thread(target=server.serve_forever)
-        thread.start()
-        try:
-            yield server
-        finally:
-            server.shutdown()
-            thread.join()
+    with serving(serve(handler, **kwargs)) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_unix(handler: Callable[[ServerConnection], Any] = echo) -> Iterator[str]:
+    """A server on a Unix socket in a temporary directory, serving in a thread; yields its path."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "ws.sock")
+        with serving(unix_serve(handler, path, ping_interval=None)):
+            yield path
 
 
 @contextlib.contextmanager

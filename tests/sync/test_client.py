@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -32,8 +30,8 @@ from portside.sync.client import (
     unix_connect,
     unix_reconnect,
 )
-from portside.sync.server import ServerConnection, unix_serve
-from tests.sync.helpers import TIMEOUT, echo, raw_http_server, running, url
+from portside.sync.server import ServerConnection
+from tests.sync.helpers import TIMEOUT, raw_http_server, running, running_unix, url
 from tests.sync.test_server import tls_contexts
 
 
@@ -417,26 +415,18 @@ def test_reconnect_as_a_context_manager_and_connect_legacy_false() -> None:
 
 
 def test_unix_reconnect() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "ws.sock")
-        with unix_serve(echo, path, ping_interval=None) as server:
-            thread = threading.Thread(target=server.serve_forever)
-            thread.start()
-            try:
-                for ws in unix_reconnect(path):
-                    ws.send("unix")
-                    assert ws.recv(timeout=TIMEOUT) == "unix"
-                    break
-                connector = unix_connect(path, legacy=False)
-                assert isinstance(connector, reconnect)
-                with connector as ws:
-                    ws.send("legacy=False")
-                    assert ws.recv(timeout=TIMEOUT) == "legacy=False"
-                with pytest.raises(TypeError, match="path"):
-                    unix_reconnect()
-            finally:
-                server.shutdown()
-                thread.join()
+    with running_unix() as path:
+        for ws in unix_reconnect(path):
+            ws.send("unix")
+            assert ws.recv(timeout=TIMEOUT) == "unix"
+            break
+        connector = unix_connect(path, legacy=False)
+        assert isinstance(connector, reconnect)
+        with connector as ws:
+            ws.send("legacy=False")
+            assert ws.recv(timeout=TIMEOUT) == "legacy=False"
+        with pytest.raises(TypeError, match="path"):
+            unix_reconnect()
 
 
 def test_credentials_are_not_passed_on_to_another_origin() -> None:

@@ -18,7 +18,7 @@ from portside.exceptions import ConnectionClosedError
 from portside.sync.client import ClientConnection, connect
 from portside.sync.server import ServerConnection
 from tests.peers import MESSAGES, aiohttp_echo_server, websockets_echo_server
-from tests.sync.helpers import TIMEOUT, running, url
+from tests.sync.helpers import TIMEOUT, running, serving, url
 
 # Peers' clients against portside's threading server.
 
@@ -109,22 +109,15 @@ def websockets_echo(ws: Any) -> None:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_portside_client_to_websockets_sync_server(compression: str | None) -> None:
-    with ws_serve(
-        websockets_echo, "127.0.0.1", 0, compression=compression, max_size=None
-    ) as server:
-        thread = threading.Thread(target=server.serve_forever)
-        thread.start()
-        try:
-            port = server.socket.getsockname()[1]
-            with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
-                assert (ws.protocol.deflate is not None) == (compression is not None)
-                check_echo(ws, [b"frag", b"ments"], b"fragments")
-                assert ws.ping().wait(TIMEOUT)
-                assert ws.latency > 0
-            assert ws.close_code == 1000
-        finally:
-            server.shutdown()
-            thread.join()
+    peer = ws_serve(websockets_echo, "127.0.0.1", 0, compression=compression, max_size=None)
+    with serving(peer) as server:
+        port = server.socket.getsockname()[1]
+        with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
+            assert (ws.protocol.deflate is not None) == (compression is not None)
+            check_echo(ws, [b"frag", b"ments"], b"fragments")
+            assert ws.ping().wait(TIMEOUT)
+            assert ws.latency > 0
+        assert ws.close_code == 1000
 
 
 class LoopThread:
@@ -192,15 +185,9 @@ def test_websockets_server_closing_with_an_error_code() -> None:
     def handler(ws: Any) -> None:
         ws.close(4321, "custom")
 
-    with ws_serve(handler, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever)
-        thread.start()
-        try:
-            port = server.socket.getsockname()[1]
-            with connect(f"ws://127.0.0.1:{port}/") as ws:
-                with pytest.raises(ConnectionClosedError) as raised:
-                    ws.recv(timeout=TIMEOUT)
-            assert (raised.value.code, raised.value.reason) == (4321, "custom")
-        finally:
-            server.shutdown()
-            thread.join()
+    with serving(ws_serve(handler, "127.0.0.1", 0)) as server:
+        port = server.socket.getsockname()[1]
+        with connect(f"ws://127.0.0.1:{port}/") as ws:
+            with pytest.raises(ConnectionClosedError) as raised:
+                ws.recv(timeout=TIMEOUT)
+        assert (raised.value.code, raised.value.reason) == (4321, "custom")

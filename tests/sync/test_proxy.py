@@ -7,11 +7,8 @@ a temporary directory, and stops it afterwards.
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import ssl
-import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +21,8 @@ from portside.exceptions import (
     ProxyError,
 )
 from portside.sync.client import connect, unix_connect
-from portside.sync.server import unix_serve
 from tests.proxies import free_port, needs_danted, needs_haproxy, needs_tinyproxy, tunnelled_to
-from tests.sync.helpers import TIMEOUT, echo, raw_http_server, running
+from tests.sync.helpers import TIMEOUT, raw_http_server, running, running_unix
 from tests.sync.test_server import tls_contexts
 
 
@@ -197,15 +193,6 @@ def test_invalid_proxies() -> None:
 
 def test_unix_connect_ignores_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "ws.sock")
-        with unix_serve(echo, path, ping_interval=None) as server:
-            thread = threading.Thread(target=server.serve_forever)
-            thread.start()
-            try:
-                with unix_connect(path, proxy="http://127.0.0.1:9") as ws:
-                    ws.send("local")
-                    assert ws.recv(timeout=TIMEOUT) == "local"
-            finally:
-                server.shutdown()
-                thread.join()
+    with running_unix() as path, unix_connect(path, proxy="http://127.0.0.1:9") as ws:
+        ws.send("local")
+        assert ws.recv(timeout=TIMEOUT) == "local"

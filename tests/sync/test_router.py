@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-import threading
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from portside.protocol.http11 import Request, Response
 from portside.sync.client import connect, unix_connect
 from portside.sync.router import Router, route, unix_route
 from portside.sync.server import Server, ServerConnection
-from tests.sync.helpers import TIMEOUT
+from tests.sync.helpers import TIMEOUT, serving, url
 
 
 def echo(ws: ServerConnection) -> None:
@@ -37,60 +37,41 @@ URL_MAP = Map(
 )
 
 
-class Serving:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.thread = threading.Thread(target=server.serve_forever)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        return self.server
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.thread.join()
-
-
-def routed(**kwargs: Any) -> Serving:
-    return Serving(route(URL_MAP, "127.0.0.1", 0, ping_interval=None, **kwargs))
-
-
-def address(server: Server, path: str) -> str:
-    host, port = server.socket.getsockname()[:2]
-    return f"ws://{host}:{port}{path}"
+def routed(**kwargs: Any) -> contextlib.AbstractContextManager[Server]:
+    return serving(route(URL_MAP, "127.0.0.1", 0, ping_interval=None, **kwargs))
 
 
 def test_paths_go_to_their_handlers_with_the_url_values() -> None:
     with routed() as server:
-        with connect(address(server, "/echo")) as ws:
+        with connect(url(server, "/echo")) as ws:
             ws.send("hi")
             assert ws.recv(timeout=TIMEOUT) == "hi"
-        with connect(address(server, "/room/blue/42")) as ws:
+        with connect(url(server, "/room/blue/42")) as ws:
             assert ws.recv(timeout=TIMEOUT) == "blue 42"
 
 
 def test_unknown_paths_get_404() -> None:
     with routed() as server, pytest.raises(InvalidStatus) as raised:
-        connect(address(server, "/nowhere"))
+        connect(url(server, "/nowhere"))
     assert raised.value.response.status_code == 404
 
 
 def test_redirects_are_301_and_followed() -> None:
     with routed() as server:
         with pytest.raises(InvalidStatus) as raised:
-            connect(address(server, "/old"), follow_redirects=False)
+            connect(url(server, "/old"), follow_redirects=False)
         response = raised.value.response
         assert response.status_code == 301
         host, port = server.socket.getsockname()[:2]
         assert response.headers["Location"] == f"ws://{host}:{port}/echo"
-        with connect(address(server, "/folder")) as ws:
+        with connect(url(server, "/folder")) as ws:
             assert ws.request is not None and ws.request.path == "/folder/"
 
 
 def test_server_name_and_ssl_true_shape_redirects() -> None:
     with routed(server_name="example.com", ssl=True) as server:
         with pytest.raises(InvalidStatus) as raised:
-            connect(address(server, "/old"), follow_redirects=False)
+            connect(url(server, "/old"), follow_redirects=False)
     assert raised.value.response.headers["Location"] == "wss://example.com/echo"
 
 
@@ -102,9 +83,9 @@ def test_process_request_runs_first() -> None:
 
     with routed(process_request=health) as server:
         with pytest.raises(InvalidStatus) as raised:
-            connect(address(server, "/healthz"))
+            connect(url(server, "/healthz"))
         assert raised.value.response.status_code == 200
-        with connect(address(server, "/echo")) as ws:
+        with connect(url(server, "/echo")) as ws:
             ws.send("routed after")
             assert ws.recv(timeout=TIMEOUT) == "routed after"
 
@@ -116,13 +97,13 @@ def test_custom_router() -> None:
             return response
 
     with routed(create_router=Teapot) as server, pytest.raises(InvalidStatus) as raised:
-        connect(address(server, "/nowhere"))
+        connect(url(server, "/nowhere"))
     assert raised.value.response.status_code == 418
 
 
 def test_unix_route() -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "ws.sock")
-        with Serving(unix_route(URL_MAP, path, ping_interval=None)):
+        with serving(unix_route(URL_MAP, path, ping_interval=None)):
             with unix_connect(path, "ws://localhost/room/red/7") as ws:
                 assert ws.recv(timeout=TIMEOUT) == "red 7"

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import http
 import logging
-import os
 import pathlib
 import queue
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -24,7 +22,7 @@ from portside.protocol.http11 import Request, Response
 from portside.protocol.state import CLOSED
 from portside.sync.client import connect, unix_connect
 from portside.sync.server import SERVER_HEADER, Server, ServerConnection, serve, unix_serve
-from tests.sync.helpers import TIMEOUT, RawClient, echo, running, url
+from tests.sync.helpers import TIMEOUT, RawClient, echo, running, running_unix, url
 
 CERT = pathlib.Path(__file__).parent.parent / "asyncio" / "localhost.pem"
 
@@ -488,21 +486,13 @@ def test_listening_socket_given() -> None:
 
 
 def test_unix_serve_and_unix_connect() -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "ws.sock")
-        with unix_serve(echo, path, ping_interval=None) as server:
-            thread = threading.Thread(target=server.serve_forever)
-            thread.start()
-            try:
-                with unix_connect(path) as ws:
-                    ws.send("over a Unix socket")
-                    assert ws.recv(timeout=TIMEOUT) == "over a Unix socket"
-                    assert ws.remote_address == path
-                with pytest.raises(TypeError, match="path"):
-                    unix_connect()
-            finally:
-                server.shutdown()
-                thread.join()
+    with running_unix() as path:
+        with unix_connect(path) as ws:
+            ws.send("over a Unix socket")
+            assert ws.recv(timeout=TIMEOUT) == "over a Unix socket"
+            assert ws.remote_address == path
+        with pytest.raises(TypeError, match="path"):
+            unix_connect()
     with pytest.raises(TypeError, match="path"):
         unix_serve(echo)
 
