@@ -5,49 +5,20 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 import portside
+from tests.example_processes import PORT, run_example
 
 ROOT = pathlib.Path(__file__).parent.parent
 SEED = ROOT / "examples" / "seed"
-PORT = 8765  # the examples' port
 
 
-async def port_accepts() -> bool:
-    try:
-        _, writer = await asyncio.open_connection("localhost", PORT)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
-@asynccontextmanager
-async def example(name: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    if await port_accepts():
-        pytest.fail(f"port {PORT} is already in use; the examples need it")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(SEED / name), stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        while not await port_accepts():
-            if process.returncode is not None:
-                assert process.stderr is not None
-                error = await process.stderr.read()
-                pytest.fail(f"{name} exited with {process.returncode}: {error.decode()}")
-            await asyncio.sleep(0.05)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+def example(name: str) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return run_example(SEED / name)
 
 
 @pytest.mark.parametrize("name", ["deployment_shutdown.py", "deployment_shutdown_legacy.py"])

@@ -12,8 +12,7 @@ import shutil
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -21,51 +20,21 @@ from websockets.asyncio.client import connect, unix_connect
 from websockets.asyncio.server import ServerConnection, basic_auth, serve, unix_serve
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
+from tests.example_processes import PORT, run_example
+
 ROOT = pathlib.Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "websockets_style"
-PORT = 8765  # the port of websockets' examples
 URI = f"ws://localhost:{PORT}"
 CERT = EXAMPLES / "localhost.pem"
 # The reconnecting client waits 0.1 s between attempts instead of 0-5 s first.
 FAST_BACKOFF = {"PORTSIDE_BACKOFF_INITIAL_DELAY": "0.1", "PORTSIDE_BACKOFF_MIN_DELAY": "0.1"}
 
 
-async def accepts(unix: str | None = None) -> bool:
-    try:
-        if unix is None:
-            _, writer = await asyncio.open_connection("localhost", PORT)
-        else:
-            _, writer = await asyncio.open_unix_connection(unix)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
-@asynccontextmanager
-async def example(
+def example(
     name: str, *args: str, directory: pathlib.Path = EXAMPLES, unix: str | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
     """Run a server example until it listens; stop it afterwards."""
-    if unix is None and await accepts():
-        pytest.fail(f"port {PORT} is already in use; the examples need it")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(directory / name), *args, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        # Wait for the socket: poll it until it accepts or the program dies.
-        while not await accepts(unix):
-            if process.returncode is not None:
-                assert process.stderr is not None
-                error = (await process.stderr.read()).decode()
-                pytest.fail(f"{name} exited with {process.returncode}: {error}")
-            await asyncio.sleep(0.02)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    return run_example(directory / name, *args, unix=unix)
 
 
 async def client_example(name: str, *args: str, **env: str) -> str:
