@@ -1,7 +1,9 @@
-"""Build WebSocket frames by hand for tests, independently of portside's encoder."""
+"""Build WebSocket frames and requests by hand for tests, independently of portside's encoder."""
 
 from __future__ import annotations
 
+import base64
+import os
 import struct
 
 
@@ -67,3 +69,13 @@ def unmask_frames(data: bytes) -> list[tuple[int, int, bytes]]:
         pos += n
         frames.append((b0, b0 & 0x0F, payload))
     return frames
+
+
+def upgrade_request(host: str, port: int, path: str = "/", extra: str = "") -> bytes:
+    """Return an opening handshake request, with a fresh key and ``extra`` header lines."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()

@@ -55,3 +55,20 @@ async def aiohttp_echo_server(compress: bool) -> AsyncIterator[int]:
         yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
+
+
+async def aiohttp_client_echo(address: str, compress: int) -> int | None:
+    """Send :data:`MESSAGES` with aiohttp's client, check the echoes; return the close code."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(address, compress=compress, max_msg_size=0) as ws,
+    ):
+        for message in MESSAGES:
+            if isinstance(message, str):
+                await ws.send_str(message)
+                assert await ws.receive_str() == message
+            else:
+                await ws.send_bytes(message)
+                assert await ws.receive_bytes() == message
+        await ws.close()
+    return ws.close_code

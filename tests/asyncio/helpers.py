@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import portside
-from tests.framing import unmask_frames
+from tests.framing import unmask_frames, upgrade_request
 
 
 async def echo(ws: portside.ServerConnection) -> None:
@@ -63,14 +61,7 @@ class RawClient:
         reader, writer = await asyncio.open_connection(host, port)
         client = cls(reader, writer)
         if handshake:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write(
-                (
-                    f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                    f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
-                ).encode()
-            )
+            writer.write(upgrade_request(host, port, path, extra))
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 101"), head
         return client

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 import portside
 from tests.asyncio.helpers import running, url
-from tests.peers import MESSAGES, aiohttp_echo_server, websockets_echo_server
+from tests.peers import (
+    MESSAGES,
+    aiohttp_client_echo,
+    aiohttp_echo_server,
+    websockets_echo_server,
+)
 
 
 @pytest.mark.parametrize("compression", ["deflate", None])
@@ -48,17 +52,8 @@ async def test_portside_client_to_websockets_server(compression: str | None) -> 
 
 @pytest.mark.parametrize("compress", [15, 0])
 async def test_aiohttp_client_to_portside_server(compress: int) -> None:
-    async with running() as server, aiohttp.ClientSession() as session:
-        async with session.ws_connect(url(server), compress=compress, max_msg_size=0) as ws:
-            for message in MESSAGES:
-                if isinstance(message, str):
-                    await ws.send_str(message)
-                    assert await ws.receive_str() == message
-                else:
-                    await ws.send_bytes(message)
-                    assert await ws.receive_bytes() == message
-            await ws.close()
-        assert ws.close_code == 1000
+    async with running() as server:
+        assert await aiohttp_client_echo(url(server), compress) == 1000
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import queue
@@ -14,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from portside.sync.client import ClientConnection, connect
 from portside.sync.server import Server, ServerConnection, serve, unix_serve
-from tests.framing import unmask_frames
+from tests.framing import unmask_frames, upgrade_request
 
 # Long enough for a loaded machine; only a hung test waits this long.
 TIMEOUT = 10.0
@@ -163,14 +162,7 @@ class RawClient:
         sock = socket.create_connection((host, port), timeout=TIMEOUT)
         client = cls(sock)
         if handshake:
-            key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall(
-                (
-                    f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                    f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
-                ).encode()
-            )
+            sock.sendall(upgrade_request(host, port, path, extra))
             head = client.read_head()
             assert head.startswith(b"HTTP/1.1 101"), head
         return client

@@ -24,7 +24,7 @@ from portside.sync.connection import _BACKGROUND, READ_LEASE
 from portside.sync.server import ServerConnection
 from portside.sync.transport import wait_for
 from tests.framing import client_frame, close_payload, unmask_frames
-from tests.sync.helpers import TIMEOUT, RawClient, pair, running, url
+from tests.sync.helpers import TIMEOUT, RawClient, pair, read_head, running, url
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
 
@@ -541,9 +541,7 @@ def test_close_times_out_when_the_peer_does_not_answer() -> None:
         def raw_server() -> None:
             sock, _ = listener.accept()
             accepted.append(sock)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += sock.recv(4096)
+            data = read_head(sock)
             key = next(
                 line.split(b":", 1)[1].strip()
                 for line in data.split(b"\r\n")
@@ -969,7 +967,21 @@ def reset(raw: RawClient) -> None:
     raw.sock.close()
 
 
-def test_connection_reset_while_receiving() -> None:
+def receive(ws: ServerConnection) -> None:
+    ws.recv(timeout=TIMEOUT)
+
+
+def send_forever(ws: ServerConnection) -> None:
+    while True:
+        ws.send(bytes(65536))
+
+
+@pytest.mark.parametrize(
+    ("act", "cause"),
+    [(receive, ConnectionResetError), (send_forever, OSError)],
+    ids=["receiving", "sending"],
+)
+def test_connection_reset(act: Callable[[ServerConnection], None], cause: type[OSError]) -> None:
     errors: list[ConnectionClosedError] = []
     ready = threading.Event()
     done = threading.Event()
@@ -977,7 +989,7 @@ def test_connection_reset_while_receiving() -> None:
     def handler(ws: ServerConnection) -> None:
         ready.set()
         try:
-            ws.recv(timeout=TIMEOUT)
+            act(ws)
         except ConnectionClosedError as exc:
             errors.append(exc)
         done.set()
@@ -988,30 +1000,7 @@ def test_connection_reset_while_receiving() -> None:
         reset(raw)
         assert done.wait(TIMEOUT)
     assert errors[0].code == 1006
-    assert isinstance(errors[0].__cause__, ConnectionResetError)
-
-
-def test_connection_reset_while_sending() -> None:
-    errors: list[ConnectionClosedError] = []
-    ready = threading.Event()
-    done = threading.Event()
-
-    def handler(ws: ServerConnection) -> None:
-        ready.set()
-        try:
-            while True:
-                ws.send(bytes(65536))
-        except ConnectionClosedError as exc:
-            errors.append(exc)
-        done.set()
-
-    with running(handler) as server:
-        raw = RawClient.connect(server)
-        assert ready.wait(TIMEOUT)
-        reset(raw)
-        assert done.wait(TIMEOUT)
-    assert errors[0].code == 1006
-    assert isinstance(errors[0].__cause__, OSError)
+    assert isinstance(errors[0].__cause__, cause)
 
 
 def test_pongs_the_socket_did_not_take_are_written_before_the_next_message() -> None:

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_async_connect
 from websockets.sync.client import connect as ws_connect
@@ -17,7 +16,12 @@ from websockets.sync.server import serve as ws_serve
 from portside.exceptions import ConnectionClosedError
 from portside.sync.client import ClientConnection, connect
 from portside.sync.server import ServerConnection
-from tests.peers import MESSAGES, aiohttp_echo_server, websockets_echo_server
+from tests.peers import (
+    MESSAGES,
+    aiohttp_client_echo,
+    aiohttp_echo_server,
+    websockets_echo_server,
+)
 from tests.sync.helpers import TIMEOUT, running, serving, url
 
 # Peers' clients against portside's threading server.
@@ -80,23 +84,8 @@ def test_websockets_fragments_are_streamed_to_portside() -> None:
 
 @pytest.mark.parametrize("compress", [15, 0])
 def test_aiohttp_client_to_portside_server(compress: int) -> None:
-    async def talk(address: str) -> int | None:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(address, compress=compress, max_msg_size=0) as ws,
-        ):
-            for message in MESSAGES:
-                if isinstance(message, str):
-                    await ws.send_str(message)
-                    assert await ws.receive_str() == message
-                else:
-                    await ws.send_bytes(message)
-                    assert await ws.receive_bytes() == message
-            await ws.close()
-        return ws.close_code
-
     with running(max_size=None) as server:
-        assert asyncio.run(talk(url(server))) == 1000
+        assert asyncio.run(aiohttp_client_echo(url(server), compress)) == 1000
 
 
 # portside's threading client against the peers' servers.
