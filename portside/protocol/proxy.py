@@ -20,7 +20,7 @@ from ..exceptions import InvalidMessage, InvalidProxy, InvalidProxyMessage, Inva
 from .auth import build_authorization_basic
 from .headers import Headers
 from .http11 import Response, ResponseParser
-from .uri import WebSocketURI
+from .uri import WebSocketURI, parse_user_info
 
 __all__ = [
     "PROXY_SCHEMES",
@@ -94,16 +94,11 @@ def parse_proxy(proxy: str) -> Proxy:
             host = host.encode("idna").decode()
         except UnicodeError as exc:
             raise InvalidProxy(proxy, f"invalid host name: {exc}") from None
-    username = password = None
-    if parsed.username is not None:
-        if parsed.password is None:
-            # RFC 7617 2: Basic credentials are a user-id and a password.
-            raise InvalidProxy(proxy, "username provided without password")
-        try:
-            username = urllib.parse.unquote(parsed.username, errors="strict")
-            password = urllib.parse.unquote(parsed.password, errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidProxy(proxy, "credentials aren't UTF-8 once unquoted") from None
+    try:
+        user_info = parse_user_info(parsed)
+    except ValueError as exc:
+        raise InvalidProxy(proxy, str(exc)) from None
+    username, password = user_info if user_info is not None else (None, None)
     if port is None:
         port = 443 if parsed.scheme == "https" else 80 if parsed.scheme == "http" else 1080
     return Proxy(parsed.scheme, host, port, username, password)

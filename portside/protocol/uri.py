@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..exceptions import InvalidURI
 
-__all__ = ["WebSocketURI", "parse_uri"]
+__all__ = ["WebSocketURI", "parse_uri", "parse_user_info"]
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,13 @@ def parse_uri(uri: str) -> WebSocketURI:
         path += "?" + parsed.query
     # Percent-encode what HTTP does not allow in a request target, keep the rest.
     path = urllib.parse.quote(path, safe="/%?=&;:@!$'()*+,~-._")
-    user_info = None
-    if parsed.username is not None:
+    try:
+        user_info = parse_user_info(parsed)
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
+    if user_info is not None and ":" in user_info[0]:
         # RFC 7617 2: Basic credentials are a user-id without ':' and a password.
-        if parsed.password is None:
-            raise InvalidURI(uri, "username provided without password")
-        try:
-            username = urllib.parse.unquote(parsed.username, errors="strict")
-            password = urllib.parse.unquote(parsed.password, errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidURI(uri, "credentials aren't UTF-8 once unquoted") from None
-        if ":" in username:
-            raise InvalidURI(uri, "username contains ':'")
-        user_info = (username, password)
+        raise InvalidURI(uri, "username contains ':'")
     return WebSocketURI(
         secure=secure,
         host=parsed.hostname,
@@ -80,3 +74,26 @@ def parse_uri(uri: str) -> WebSocketURI:
         path=path,
         user_info=user_info,
     )
+
+
+def parse_user_info(parsed: urllib.parse.SplitResult) -> tuple[str, str] | None:
+    """Return the ``(username, password)`` of a URL (a WebSocket URI, a proxy), unquoted.
+
+    Returns:
+        ``None`` when the URL carries no user name.
+
+    Raises:
+        ValueError: If there is a user name without a password, or the
+            credentials are not UTF-8 once unquoted; the message says which.
+    """
+    if parsed.username is None:
+        return None
+    if parsed.password is None:
+        # RFC 7617 2: Basic credentials are a user-id and a password.
+        raise ValueError("username provided without password")
+    try:
+        username = urllib.parse.unquote(parsed.username, errors="strict")
+        password = urllib.parse.unquote(parsed.password, errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError("credentials aren't UTF-8 once unquoted") from None
+    return username, password

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from portside.exceptions import InvalidURI
-from portside.protocol.uri import WebSocketURI, parse_uri
+from portside.protocol.uri import WebSocketURI, parse_uri, parse_user_info
 
 
 @pytest.mark.parametrize(
@@ -69,3 +71,12 @@ def test_host_header(uri: str, host: str) -> None:
 def test_invalid_uri_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="isn't a valid URI"):
         parse_uri("ftp://x/")
+
+
+def test_parse_user_info() -> None:
+    assert parse_user_info(urllib.parse.urlsplit("ws://host/")) is None
+    assert parse_user_info(urllib.parse.urlsplit("http://a%40b:p%3A@proxy")) == ("a@b", "p:")
+    with pytest.raises(ValueError, match="username provided without password"):
+        parse_user_info(urllib.parse.urlsplit("ws://alice@host/"))
+    with pytest.raises(ValueError, match="credentials aren't UTF-8 once unquoted"):
+        parse_user_info(urllib.parse.urlsplit("ws://alice:%ff@host/"))
