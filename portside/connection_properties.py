@@ -9,12 +9,24 @@ depends on its I/O (the socket's addresses, for one).
 from __future__ import annotations
 
 import uuid
-from typing import Union, cast
+from typing import Any, Union, cast
 
 from .protocol.connection import Protocol
 from .protocol.state import State
 
-__all__ = ["ConnectionProperties"]
+__all__ = ["ConnectionProperties", "peer_name"]
+
+
+def peer_name(address: Any) -> str:
+    """Name a peer in log lines: ``host:port`` for an IP address, else the address.
+
+    Args:
+        address: As ``socket.getpeername()`` returns it (a Unix socket's may
+            be empty); ``None`` when unknown.
+    """
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address or "peer")
 
 
 class ConnectionProperties:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from portside.connection_properties import ConnectionProperties
+from portside.connection_properties import ConnectionProperties, peer_name
 from portside.protocol import CLIENT, SERVER, Close, Protocol, State
 from portside.protocol.client import ClientProtocol
 from portside.protocol.uri import parse_uri
@@ -49,3 +49,11 @@ def test_close_code_without_close_frame() -> None:
     connection = Connection(protocol)
     protocol.receive_eof()  # the TCP connection was lost
     assert (connection.close_code, connection.close_reason) == (1006, "")
+
+
+def test_peer_name() -> None:
+    assert peer_name(("127.0.0.1", 8765)) == "127.0.0.1:8765"
+    assert peer_name(("::1", 8765, 0, 0)) == "::1:8765"
+    assert peer_name("/run/ws.sock") == "/run/ws.sock"
+    assert peer_name("") == "peer"  # an unnamed Unix socket
+    assert peer_name(None) == "peer"

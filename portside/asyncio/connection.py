@@ -31,7 +31,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, 
 from typing import TYPE_CHECKING, Any, Union, cast
 from weakref import WeakKeyDictionary
 
-from ..connection_properties import ConnectionProperties
+from ..connection_properties import ConnectionProperties, peer_name
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosedOK,
@@ -716,10 +716,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
                 waiters.remove(waiter)
 
     def _peer_name(self) -> str:
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            return f"{peer[0]}:{peer[1]}"
-        return str(peer or "peer")
+        return peer_name(self.transport.get_extra_info("peername") if self.transport else None)
 
 
 def _convert(message: Data, decode: bool) -> Data:

@@ -63,7 +63,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, Union, cast, overload
 
-from ..connection_properties import ConnectionProperties
+from ..connection_properties import ConnectionProperties, peer_name
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -1307,10 +1307,7 @@ class Connection(ConnectionProperties):
         self._closed.set()
 
     def _peer_name(self) -> str:
-        peer = self._extra.get("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            return f"{peer[0]}:{peer[1]}"
-        return str(peer or "peer")
+        return peer_name(self._extra.get("peername"))
 
 
 def new_connection(

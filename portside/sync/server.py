@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Union
 
+from ..connection_properties import peer_name
 from ..exceptions import ConnectionClosed, InvalidMessage
 from ..http11 import SERVER
 from ..protocol.deflate import Deflate
@@ -519,10 +520,7 @@ def serve(
                 try:
                     tls.handshake(remaining(deadline))
                 except (OSError, TimeoutError) as exc:
-                    peer = (
-                        address if not isinstance(address, tuple) else f"{address[0]}:{address[1]}"
-                    )
-                    the_logger.info("%s: TLS handshake failed: %s", peer or "peer", exc)
+                    the_logger.info("%s: TLS handshake failed: %s", peer_name(address), exc)
                     tls.shutdown()
                     tls.close()
                     return
