@@ -418,6 +418,10 @@ class Hub:
         """Deliver, drop or recover, by comparing ``position`` with the last one seen."""
         sequence = state.sequence
         if payload is _RESYNC:
+            if sequence.last is None:
+                # Just subscribed: messages after this position follow.
+                sequence.advance(position)
+                return
             missing = sequence.behind(position)
             if missing is None:
                 return
@@ -554,28 +558,26 @@ class Hub:
             else:
                 assert missing is not None
                 join.lag.add(missing, reason)
-        live = state.live
-        if live and frame is not None:
-            skipped = fan_out(live, frame)
-            self.metrics.delivered += len(live) - len(skipped)
-            for connection in skipped:
-                self._skipped(state, connection, position, missing, reason)
         if state.lagging:
+            # Those skipped before: told first if they have room again, then
+            # served with the others.
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
                     del state.lagging[connection]
                     state.live.add(connection)
                     self._tell(state, connection, lag)
-                    if frame is not None and fan_out((connection,), frame):
-                        self._skipped(state, connection, position, missing, reason)
-                    elif frame is not None:
-                        self.metrics.delivered += 1
                 elif position is not None:
                     lag.skip(position)
                     self.metrics.skipped += 1
                 else:
                     assert missing is not None
                     lag.add(missing, reason)
+        live = state.live
+        if live and frame is not None:
+            skipped = fan_out(live, frame)
+            self.metrics.delivered += len(live) - len(skipped)
+            for connection in skipped:
+                self._skipped(state, connection, position, missing, reason)
 
     def _skipped(
         self,

@@ -107,4 +107,3 @@ async def redis_server(host: str = "127.0.0.1") -> AsyncIterator[RedisServer]:
     finally:
         await server.stop()
         server.cleanup()
-

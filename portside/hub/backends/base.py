@@ -84,7 +84,9 @@ class Backend(abc.ABC):
     async def subscribe(self, topic: str) -> None:
         """Start receiving ``topic``; return once its messages flow to the listener.
 
-        While the backend is unavailable, waits until it is back.
+        Before it returns, it calls the listener's ``on_resync`` with the
+        topic's latest position, after which messages follow. While the backend
+        is unavailable, waits until it is back.
         """
 
     @abc.abstractmethod

@@ -74,6 +74,8 @@ class MemoryBackend(Backend):
         if self._closed:
             raise HubClosed("the hub is closed")
         self._subscribed.add(topic)
+        if self._listener is not None:
+            self._listener.on_resync(topic, await self.head(topic))
 
     def unsubscribe(self, topic: str) -> None:  # noqa: D102
         # The topic's offset stays (it must never go back), with its history.

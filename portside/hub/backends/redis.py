@@ -130,8 +130,10 @@ def client_from_url(url: str, **kwargs: Any) -> Any:
         netloc = parsed.netloc.rpartition("@")[2]
         hosts = []
         for item in netloc.split(","):
-            host, _, port = item.rpartition(":")
-            hosts.append((host.strip("[]") or "localhost", int(port or 26379)))
+            host, port = item, "26379"
+            if item.rfind(":") > item.rfind("]"):
+                host, _, port = item.rpartition(":")
+            hosts.append((host.strip("[]") or "localhost", int(port)))
         parts = [part for part in parsed.path.split("/") if part]
         if not parts:
             raise ValueError(f"a sentinel URL names its service: {scheme}://host:port/service")
@@ -266,7 +268,9 @@ class RedisBackend(Backend):
         self._publish_script = self.client.register_script(PUBLISH_SCRIPT)
         self._history_script = self.client.register_script(HISTORY_SCRIPT)
         self._listener: BackendListener | None = None
-        self._up = False
+        self._up = False  # connected, and the subscriptions restored
+        self._connected = False  # the pub/sub connection answered
+        self._resyncing: set[str] = set()  # restored when this empties
         self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Future[None] | None = None
@@ -319,6 +323,11 @@ class RedisBackend(Backend):
         self._wanted.clear()
         await self._drop_pubsub()
         await self.client.aclose()
+        # A client made by Sentinel.master_for: its connections to the sentinels too.
+        pool = getattr(self.client, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
 
     async def publish(self, topic: str, payload: Payload, history: int) -> Position:  # noqa: D102
         if self._closed:
@@ -344,7 +353,7 @@ class RedisBackend(Backend):
         future = self._wanted.get(topic)
         if future is None:
             future = self._wanted[topic] = asyncio.get_running_loop().create_future()
-            if self._up and self._pubsub is not None:
+            if self._connected and self._pubsub is not None:
                 await self._send_subscribe([topic])
         await asyncio.shield(future)
 
@@ -353,10 +362,14 @@ class RedisBackend(Backend):
         if future is not None and not future.done():
             future.cancel()
         self._unsynced.discard(topic)
+        if topic in self._resyncing:
+            self._resyncing.discard(topic)
+            if not self._resyncing and self._connected and not self._up:
+                self._set_up()
         if topic in self._sent:
             self._sent.discard(topic)
             pubsub = self._pubsub
-            if self._up and pubsub is not None:
+            if self._connected and pubsub is not None:
                 self._spawn(self._send_unsubscribe(pubsub, topic))
 
     async def head(self, topic: str) -> Position:  # noqa: D102
@@ -527,11 +540,13 @@ class RedisBackend(Backend):
             pool = getattr(self.client, "connection_pool", None)
             if pool is not None:
                 await pool.disconnect()
-        self._set_up()
+        self._connected = True
+        # Available once every topic is subscribed again and its position checked.
+        self._resyncing = set(self._wanted)
         if self._wanted:
             await self._send_subscribe(list(self._wanted))
-        if self._queue and (self._flushing is None or self._flushing.done()):
-            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        else:
+            self._set_up()
         await self._listen(pubsub)
 
     async def _listen(self, pubsub: Any) -> None:
@@ -610,6 +625,9 @@ class RedisBackend(Backend):
             listener.on_resync(topic, head)
             if not future.done():
                 future.set_result(None)
+            self._resyncing.discard(topic)
+        if not self._resyncing and not self._up:
+            self._set_up()
 
     async def _send_subscribe(self, topics: list[str]) -> None:
         topics = [topic for topic in topics if topic not in self._sent]
@@ -655,6 +673,8 @@ class RedisBackend(Backend):
         self._first_done()
         if self._listener is not None:
             self._listener.on_state(True, None)
+        if self._queue and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     def _set_down(self, exc: BaseException) -> None:
         self._last_error = exc
@@ -667,6 +687,7 @@ class RedisBackend(Backend):
             )
         else:
             self.logger.debug("hub: Redis still unreachable (%s)", _describe(exc))
+        self._connected = False
         was_up, self._up = self._up, False
         if was_up and self._listener is not None:
             self._listener.on_state(False, exc)
