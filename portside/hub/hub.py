@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -252,6 +253,48 @@ class Hub:
         await self._ensure_started()
         assert self._available is not None
         await self._available.wait()
+
+    def attach(self, app: Any, *, readiness: bool = True, metrics: bool | None = None) -> None:
+        """Run with a :class:`portside.App`: started and closed in each worker, seen by probes.
+
+        Adds a startup hook that starts the hub and a shutdown hook that closes
+        it; with ``readiness``, a ``/readyz`` check named ``hub`` that fails
+        while the hub cannot publish or its subscriptions are not live (Redis
+        away); with ``metrics``, the hub's series for ``--metrics-path``
+        (:mod:`portside.hub.prometheus`).
+
+        Args:
+            app: The :class:`portside.App`.
+            readiness: Whether ``/readyz`` depends on the hub.
+            metrics: Whether to export Prometheus series; ``None``: when
+                ``prometheus_client`` is installed.
+        """
+        if metrics is None:
+            metrics = importlib.util.find_spec("prometheus_client") is not None
+        app.on_startup(self.start)
+        app.on_shutdown(self.close)
+        if metrics:
+            from .prometheus import PrometheusExporter
+
+            exporters: list[PrometheusExporter] = []
+
+            async def start_metrics() -> None:
+                exporters.append(PrometheusExporter(self))
+                await exporters[-1].start()
+
+            async def stop_metrics() -> None:
+                while exporters:
+                    await exporters.pop().stop()
+
+            app.on_startup(start_metrics)
+            # Shutdown hooks run in reverse order: the last copy, then the close.
+            app.on_shutdown(stop_metrics)
+        if readiness:
+
+            def hub_ready() -> bool:
+                return self.ready
+
+            app.add_readiness_check(hub_ready, name="hub")
 
     # Subscriptions.
 
