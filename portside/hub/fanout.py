@@ -1,13 +1,15 @@
-"""Local fan-out: one message to many connections of this process.
+"""Local fan-out: messages to many connections of this process.
 
-The only place where the hub writes a message to its subscribers' connections.
+The only place where the hub writes messages to its subscribers' connections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..asyncio.connection import Connection
+from ..protocol.connection import SERVER
+from ..protocol.speedups import encode_frame
 from ..protocol.state import OPEN
 
 __all__ = ["fan_out", "writable"]
@@ -23,38 +25,46 @@ def writable(connection: Connection) -> bool:
     return connection.protocol.state is OPEN and not connection._write_paused
 
 
-def fan_out(connections: Iterable[Connection], message: str | bytes) -> list[Connection]:
-    """Send ``message`` to each connection whose backlog is not full.
+def fan_out(connections: Iterable[Connection], messages: Sequence[str | bytes]) -> list[Connection]:
+    """Send ``messages``, in order, to each connection whose backlog is not full.
 
-    Each frame is built once for all the connections that share its encoding
-    (no compression); a connection that compresses gets its own.
+    The frames are built once for all the server connections that do not
+    compress, and written to each with one call; a connection that compresses
+    (or a client connection, which masks) gets its own.
 
     Args:
         connections: The subscribers.
-        message: A text (``str``) or binary (``bytes``) message.
+        messages: Text (``str``) or binary (``bytes``) messages.
 
     Returns:
-        The open connections skipped because their backlog was full. Those that
-        are closing or closed are left out silently: they are going away.
+        The open connections skipped because their backlog was full, or because
+        they were sending a fragmented message. Those closing or closed are left
+        out silently: they are going away.
     """
     skipped: list[Connection] = []
-    shared: list[bytes] | None = None
-    text = isinstance(message, str)
+    # RFC 6455 5.2: FIN set, one frame per message, unmasked from a server.
+    shared = b"".join(
+        encode_frame(0x81, message.encode(), None)
+        if isinstance(message, str)
+        else encode_frame(0x82, message, None)
+        for message in messages
+    )
     for connection in connections:
         protocol = connection.protocol
         if protocol.state is not OPEN:
             continue
-        if connection._write_paused:
+        if connection._write_paused or protocol._sending:
+            # RFC 6455 5.4: nothing may come between the frames of a fragmented
+            # message; a full backlog takes nothing more.
             skipped.append(connection)
             continue
-        if protocol.deflate is None and not protocol._sending:
-            if shared is None:
-                shared = protocol.send_text(message) if text else protocol.send_binary(message)  # type: ignore[arg-type]
-            connection.transport.writelines(shared)
-        elif not protocol._sending:
-            frames = protocol.send_text(message) if text else protocol.send_binary(message)  # type: ignore[arg-type]
-            connection.transport.writelines(frames)
+        if protocol.deflate is None and protocol.side is SERVER:
+            connection.transport.write(shared)
         else:
-            # A fragmented message is being sent on it: this one cannot cut in.
-            skipped.append(connection)
+            for message in messages:
+                if isinstance(message, str):
+                    frames = protocol.send_text(message)
+                else:
+                    frames = protocol.send_binary(message)
+                connection.transport.writelines(frames)
     return skipped

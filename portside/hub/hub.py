@@ -49,6 +49,8 @@ JOIN_BUFFER = 4096
 # How often subscribers that were skipped are checked for room, to be told of
 # their gap even when no new message comes.
 LAG_SWEEP_INTERVAL = 0.5
+# Before reading history again after the backend failed to answer.
+RETRY_DELAY = 0.1
 
 _RESYNC = object()  # a pending item that is a head position, not a message
 
@@ -81,9 +83,11 @@ class _Lag:
 class _Join:
     """A subscription catching up: what arrives meanwhile waits here, in order."""
 
-    __slots__ = ("buffer", "lag", "task")
+    __slots__ = ("buffer", "buffering", "lag", "task")
 
     def __init__(self) -> None:
+        # Set once the topic flows to this process: the subscription starts then.
+        self.buffering = False
         self.buffer: collections.deque[tuple[Position | None, Missing | None, Any]] = (
             collections.deque()
         )
@@ -100,6 +104,7 @@ class _Topic:
         "lagging",
         "live",
         "name",
+        "outbox",
         "pending",
         "ready",
         "recovering",
@@ -113,6 +118,9 @@ class _Topic:
         self.live: set[Connection] = set()
         self.lagging: dict[Connection, _Lag] = {}
         self.joining: dict[Connection, _Join] = {}
+        # Frames for the live subscribers, written together at the end of the
+        # event loop's iteration: one write per subscriber for a burst.
+        self.outbox: list[tuple[Payload, Position | None, Missing | None, GapReason]] = []
         # A recovery from history is under way: what arrives meanwhile waits.
         self.recovering: asyncio.Task[None] | None = None
         self.pending: collections.deque[tuple[Position, Any]] = collections.deque()
@@ -189,6 +197,8 @@ class Hub:
         self._available: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lag_sweep: asyncio.TimerHandle | None = None
+        self._to_flush: list[_Topic] = []
+        self._flush_handle: asyncio.Handle | None = None
 
     # Lifecycle.
 
@@ -345,6 +355,7 @@ class Hub:
             return _done()
         if join is not None and join.task is not None:
             join.task.cancel()
+        self._flush(state)
         state.live.discard(connection)
         # A replay with `since` covers what a skipped subscriber missed.
         state.lagging.pop(connection, None)
@@ -593,6 +604,8 @@ class Hub:
     ) -> None:
         """Send a message (``position``) or a gap notice (``missing``) to the subscribers."""
         for join in state.joining.values():
+            if not join.buffering:
+                continue
             if len(join.buffer) < JOIN_BUFFER:
                 join.buffer.append((position, missing, frame))
             elif position is not None:
@@ -606,6 +619,8 @@ class Hub:
             # served with the others.
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
+                    # What waits in the outbox was skipped for it: not for it.
+                    self._flush(state)
                     del state.lagging[connection]
                     state.live.add(connection)
                     self._tell(state, connection, lag)
@@ -615,22 +630,41 @@ class Hub:
                 else:
                     assert missing is not None
                     lag.add(missing, reason)
+        if state.live and frame is not None:
+            outbox = state.outbox
+            outbox.append((frame, position, missing, reason))
+            if len(outbox) == 1:
+                self._to_flush.append(state)
+                if self._flush_handle is None:
+                    self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_handle = None
+        topics, self._to_flush = self._to_flush, []
+        for state in topics:
+            self._flush(state)
+
+    def _flush(self, state: _Topic) -> None:
+        """Write the outbox of ``state`` to its live subscribers: one write each."""
+        outbox = state.outbox
+        if not outbox:
+            return
+        state.outbox = []
         live = state.live
-        if live and frame is not None:
-            skipped = fan_out(live, frame)
-            self.metrics.delivered += len(live) - len(skipped)
-            for connection in skipped:
-                self._skipped(state, connection, position, missing, reason)
+        if not live:
+            return
+        skipped = fan_out(live, [item[0] for item in outbox])
+        self.metrics.delivered += len(outbox) * (len(live) - len(skipped))
+        for connection in skipped:
+            self._skipped(state, connection, outbox)
 
     def _skipped(
         self,
         state: _Topic,
         connection: Connection,
-        position: Position | None,
-        missing: Missing | None,
-        reason: GapReason,
+        items: list[tuple[Payload, Position | None, Missing | None, GapReason]],
     ) -> None:
-        """``connection``'s backlog is full: apply the slow-consumer policy."""
+        """``connection``'s backlog is full: apply the slow-consumer policy to ``items``."""
         if self.slow_consumer == "close":
             self.metrics.slow_closed += 1
             self.logger.info(
@@ -645,12 +679,13 @@ class Hub:
             return
         state.live.discard(connection)
         lag = state.lagging[connection] = _Lag()
-        if position is not None:
-            lag.skip(position)
-            self.metrics.skipped += 1
-        else:
-            assert missing is not None
-            lag.add(missing, reason)
+        for _, position, missing, reason in items:
+            if position is not None:
+                lag.skip(position)
+                self.metrics.skipped += 1
+            else:
+                assert missing is not None
+                lag.add(missing, reason)
         if self._lag_sweep is None:
             self._lag_sweep = asyncio.get_running_loop().call_later(
                 LAG_SWEEP_INTERVAL, self._sweep_lagging
@@ -663,6 +698,7 @@ class Hub:
         for state in list(self._topics.values()):
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
+                    self._flush(state)
                     del state.lagging[connection]
                     state.live.add(connection)
                     self._tell(state, connection, lag)
@@ -675,13 +711,13 @@ class Hub:
 
     def _tell(self, state: _Topic, connection: Connection, lag: _Lag) -> None:
         """Tell ``connection`` what it missed."""
-        frames = []
+        frames: list[Payload] = []
         for missing, reason in lag.ranges:
             self._gap_event(Gap(state.name, missing, reason, connection))
             if self.envelope is not None:
                 frames.append(gap_frame(state.name, missing, reason))
-        for frame in frames:
-            fan_out((connection,), frame)
+        if frames:
+            fan_out((connection,), frames)
 
     def _gap_event(self, gap: Gap) -> None:
         if gap.connection is not None:
@@ -711,16 +747,21 @@ class Hub:
         """Bring a new subscription up to date, then make it live."""
         assert state.ready is not None
         await asyncio.shield(state.ready)
-        position: Position | None = None
+        # From now on, what this process receives of the topic is buffered for
+        # this subscription; it starts after the last position seen, which
+        # costs no request to the backend.
+        join.buffering = True
+        position = state.sequence.last
         while True:
             try:
                 if since is not None:
                     position = await self._replay(state, connection, since)
-                elif self.envelope is not None:
+                elif position is None and self.envelope is not None:
                     position = await self.backend.head(state.name)
                 break
             except BackendUnavailable:
                 # Nothing arrives while the backend is away: try again once back.
+                await asyncio.sleep(RETRY_DELAY)
                 await self.wait_ready()
         if self.envelope is not None and position is not None:
             await connection.send(subscribed_frame(state.name, position))
@@ -746,6 +787,8 @@ class Hub:
                     self.metrics.delivered += 1
         # Live from now on: no await between the last buffered frame and this.
         if state.joining.get(connection) is join:
+            # The outbox holds frames this subscription had in its buffer.
+            self._flush(state)
             del state.joining[connection]
             if join.lag.ranges:
                 self._tell(state, connection, join.lag)
@@ -783,6 +826,7 @@ class Hub:
         state = self._topics.get(topic)
         if state is None:
             return
+        self._flush(state)
         state.live.discard(connection)
         state.lagging.pop(connection, None)
         join = state.joining.pop(connection, None)

@@ -475,6 +475,7 @@ async def test_slow_subscriber_is_told_even_if_nothing_else_comes() -> None:
             slow = await stalled_client(server, "t")
             while hub.metrics.skipped == 0:
                 await hub.publish("t", "x" * 2000)
+                await asyncio.sleep(0)  # the outbox is written at the end of the iteration
             slow.transport.resume_reading()
             # The lag sweep finds room and tells it, without another message.
             while (frame := await receive_json(slow))["type"] != "gap":

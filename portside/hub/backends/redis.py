@@ -110,7 +110,9 @@ _CONNECTION_ERRORS = (
 def client_from_url(url: str, **kwargs: Any) -> Any:
     """Build a redis-py asyncio client from a URL.
 
-    ``redis://``, ``rediss://`` and ``unix://`` go to ``Redis.from_url``;
+    ``redis://``, ``rediss://`` and ``unix://`` go to ``Redis`` with a
+    ``BlockingConnectionPool`` (``max_connections=64`` unless given: commands
+    beyond wait for a connection, up to ``timeout`` seconds);
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) to
     ``RedisCluster.from_url``; ``redis+sentinel://[user:password@]host:port[,
     host:port...]/service[/db]`` (or ``rediss+sentinel://``) to redis-py's
@@ -118,7 +120,11 @@ def client_from_url(url: str, **kwargs: Any) -> Any:
     """
     scheme, _, rest = url.partition("://")
     if scheme in ("redis", "rediss", "unix"):
-        return aioredis.Redis.from_url(url, **kwargs)
+        # Many concurrent commands wait for a connection rather than fail.
+        kwargs.setdefault("max_connections", 64)
+        kwargs.setdefault("timeout", kwargs.get("socket_timeout") or 20)
+        pool = aioredis.BlockingConnectionPool.from_url(url, **kwargs)
+        return aioredis.Redis.from_pool(pool)
     if scheme in ("redis+cluster", "rediss+cluster"):
         from redis.asyncio.cluster import RedisCluster
 

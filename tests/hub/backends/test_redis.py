@@ -25,7 +25,7 @@ from tests.needs import needs
 
 pytestmark = needs(REDIS_SERVER, REASON)
 
-FAST = {"reconnect_min": 0.02, "reconnect_max": 0.2}
+FAST: dict[str, Any] = {"reconnect_min": 0.02, "reconnect_max": 0.2}
 
 
 @asynccontextmanager
@@ -119,7 +119,11 @@ async def test_one_pubsub_connection_per_worker_whatever_the_topics() -> None:
                 client, _ = await subscriber(server, f"topic:{n % 10}")
                 clients.append(client)
             admin = aioredis.Redis.from_url(redis.url)
-            listing = (await admin.execute_command("CLIENT", "LIST")).decode()
+            listing = (
+                await admin.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "LIST"
+                )
+            ).decode()
             subscribed = [
                 line for line in listing.splitlines() if " sub=0 " not in line and " sub=" in line
             ]
@@ -158,7 +162,9 @@ async def test_lost_pubsub_connection_recovers_from_history() -> None:
             assert (await receive_json(client))["data"] == "1"
             gate = gate_reconnection(two)
             admin = aioredis.Redis.from_url(redis.url)
-            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            await admin.execute_command(  # type: ignore[no-untyped-call]
+                "CLIENT", "KILL", "TYPE", "pubsub"
+            )
             await unready(two)
             # Worker one reconnects on its own, and publishes while two is away.
             await one.wait_ready()
@@ -292,7 +298,7 @@ async def test_publishing_while_redis_is_away_queues_in_order() -> None:
                 # Two may have subscribed again before or after they were published:
                 # either way, the subscriber gets all three or is told.
                 await one.publish("t", "3")
-                frames = []
+                frames: list[dict[str, Any]] = []
                 while len(frames) < 4:
                     frame = await receive_json(client)
                     frames.append(frame)
