@@ -33,6 +33,7 @@ from .exceptions import (
     ProtocolError,
     WebSocketException,
 )
+from .hub import Hub
 from .protocol.close import Close, CloseCode
 from .protocol.deflate import Deflate
 from .protocol.headers import Headers
@@ -52,6 +53,7 @@ __all__ = [
     "Data",
     "Deflate",
     "Headers",
+    "Hub",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidMessage",
