@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
+$(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups*.[ch])
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -1,4 +1,7 @@
-"""Pure-Python twin of ``portside/asyncio/_speedups.c``: the receive path of a connection.
+"""Pure-Python twin of ``portside/asyncio/_speedups``: the receive path of a connection.
+
+The C twin is built from ``portside/asyncio/_speedups_*.c``; ``_speedups.h`` says
+which file holds what.
 
 :mod:`portside.asyncio.speedups` picks the C version when it is built, unless
 ``PORTSIDE_NO_SPEEDUPS=1``. ``tests/asyncio/test_speedups.py`` runs both.

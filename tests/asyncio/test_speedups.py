@@ -11,6 +11,8 @@ import asyncio
 import gc
 import importlib
 import os
+import pathlib
+import re
 import subprocess
 import sys
 import weakref
@@ -639,3 +641,14 @@ def test_no_speedups_environment_variable(value: str, expected: str) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == [expected, str(expected == "python")]
+
+
+def test_the_header_lists_every_c_file() -> None:
+    # One file per concern: _speedups.h says which holds what, and setup.py
+    # builds every _speedups_*.c into the one extension.
+    package = pathlib.Path(_pyspeedups.__file__).parent
+    header = (package / "_speedups.h").read_text()
+    sources = sorted(path.name for path in package.glob("_speedups_*.c"))
+    assert len(sources) > 5
+    listed = sorted(re.findall(r"^ \*   (_speedups_\w+\.c) ", header, re.MULTILINE))
+    assert listed == sources
