@@ -76,8 +76,6 @@ redis.call('HSET', KEYS[1], 'offset', offset)
 local history = tonumber(ARGV[4])
 if history > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', history, offset .. '-0', 'k', ARGV[2], 'd', ARGV[3])
-elseif redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('DEL', KEYS[2])
 end
 local ttl = tonumber(ARGV[6])
 if ttl > 0 then
