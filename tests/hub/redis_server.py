@@ -21,16 +21,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RedisServer:
-    """``redis-server`` on a free port of ``host``, no persistence, started and stopped by a test.
+    """``redis-server`` on a free port of ``host`` (addresses separated by spaces), no persistence.
 
     Attributes:
         url: ``redis://host:port/0``.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, password: str | None = None
+    ) -> None:
         self.host = host
-        self.port = port or free_port(host)
-        self.url = f"redis://{host}:{self.port}/0"
+        self.port = port or free_port(host.split()[0])
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}{host.split()[0]}:{self.port}/0"
         self.directory = tempfile.mkdtemp(prefix="portside-redis-")
         self.process: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
@@ -42,7 +46,7 @@ class RedisServer:
         self.process = await asyncio.create_subprocess_exec(
             REDIS_SERVER,
             "--bind",
-            self.host,
+            *self.host.split(),
             "--port",
             str(self.port),
             "--dir",
@@ -55,6 +59,8 @@ class RedisServer:
             "no",
             "--logfile",
             "",
+            # Off loopback, Redis serves only clients that authenticate.
+            *(["--requirepass", self.password] if self.password else []),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
