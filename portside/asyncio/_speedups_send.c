@@ -71,9 +71,14 @@ send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsi
     if (frame == NULL) {
         return -1;
     }
-    rc = write_frame(conn, st, frame);
+    size = PyBytes_Check(frame) ? PyBytes_GET_SIZE(frame) : PyObject_Size(frame);
+    rc = size < 0 ? -1 : write_frame(conn, st, frame);
     Py_DECREF(frame);
-    return rc < 0 ? -1 : 1;
+    if (rc < 0) {
+        return -1;
+    }
+    count_sent(conn, size);
+    return 1;
 }
 
 /*
@@ -165,6 +170,9 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     if (size >= st->copy_threshold) {
         if ((rc = write_header_and_payload(conn, st, header, hsize, data, size,
                                            first == 0x82 ? message : NULL)) != 0) {
+            if (rc == 1) {
+                count_sent(conn, hsize + size);
+            }
             return rc;
         }
         if (!writelines_joins(st, conn->transport)) {
@@ -181,7 +189,11 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
             PyList_SET_ITEM(frames, 1, payload);
             rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
             Py_DECREF(frames);
-            return rc < 0 ? -1 : 1;
+            if (rc < 0) {
+                return -1;
+            }
+            count_sent(conn, hsize + size);
+            return 1;
         }
     }
     /* Header and payload in one buffer, one write. */
@@ -192,5 +204,9 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
     rc = write_frame(conn, st, frame);
     Py_DECREF(frame);
-    return rc < 0 ? -1 : 1;
+    if (rc < 0) {
+        return -1;
+    }
+    count_sent(conn, hsize + size);
+    return 1;
 }

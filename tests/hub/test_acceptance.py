@@ -2,7 +2,7 @@
 
 ``portside serve tests.hub.acceptance_app:app --workers 2`` and a redis-server of
 the test's own; clients over loopback. These tests take seconds each (1,000
-clients, 1,000 messages; a Redis restart; timed runs): they are marked ``heavy``
+clients, 1,000 messages; a Redis restart; timed runs): they are marked ``slow``
 and run once in ``make test``, not again with the pure-Python code, each in an
 event loop of its own with a timeout of minutes rather than conftest's 30 s.
 """
@@ -25,7 +25,7 @@ from tests.hub.redis_server import REASON, REDIS_SERVER, RedisServer, redis_serv
 from tests.hub.serving import Served, publishers, run_heavy, served, subscriber, subscribers
 from tests.needs import needs
 
-pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.heavy]
+pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.slow]
 
 
 def check_order(result: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from tests.hub.redis_server import REASON, REDIS_SERVER, RedisServer, free_port
 from tests.hub.serving import APP, Served, run_heavy
 from tests.needs import needs
 
-pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.heavy]
+pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.slow]
 
 IP = shutil.which("ip")
 
