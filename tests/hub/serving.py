@@ -20,8 +20,8 @@ APP = "tests.hub.acceptance_app:app"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_heavy(main: Coroutine[Any, Any, None], timeout: float) -> None:
-    """Run a heavy test's coroutine in a fresh event loop, with its own timeout.
+def run_slow(main: Coroutine[Any, Any, None], timeout: float) -> None:
+    """Run a slow test's coroutine in a fresh event loop, with its own timeout.
 
     tests/conftest.py gives ``async def`` tests 30 s; the acceptance tests take
     longer on a busy 2-core machine, so they are plain functions that call this.
@@ -76,7 +76,8 @@ class Served:
             start_new_session=True,
         )
         self._reader = asyncio.get_running_loop().create_task(self._read())
-        await self.wait_for(r"\bready\b", self.workers, timeout=30)
+        # The supervisor says so once every worker is ready.
+        await self.wait_for(r"serving .* on .* with \d+ workers?", timeout=30)
 
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None

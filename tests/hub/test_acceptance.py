@@ -22,7 +22,7 @@ import pytest
 import portside
 from portside.hub import Hub, RedisBackend
 from tests.hub.redis_server import REASON, REDIS_SERVER, RedisServer, redis_server
-from tests.hub.serving import Served, publishers, run_heavy, served, subscriber, subscribers
+from tests.hub.serving import Served, publishers, run_slow, served, subscriber, subscribers
 from tests.needs import needs
 
 pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.slow]
@@ -37,7 +37,7 @@ def gap_count(result: dict[str, Any]) -> int:
 
 
 def test_two_workers_1000_clients_1000_messages_all_in_order() -> None:
-    run_heavy(two_workers_1000_clients_1000_messages(), timeout=180)
+    run_slow(two_workers_1000_clients_1000_messages(), timeout=180)
 
 
 async def two_workers_1000_clients_1000_messages() -> None:
@@ -96,7 +96,7 @@ async def acked(log: dict[str, set[str]], name: str, count: int) -> None:
 
 @pytest.mark.parametrize("history", [1000, 0], ids=["history", "no-history"])
 def test_redis_restart_mid_run(history: int) -> None:
-    run_heavy(redis_restart_mid_run(history), timeout=120)
+    run_slow(redis_restart_mid_run(history), timeout=120)
 
 
 async def redis_restart_mid_run(history: int) -> None:
@@ -230,7 +230,7 @@ async def timed_delivery(server: Served, clients: int, messages: int, slow: bool
 
 
 def test_slow_consumer_does_not_slow_the_others() -> None:
-    run_heavy(slow_consumer_does_not_slow_the_others(), timeout=180)
+    run_slow(slow_consumer_does_not_slow_the_others(), timeout=180)
 
 
 async def slow_consumer_does_not_slow_the_others() -> None:

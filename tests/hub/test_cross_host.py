@@ -23,7 +23,7 @@ import pytest
 
 import portside
 from tests.hub.redis_server import REASON, REDIS_SERVER, RedisServer, free_port
-from tests.hub.serving import APP, Served, run_heavy
+from tests.hub.serving import APP, Served, run_slow
 from tests.needs import needs
 
 pytestmark = [needs(REDIS_SERVER, REASON), pytest.mark.slow]
@@ -80,7 +80,7 @@ def test_two_hosts_one_redis(record_property: Callable[[str, object], None]) -> 
         mode = "network namespaces" if links else "two loopback addresses"
         record_property("hosts", mode)
         print(f"cross-host test: two portside serve instances in {mode}")
-        run_heavy(two_hosts(links), timeout=120)
+        run_slow(two_hosts(links), timeout=120)
 
 
 async def two_hosts(links: list[tuple[str, str, str]] | None) -> None:
