@@ -1,12 +1,16 @@
 """Local fan-out: messages to many connections of this process.
 
 The only place where the hub writes messages to its subscribers' connections.
+One message goes through :func:`~portside.broadcast`, which builds each frame
+once; several (a burst published within one iteration of the event loop) go
+out in one write per subscriber.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
 
+from ..asyncio.broadcasting import SlowConsumerPolicy, broadcast
 from ..asyncio.connection import Connection
 from ..protocol.connection import SERVER
 from ..protocol.speedups import encode_frame
@@ -25,24 +29,39 @@ def writable(connection: Connection) -> bool:
     return connection.protocol.state is OPEN and not connection._write_paused
 
 
-def fan_out(connections: Iterable[Connection], messages: Sequence[str | bytes]) -> list[Connection]:
-    """Send ``messages``, in order, to each connection whose backlog is not full.
+class _Remember(SlowConsumerPolicy):
+    """Skips a full connection (never closes it) and remembers it for the hub."""
 
-    The frames are built once for all the server connections that do not
-    compress, and written to each with one call; a connection that compresses
-    (or a client connection, which masks) gets its own.
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: list[Connection] = []
+
+    def skip(self, connection: Connection) -> None:
+        super().skip(connection)  # counted in connection.broadcast_skips
+        self.connections.append(connection)
+
+
+def fan_out(
+    connections: Collection[Connection], messages: Sequence[str | bytes]
+) -> list[Connection]:
+    """Send ``messages``, in order, to each connection whose backlog is not full.
 
     Args:
         connections: The subscribers.
         messages: Text (``str``) or binary (``bytes``) messages.
 
     Returns:
-        The open connections skipped because their backlog was full, or because
-        they were sending a fragmented message. Those closing or closed are left
-        out silently: they are going away.
+        The open connections skipped because their backlog was full (or, for
+        a burst, because they were sending a fragmented message). Those closing
+        or closed are left out silently: they are going away.
     """
+    if len(messages) == 1:
+        policy = _Remember()
+        broadcast(connections, messages[0], policy=policy)
+        return policy.connections
     skipped: list[Connection] = []
-    # RFC 6455 5.2: FIN set, one frame per message, unmasked from a server.
+    # RFC 6455 5.2: FIN set, one frame per message, unmasked from a server;
+    # the same bytes for every server connection that does not compress.
     shared = b"".join(
         encode_frame(0x81, message.encode(), None)
         if isinstance(message, str)
@@ -56,10 +75,10 @@ def fan_out(connections: Iterable[Connection], messages: Sequence[str | bytes]) 
         if connection._write_paused or protocol._sending:
             # RFC 6455 5.4: nothing may come between the frames of a fragmented
             # message; a full backlog takes nothing more.
+            connection.broadcast_skips += len(messages)
             skipped.append(connection)
-            continue
-        if protocol.deflate is None and protocol.side is SERVER:
-            connection.transport.write(shared)
+        elif protocol.deflate is None and protocol.side is SERVER:
+            connection._write_frame(shared)
         else:
             for message in messages:
                 if isinstance(message, str):
