@@ -59,7 +59,10 @@ def static_files(
     connection: portside.ServerConnection, request: portside.Request
 ) -> portside.Response | None:
     """Serve the page and its script; anything else goes on (WebSocket, probes)."""
-    entry = FILES.get(request.path.partition("?")[0])
+    path = request.path.partition("?")[0]
+    if path == "/favicon.ico":
+        return connection.respond(http.HTTPStatus.NOT_FOUND, "No icon.\n")
+    entry = FILES.get(path)
     if entry is None:
         return None
     name, content_type = entry
