@@ -17,9 +17,8 @@ import json
 import os
 import socket
 
-from portside.app import App
-
 import portside
+from portside.app import App
 from portside.hub import BackendUnavailable, Hub, RedisBackend
 
 hub = Hub(

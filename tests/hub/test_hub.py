@@ -12,6 +12,7 @@ import pytest
 
 import portside
 from portside.hub import (
+    BackendUnavailable,
     Gap,
     Hub,
     HubClosed,
@@ -610,3 +611,122 @@ def test_gap_is_json_serializable_through_its_missing_range() -> None:
     assert (
         json.dumps({"count": gap.count, "reason": gap.reason}) == '{"count": 2, "reason": "slow"}'
     )
+
+
+async def test_recovery_without_history_access_tells_everything() -> None:
+    class NoHistory(LossyBackend):
+        async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
+            raise BackendUnavailable("no history today")
+
+    backend = NoHistory()
+    async with Hub(backend, history=10) as hub, hub_server(hub) as server:
+        client, _ = await subscriber(server, "t")
+        backend.drop = 2
+        for n in range(3):
+            await hub.publish("t", str(n))
+        gap = await receive_json(client)
+        assert (gap["type"], gap["first"], gap["last"]) == ("gap", 1, 2)
+        assert (await receive_json(client))["data"] == "2"
+        assert hub.metrics.lost == 2
+        await client.close()
+
+
+async def test_gap_during_a_replay_reaches_the_new_subscriber_once() -> None:
+    gate = asyncio.Event()
+
+    class SlowLossy(LossyBackend):
+        async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
+            if upto is None:  # the replay of a subscription, not a recovery
+                await gate.wait()
+            return await super().history(topic, after, upto)
+
+    backend = SlowLossy()
+    async with Hub(backend) as hub, hub_server(hub) as server:
+        live, _ = await subscriber(server, "t")
+        await hub.publish("t", "1")
+        task = asyncio.create_task(subscriber(server, "t", since=Position(backend.epoch, 1)))
+        while hub.subscribers("t") < 2:
+            await asyncio.sleep(0)  # let the client subscribe (no time passes)
+        backend.drop = 1
+        await hub.publish("t", "2")  # lost on the way: a gap for everyone
+        await hub.publish("t", "3")
+        gate.set()
+        joined, frames = await task
+        # The replay has 2 and 3 (no history: a gap for them instead), then the
+        # buffered gap notice and message 3 follow only if not covered already.
+        kinds = [frame["type"] for frame in frames["before"]]
+        assert kinds == ["gap"]
+        assert (frames["before"][0]["first"], frames["before"][0]["last"]) == (2, 3)
+        await hub.publish("t", "4")
+        assert (await receive_json(joined))["data"] == "4"
+        assert [(await receive_json(live))["type"] for _ in range(3)] == [
+            "message",
+            "gap",
+            "message",
+        ]
+        await live.close()
+        await joined.close()
+
+
+async def test_unsubscribe_or_resubscribe_during_a_replay() -> None:
+    gate = asyncio.Event()
+
+    class SlowHistory(MemoryBackend):
+        async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
+            await gate.wait()
+            return await super().history(topic, after, upto)
+
+    async with Hub(SlowHistory(), history=5) as hub:
+        connections: list[portside.ServerConnection] = []
+        ready = asyncio.Event()
+
+        async def handler(ws: portside.ServerConnection) -> None:
+            connections.append(ws)
+            ready.set()
+            await ws.wait_closed()
+
+        async with running(handler) as server:
+            client = await portside.connect(url(server))
+            await ready.wait()
+            (ws,) = connections
+            epoch = hub.backend.epoch  # type: ignore[attr-defined]
+            first = hub.subscribe(ws, "t", since=Position(epoch, 0))
+            # Again while the first replay waits: it replaces the first.
+            second = hub.subscribe(ws, "t", since=Position(epoch, 0))
+            assert hub.subscribe(ws, "t") is second
+            await asyncio.sleep(0)
+            assert first.cancelled() or not first.done()
+            hub.unsubscribe(ws, "t")
+            gate.set()
+            with pytest.raises(asyncio.CancelledError):
+                await second
+            assert hub.topics(ws) == frozenset()
+            await client.close()
+
+
+async def test_topic_gap_while_a_subscriber_lags() -> None:
+    backend = LossyBackend()
+    async with Hub(backend) as hub:
+
+        async def handler(ws: portside.ServerConnection) -> None:
+            small_buffers(ws)
+            await hub.subscribe(ws, "t")
+            await ws.wait_closed()
+
+        async with running(handler, write_limit=8192) as server:
+            slow = await stalled_client(server, "t")
+            while hub.metrics.skipped == 0:
+                await hub.publish("t", "x" * 2000)
+                await asyncio.sleep(0)
+            backend.drop = 1
+            await hub.publish("t", "lost")
+            await hub.publish("t", "after")
+            await asyncio.sleep(0)
+            slow.transport.resume_reading()
+            reasons = []
+            while len(reasons) < 2:
+                frame = await receive_json(slow)
+                if frame["type"] == "gap":
+                    reasons.append(frame["reason"])
+            assert sorted(reasons) == ["backend", "slow"]
+            await slow.close()
