@@ -79,9 +79,13 @@ async def chat_in_two_browsers() -> None:
     try:
         await server.start({"REDIS_URL": redis.url})
         async with async_playwright() as playwright:
-            launch = {"executable_path": CHROMIUM, "args": FLAGS, "headless": True}
-            first = await playwright.chromium.launch(**launch)
-            second = await playwright.chromium.launch(**launch)
+            # Playwright starts each with --headless and a fresh user-data-dir.
+            first = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=FLAGS, headless=True
+            )
+            second = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=FLAGS, headless=True
+            )
             ann, ann_worker = await open_chat(first, server, "ann")
             # The kernel spreads connections over the workers: open pages in the
             # second browser until one reaches the other worker.

@@ -723,7 +723,7 @@ async def test_topic_gap_while_a_subscriber_lags() -> None:
             await hub.publish("t", "after")
             await asyncio.sleep(0)
             slow.transport.resume_reading()
-            reasons = []
+            reasons: list[str] = []
             while len(reasons) < 2:
                 frame = await receive_json(slow)
                 if frame["type"] == "gap":
