@@ -498,3 +498,32 @@ def test_bad_settings() -> None:
             RedisBackend("redis://127.0.0.1:1", **kwargs)
     with pytest.raises(ValueError, match="decode_responses"):
         RedisBackend(aioredis.Redis(decode_responses=True))
+
+
+async def test_redis_restarted_from_an_older_snapshot_starts_a_new_epoch() -> None:
+    async with redis_server() as redis, hubs(redis.url, history=10) as (one, two):
+        async with hub_server(two) as server:
+            client, _ = await subscriber(server, "t")
+            for n in range(5):
+                await one.publish("t", str(n))
+            admin = aioredis.Redis.from_url(redis.url)
+            await admin.save()  # the snapshot holds offsets 1-5
+            await admin.aclose()
+            for n in range(5, 8):
+                old = await one.publish("t", str(n))
+            for _ in range(8):
+                await receive_json(client)
+            # Restarted from the snapshot: offset 5, written by another process.
+            await redis.restart()
+            await unready(one)
+            await unready(two)
+            await one.wait_ready()
+            await two.wait_ready()
+            position = await one.publish("t", "after")
+            assert position.offset == 1
+            assert position.epoch != old.epoch
+            frame = await receive_json(client)
+            assert (frame["data"], frame["offset"], frame["epoch"]) == ("after", 1, position.epoch)
+            history = await one.backend.history("t", Position(old.epoch, 0))
+            assert [payload for _, payload in history.entries] == ["after"]
+            await client.close()
