@@ -274,3 +274,6 @@ async def slow_consumer_does_not_slow_the_others() -> None:
             if cpu <= 1.10:
                 break
         assert attempts[-1][0] <= 1.10, attempts
+        # Each stalled subscriber was told at least once; its skips were counted.
+        metrics = await eventually_metrics(server, "portside_hub_gaps_total", 4)
+        assert metrics["portside_hub_skipped_total"] >= 4
