@@ -98,8 +98,9 @@ async def two_hosts(links: list[tuple[str, str, str]] | None) -> None:
         prefixes = ([], [])
         urls = (redis.url, redis.url)
     await redis.start()
+    # In namespaces every port is free (each has its own stack): Redis's + 1.
     servers = [
-        Served(APP, workers=1, host=host, port=free_port(host) if not links else 8765)
+        Served(APP, workers=1, host=host, port=port + 1 if links else free_port(host))
         for host in (host_a, host_b)
     ]
     try:
