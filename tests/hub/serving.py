@@ -147,8 +147,8 @@ async def served(
     env: dict[str, str], *, workers: int = 2, host: str = "127.0.0.1", app: str = APP
 ) -> AsyncIterator[Served]:
     server = Served(app, workers=workers, host=host)
-    await server.start(env)
     try:
+        await server.start(env)
         yield server
     finally:
         await server.stop()
