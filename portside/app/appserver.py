@@ -243,6 +243,9 @@ class AppServer:
                 reason=reason,
                 spread=self.drain_settings.spread,
                 graceful_timeout=self.drain_settings.graceful_timeout,
+                # A client whose handshake was under way gets a Close frame too,
+                # never a 503: no failed handshakes during a rolling restart.
+                finish_handshakes=True,
             )
 
     def stop_now(self) -> None:

@@ -645,6 +645,6 @@ class Supervisor:
                 return False
             if self.metrics is not None:
                 self.metrics.worker_restarts.labels(cause).inc()
-            logger.info("%s ready: %s drains", new, old)
+            logger.info("%s drains, replaced by %s (%s)", old, new, cause)
             old.drain(self.config.workers.restart_close_code)
             return True

@@ -119,15 +119,30 @@ async def test_sighup_under_load_restarts_with_new_code_and_no_failed_handshake(
         failures: list[str] = []
         stop = asyncio.Event()
 
+        restarted = []
+
         async def one() -> None:
-            try:
-                async with portside.connect(server.url(), compression=None) as ws:
+            # As a client does: a Close with 1012 (service restart) means "come
+            # back"; a refused or failed handshake is a failure.
+            for _ in range(3):
+                try:
+                    ws = await portside.connect(server.url(), compression=None)
+                except Exception as exc:
+                    failures.append(f"handshake: {exc!r}")
+                    return
+                try:
                     version, _ = await greeting(ws)
                     await ws.send("hello")
                     assert await ws.recv() == "hello"
                     results.append((time.monotonic(), version))
-            except Exception as exc:
-                failures.append(repr(exc))
+                    await ws.close()
+                    return
+                except portside.ConnectionClosed:
+                    if ws.close_code != 1012:
+                        failures.append(f"closed with {ws.close_code}")
+                        return
+                    restarted.append(ws)
+            failures.append("three restarts in a row")
 
         async def load() -> None:
             # 200 new connections per second, each a handshake, a message, a close.
@@ -423,7 +438,8 @@ async def test_worker_max_connections_served_recycles_by_draining(app_dir: Path)
                 await greeting(ws)
         await server.wait_line(rf"worker {first} \(slot 0\) reached max_connections_served")
         match = await server.wait_line(
-            r"worker (\d+) \(slot 0\) ready: worker \d+ \(slot 0\) drains"
+            r"worker \d+ \(slot 0\) drains, replaced by worker (\d+) \(slot 0\) "
+            r"\(max_connections_served\)"
         )
         # The held connection is drained with the restart code; newcomers go to the new worker.
         await held.wait_closed()
