@@ -74,6 +74,28 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, for this process and its workers.
+
+    Each connection is a file descriptor, and the usual soft limit (1024) is far
+    below what a WebSocket server holds; the hard limit is what the administrator
+    allows (systemd's ``LimitNOFILE=``, ``ulimit -Hn``).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # pragma: no cover - refused by the system
+            logger.warning("could not raise the open files limit from %d", soft)
+        else:
+            logger.debug("open files limit raised from %d to %d", soft, target)
+
+
 def describe_status(status: int) -> str:
     """How a process ended, in words."""
     if status < 0:
@@ -233,6 +255,7 @@ class Supervisor:
         except BindError as exc:
             print_error(str(exc))
             return EXIT_CONFIG
+        raise_open_files_limit()
         count = config.workers.count
         if count == 0:
             count = (
