@@ -18,6 +18,7 @@ import pytest
 import portside
 from tests.app.helpers import (
     ECHO_APP,
+    ServeProcess,
     eventually,
     greeting,
     read,
@@ -324,9 +325,25 @@ async def test_a_blocked_worker_is_replaced_after_timeout(tmp_path: Path) -> Non
         assert ws.close_code == 1006
 
 
-async def test_metrics_total_over_both_workers(app_dir: Path) -> None:
+async def scrape(server: ServeProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics, parsed with prometheus_client's own parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"Content-Type: text/plain; version=" in head
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+async def test_metrics_total_over_both_workers(app_dir: Path) -> None:
     async with serving(
         "echoapp:app", "--workers", "2", "--metrics-path", "/metrics", cwd=app_dir
     ) as server:
@@ -338,29 +355,31 @@ async def test_metrics_total_over_both_workers(app_dir: Path) -> None:
                 await ws.send(f"m{index}")
                 assert await ws.recv() == f"m{index}"
         assert len(pids) == 2  # both workers served some
-        scraped_by = set()
+        # Whichever worker a scrape reaches (the kernel spreads them), the same totals.
         for _ in range(10):
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = await reader.read()
-            writer.close()
-            head, _, body = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200 OK")
-            assert b"Content-Type: text/plain; version=" in head
-            samples = {
-                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(body.decode())
-                for sample in family.samples
-            }
-            scraped_by.add(head)
+            samples = await scrape(server)
             assert samples[("portside_connections_total", ())] == count
             assert samples[("portside_close_codes_received_total", (("code", "1000"),))] == count
+            assert samples[("portside_close_codes_sent_total", (("code", "1000"),))] == count
             # Each client sent one message; the app sent a greeting and the echo.
             assert samples[("portside_messages_total", (("direction", "in"),))] == count
             assert samples[("portside_messages_total", (("direction", "out"),))] == 2 * count
             assert samples[("portside_bytes_total", (("direction", "in"),))] > 0
             assert samples[("portside_workers", ())] == 2
             assert samples[("portside_connections_open", ())] == 0
+        # A rolling restart: the restarted workers' counters stay in the totals.
+        mark = len(server.lines)
+        server.signal(signal.SIGHUP)
+        for _ in range(2):
+            mark = 1 + server.lines.index(
+                (await server.wait_line(r"drained and exited", start=mark)).string, mark
+            )
+        samples = await scrape(server)
+        assert samples[("portside_connections_total", ())] == count
+        assert samples[("portside_rolling_restarts_total", ())] == 1
+        assert samples[("portside_worker_restarts_total", (("cause", "reload"),))] == 2
+        assert samples[("portside_drains_total", (("reason", "restart"),))] == 2
+        assert samples[("portside_workers", ())] == 2
 
 
 async def test_sigint_twice_stops_now(tmp_path: Path) -> None:
