@@ -542,6 +542,34 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def print_acceptance(report: dict[str, dict[str, Samples]]) -> None:
+    """portside ahead of uvicorn and granian, read against the control band."""
+    lines = []
+    for row in ("echo", "handshakes"):
+        results = report.get(row, {})
+        mine = results.get("portside --workers 2", Samples()).median()
+        again = results.get("portside-again --workers 2", Samples()).median()
+        if not mine or not again:
+            continue
+        # How far two equal servers came apart in this run, either way.
+        band = max(again / mine, mine / again)
+        for peer in ("uvicorn", "granian"):
+            theirs = results.get(f"{peer} --workers 2", Samples()).median()
+            if not theirs:
+                continue
+            ahead = mine / theirs
+            verdict = (
+                "ahead" if ahead > band else ("within the band" if ahead >= 1 / band else "behind")
+            )
+            lines.append(
+                f"{row}: portside / {peer} = {ahead:.2f}x, control band {band:.2f}x: {verdict}"
+            )
+    if lines:
+        print("\nacceptance (portside ahead of both, beyond the control band):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def print_report(report: dict[str, dict[str, Samples]], rounds: int, storm: int) -> None:
     print(f"\nmedians over {rounds} round(s); control: portside-again / portside\n")
     echo = report.get("echo", {})
@@ -589,6 +617,7 @@ def print_report(report: dict[str, dict[str, Samples]], rounds: int, storm: int)
         for key, samples in storm_rows.items():
             print(f"| {key} | {samples.median() or 0:.2f} | {samples.failures} |")
 
+    print_acceptance(report)
     counted = report.get("instructions", {})
     if counted:
         print("\n| portside, echo 256 B x 64, under callgrind | instructions per message |")
