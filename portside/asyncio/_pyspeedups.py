@@ -79,7 +79,7 @@ class ConnectionBase:
     def __anext__(self) -> Any:
         # recv() ends the iteration itself on a normal closure: one coroutine
         # per message instead of two.
-        return self.recv(True)  # type: ignore[attr-defined]
+        return self.recv(_iterating=True)  # type: ignore[attr-defined]
 
     def buffer_updated(self, nbytes: int, /) -> None:
         """Process ``nbytes`` received (:class:`asyncio.BufferedProtocol`)."""
@@ -118,6 +118,16 @@ class ConnectionBase:
 
     def _write_all(self, frames: list[bytes], /) -> None:
         raise NotImplementedError  # pragma: no cover
+
+    def _write_frame(self, frame: bytes, /) -> None:
+        """Write an encoded frame as ``transport.write(frame)`` would.
+
+        The C twin writes on the socket itself when ``write()`` would send the
+        frame at once; :func:`~portside.asyncio.server.broadcast` writes with it.
+        """
+        if frame.__class__ is not bytes:
+            raise TypeError(f"_write_frame() takes bytes, not {type(frame).__name__}")
+        self.transport.write(frame)
 
     def _hook_transport(self) -> bool:
         """Read and write on the socket directly: the C twin's alone; ``False`` here."""

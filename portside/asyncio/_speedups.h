@@ -317,6 +317,8 @@ PyObject *connection_hook_transport(ConnectionObject *self, PyTypeObject *defini
 PyObject *connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class,
                                       PyObject *const *args, Py_ssize_t nargs,
                                       PyObject *kwnames);
+PyObject *connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
+                                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 /* _speedups_selector.c */
 PyObject *connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,

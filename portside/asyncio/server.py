@@ -13,12 +13,14 @@ from types import TracebackType
 from typing import Any, Union, cast
 
 from ..exceptions import ConnectionClosed, InvalidMessage, ProtocolError
+from ..http11 import SERVER
 from ..protocol.close import Close
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
-from ..version import __version__
+from .auth import basic_auth
+from .broadcasting import broadcast
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 
@@ -28,6 +30,8 @@ __all__ = [
     "Server",
     "ServerConnection",
     "Serve",
+    "broadcast",
+    "basic_auth",
     "normalize_process_request",
 ]
 
@@ -39,7 +43,7 @@ ProcessResponse = Callable[
     Union[Response, Awaitable[Union[Response, None]], None],
 ]
 
-SERVER_HEADER = f"portside/{__version__}"
+SERVER_HEADER = SERVER
 
 RETRY_AFTER = 5
 """Seconds in the ``Retry-After`` header of the 503 sent past ``max_connections``."""
@@ -119,6 +123,8 @@ class ServerConnection(Connection):
     """The server side of a WebSocket connection: what a handler receives."""
 
     protocol: ServerProtocol
+    username: str | None = None
+    """The user name that :func:`basic_auth` authenticated; ``None`` without it."""
 
     def __init__(
         self, server: Server, protocol: ServerProtocol, options: ConnectionOptions

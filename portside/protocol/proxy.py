@@ -271,7 +271,6 @@ class ProxyHandshake:
         try:
             response = self._parser.feed_eof()
         except InvalidMessage as exc:
-            # The parser's EOFError as the cause: a reconnecting client retries.
             raise InvalidProxyMessage("proxy closed the connection before answering CONNECT") from (
                 exc.__cause__ or exc
             )

@@ -205,7 +205,7 @@ def test_proxy_hangs_up_before_answering() -> None:
     assert h.receive_data(b"HTTP/1.1 200 OK\r\n") is None
     with pytest.raises(InvalidProxyMessage) as info:
         h.receive_eof()
-    # The cause tells a reconnecting client that the network failed.
+    # The cause says that the proxy hung up.
     assert isinstance(info.value.__cause__, EOFError)
 
 
