@@ -123,6 +123,8 @@ class WorkerHandle:
         self.started_at = loop.time()
         self.last_beat = loop.time()
         self.ready: asyncio.Future[bool] = loop.create_future()
+        # Set when the worker says it stopped accepting (or is gone).
+        self.not_accepting: asyncio.Future[None] = loop.create_future()
         self.exited: asyncio.Future[int] = loop.create_future()
         self.fatal: tuple[int, str] | None = None
         self.kill_reason: str | None = None
@@ -152,8 +154,11 @@ class WorkerHandle:
             self.fatal = (int(message.get("status", EXIT_FAILED)), str(message.get("message")))
         elif event == "recycle":
             self.supervisor.recycle(self, str(message.get("cause", "recycle")))
-        elif event == "draining" and self.state != "gone":
-            self.state = "draining"
+        elif event == "draining":
+            if self.state != "gone":
+                self.state = "draining"
+            if not self.not_accepting.done():
+                self.not_accepting.set_result(None)
 
     def on_eof(self) -> None:
         self.supervisor.reap()
@@ -417,6 +422,8 @@ class Supervisor:
             self.metrics.workers.set(len(self.workers))
         if not worker.exited.done():
             worker.exited.set_result(status)
+        if not worker.not_accepting.done():
+            worker.not_accepting.set_result(None)
         never_ready = not worker.ready.done()
         if never_ready:
             worker.ready.set_result(False)
@@ -670,4 +677,11 @@ class Supervisor:
                 self.metrics.worker_restarts.labels(cause).inc()
             logger.info("%s drains, replaced by %s (%s)", old, new, cause)
             old.drain(self.config.workers.restart_close_code)
+            # Once it stopped accepting, new connections go to the new code only.
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(old.not_accepting), self.config.workers.timeout
+                )
+            except asyncio.TimeoutError:
+                logger.warning("%s did not say it stopped accepting", old)
             return True
