@@ -20,8 +20,9 @@ from portside.protocol.client import ClientProtocol
 from portside.protocol.server import ServerProtocol
 from tests.asyncio.helpers import RawClient, pair, running
 from tests.framing import client_frame, server_frame
+from tests.needs import needs_speedups
 
-needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
+needs_c = needs_speedups(IMPLEMENTATION == "c")
 
 
 def forget(operation: Coroutine[Any, Any, Any]) -> None:
