@@ -161,7 +161,9 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     hsize = header_size(size);
     write_header(header, first, size);
     /* A large payload goes out as it is, behind its header: on the socket
-       itself, or by writelines() unless that would join them anyway. */
+       itself, or by writelines() unless that would join them anyway -- through
+       connection._write_all(), the one place that checks what writelines()
+       may not tell (CPython gh-127655: see portside/asyncio/connection.py). */
     if (size >= st->copy_threshold) {
         if ((rc = write_header_and_payload(conn, st, header, hsize, data, size,
                                            first == 0x82 ? message : NULL)) != 0) {
@@ -179,7 +181,7 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
             }
             PyList_SET_ITEM(frames, 0, frame);
             PyList_SET_ITEM(frames, 1, payload);
-            rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
+            rc = call_method_void(st->str_write_all, (PyObject *)conn, frames, NULL, 1);
             Py_DECREF(frames);
             return rc < 0 ? -1 : 1;
         }

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterable
@@ -57,6 +58,14 @@ Sendable = Union[str, BytesLike]
 Fragments = Union[Iterable[Sendable], AsyncIterable[Sendable]]
 
 _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
+
+# CPython gh-127655: on Python 3.12.0 to 3.12.8 and 3.13.0 to 3.13.1, what the
+# selector loop's socket transport cannot send at once in writelines() goes to
+# its buffer without _maybe_pause_protocol(): pause_writing() never comes, and
+# a peer that stops reading would make the buffer grow past write_limit without
+# bound. Fixed in 3.12.9 and 3.13.2. Connection._write_all() makes up for it.
+_WRITELINES_MAY_NOT_PAUSE = sys.version_info[:2] == (3, 12) and sys.version_info < (3, 12, 9)
+_WRITELINES_MAY_NOT_PAUSE |= sys.version_info[:2] == (3, 13) and sys.version_info < (3, 13, 2)
 
 
 def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
@@ -449,11 +458,10 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             return
         else:
             raise TypeError(f"message has an unsupported type: {cls.__name__}")
-        transport = self.transport
         if len(frames) == 1:
-            transport.write(frames[0])
+            self.transport.write(frames[0])
         else:
-            transport.writelines(frames)
+            self._write_all(frames)
         if self._write_paused:
             await self._drain()
 
@@ -475,7 +483,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 for item in message:
                     await self._send_fragment(item)
             if protocol._sending:
-                self.transport.writelines(protocol.send_continuation(b"", fin=True))
+                self._write_all(protocol.send_continuation(b"", fin=True))
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
                 # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
@@ -503,13 +511,24 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             frames = protocol.send_text(item, fin=False)
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
-        self.transport.writelines(frames)
+        self._write_all(frames)
         if self._write_paused:
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
+        # Every writelines() of the connection, the C accelerator's too, is
+        # here: write() pauses the protocol as it should on every release.
         if frames and not self._lost:
-            self.transport.writelines(frames)
+            transport = self.transport
+            transport.writelines(frames)
+            if _WRITELINES_MAY_NOT_PAUSE and not self._write_paused:
+                # CPython gh-127655 (see above): check the buffer ourselves.
+                # Setting the limits again makes the transport compare its
+                # buffer with them and pause us, as writelines() should have;
+                # it then resumes us as the buffer drains.
+                limit = self.write_limit
+                if transport.get_write_buffer_size() > limit:
+                    transport.set_write_buffer_limits(limit, limit // 4)
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -577,7 +596,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             raise
         future: asyncio.Future[float] = self.loop.create_future()
         self._pings[payload] = (future, time.monotonic())
-        self.transport.writelines(frames)
+        self._write_all(frames)
         return future
 
     async def pong(self, data: Data = b"") -> None:
@@ -587,7 +606,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             ConnectionClosed: If the connection is closing or closed.
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        self.transport.writelines(self.protocol.send_pong(payload))
+        self._write_all(self.protocol.send_pong(payload))
 
     def _on_pong(self, pong: Pong) -> None:
         now = time.monotonic()
@@ -625,7 +644,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future.add_done_callback(_consume_exception)
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
-        self.transport.writelines(self.protocol.send_ping(payload))
+        self._write_all(self.protocol.send_ping(payload))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
 
