@@ -63,9 +63,11 @@ _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary
 # selector loop's socket transport cannot send at once in writelines() goes to
 # its buffer without _maybe_pause_protocol(): pause_writing() never comes, and
 # a peer that stops reading would make the buffer grow past write_limit without
-# bound. Fixed in 3.12.9 and 3.13.2. Connection._write_all() makes up for it.
-_WRITELINES_MAY_NOT_PAUSE = sys.version_info[:2] == (3, 12) and sys.version_info < (3, 12, 9)
-_WRITELINES_MAY_NOT_PAUSE |= sys.version_info[:2] == (3, 13) and sys.version_info < (3, 13, 2)
+# bound. Fixed in 3.12.9 and 3.13.2. Connection._write_all() makes up for it on
+# the transports of this class (None on other releases).
+_WRITELINES_DOES_NOT_PAUSE: type | None = None
+if (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2):
+    _WRITELINES_DOES_NOT_PAUSE = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
 
 
 def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
@@ -521,7 +523,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if frames and not self._lost:
             transport = self.transport
             transport.writelines(frames)
-            if _WRITELINES_MAY_NOT_PAUSE and not self._write_paused:
+            if (
+                _WRITELINES_DOES_NOT_PAUSE is not None
+                and isinstance(transport, _WRITELINES_DOES_NOT_PAUSE)
+                and not self._write_paused
+            ):
                 # CPython gh-127655 (see above): check the buffer ourselves.
                 # Setting the limits again makes the transport compare its
                 # buffer with them and pause us, as writelines() should have;
