@@ -402,6 +402,12 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         self._lost = True
         self._unhook_transport()
+        if not self.transport.is_closing():
+            # Python 3.10's TLS transport warns that it was never closed (a
+            # ResourceWarning when collected) unless close() is called, even
+            # after the connection is lost, as when the peer closes first; 3.11
+            # marks it closed itself. Other transports are closing by now.
+            self.transport.close()
         protocol = self.protocol
         if not protocol.eof_rcvd:
             protocol.receive_eof()
