@@ -17,6 +17,18 @@ REPORT := import sys, portside.protocol.speedups as p, portside.asyncio.speedups
 	print('portside on Python', sys.version.split()[0], '- accelerators:', \
 	'protocol', p.IMPLEMENTATION, '- asyncio', a.IMPLEMENTATION)
 
+# A virtualenv made by another Python than the PYTHON asked for is not used.
+ifeq ($(origin PYTHON),command line)
+ifneq ($(wildcard $(BIN)/python),)
+VENV_PYTHON := $(shell $(BIN)/python -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+ASKED_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+ifneq ($(VENV_PYTHON),$(ASKED_PYTHON))
+$(error $(VENV) has Python $(VENV_PYTHON), PYTHON=$(PYTHON) is $(or $(ASKED_PYTHON),not found): \
+	give it a virtualenv of its own, e.g. VENV=.venv-$(or $(basename $(ASKED_PYTHON)),3.X), or make clean)
+endif
+endif
+endif
+
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 
 $(BIN)/python:
