@@ -23,7 +23,6 @@ __all__ = [
     "apply_mask",
     "encode_frame",
     "encode_header",
-    "load_accelerator",
     "new_buffer",
     "parse_frames",
 ]
