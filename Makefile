@@ -76,9 +76,10 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 pytest: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report= -q
 
-# ...again with the pure-Python twins of the accelerator...
+# ...again with the pure-Python twins of the accelerator (not the tests marked slow,
+# which run real server processes, nginx, HAProxy: they run once, above)...
 pytest-pure: $(STAMP)
-	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q
+	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q -m "not slow"
 
 # ...and the asyncio layer on uvloop.
 pytest-uvloop: $(STAMP)

@@ -17,6 +17,12 @@ from tests.needs import check_needs
 
 TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
 
+# Clients use the proxy the environment names (proxy=True, as in websockets):
+# the tests' loopback connections must not depend on the machine's proxy
+# settings. Tests of proxies set what they need.
+for _name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+    del os.environ[_name]
+
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     if os.environ.get("PORTSIDE_TEST_LOOP") == "uvloop":

@@ -67,6 +67,7 @@
 #include <structmember.h>
 #define Py_T_BOOL T_BOOL
 #define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_T_LONGLONG T_LONGLONG
 #endif
 
 #if PY_VERSION_HEX < 0x030D0000
@@ -200,7 +201,20 @@ typedef struct {
     char direct_io;          /* 0, DIRECT_READ_WRITE or DIRECT_WRITE: see _hook_transport() */
     int fd;                  /* the socket of hooked, while direct_io */
     PyObject *hooked;        /* the transport hooked, while direct_io, else NULL */
+    /* Traffic since the handshake, for access logs and metrics: see count_sent(). */
+    long long messages_received; /* messages_received: data messages received */
+    long long messages_sent;     /* messages_sent: data messages sent */
+    long long bytes_received;    /* bytes_received: bytes read after the handshake */
+    long long bytes_sent;        /* bytes_sent: bytes of frames written after it */
 } ConnectionObject;
+
+/* A message of size bytes of frames sent by a fast path. */
+static inline void
+count_sent(ConnectionObject *conn, Py_ssize_t size)
+{
+    conn->messages_sent++;
+    conn->bytes_sent += size;
+}
 
 /* ConnectionObject.direct_io: what the connection does on the socket itself. */
 #define DIRECT_READ_WRITE 1 /* asyncio's selector transport: reads and writes */
@@ -328,6 +342,8 @@ PyObject *connection_hook_transport(ConnectionObject *self, PyTypeObject *defini
 PyObject *connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class,
                                       PyObject *const *args, Py_ssize_t nargs,
                                       PyObject *kwnames);
+PyObject *connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
+                                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 
 /* _speedups_selector.c */
 PyObject *connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,

@@ -108,13 +108,15 @@ PyDoc_STRVAR(connection_buffer_updated_doc,
 "Process nbytes received (asyncio.BufferedProtocol).");
 
 PyDoc_STRVAR(connection_recv_doc,
-"recv($self, /)\n--\n\n"
-"Return the next message: str for text, bytes for binary (awaitable).");
+"recv($self, /, decode=None)\n--\n\n"
+"Return the next message: str for text, bytes for binary (awaitable);\n"
+"decode=True: binary as str too, decode=False: text as bytes too.");
 
 PyDoc_STRVAR(connection_send_doc,
-"send($self, message, /)\n--\n\n"
+"send($self, /, message, *, text=None)\n--\n\n"
 "Send a message (awaitable): str as text, bytes-like as binary, an iterable\n"
-"or async iterable of them as a fragmented message.");
+"or async iterable of them as a fragmented message; text=True/False forces\n"
+"the frame type.");
 
 PyDoc_STRVAR(connection_read_ready_doc,
 "_read_ready($self, /)\n--\n\n"
@@ -129,6 +131,11 @@ PyDoc_STRVAR(connection_hook_transport_doc,
 PyDoc_STRVAR(connection_unhook_transport_doc,
 "_unhook_transport($self, /)\n--\n\n"
 "Undo _hook_transport(): the transport reads and writes as it did.");
+
+PyDoc_STRVAR(connection_write_frame_doc,
+"_write_frame($self, frame, /)\n--\n\n"
+"Write an encoded frame (bytes) as transport.write(frame) would: on the socket\n"
+"itself when write() would send it at once. broadcast() writes with it.");
 
 static PyMethodDef connection_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))connection_recv,
@@ -151,6 +158,8 @@ static PyMethodDef connection_methods[] = {
      METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_hook_transport_doc},
     {"_unhook_transport", (PyCFunction)(void (*)(void))connection_unhook_transport,
      METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_unhook_transport_doc},
+    {"_write_frame", (PyCFunction)(void (*)(void))connection_write_frame,
+     METH_METHOD | METH_FASTCALL | METH_KEYWORDS, connection_write_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -174,6 +183,14 @@ static PyMemberDef connection_members[] = {
      "Whether a full queue paused reading."},
     {"_write_paused", Py_T_BOOL, offsetof(ConnectionObject, write_paused), 0,
      "Whether the transport's write buffer is over the limit."},
+    {"messages_received", Py_T_LONGLONG, offsetof(ConnectionObject, messages_received), 0,
+     "Data messages received."},
+    {"messages_sent", Py_T_LONGLONG, offsetof(ConnectionObject, messages_sent), 0,
+     "Data messages sent."},
+    {"bytes_received", Py_T_LONGLONG, offsetof(ConnectionObject, bytes_received), 0,
+     "Bytes received after the opening handshake: frames, as on the wire."},
+    {"bytes_sent", Py_T_LONGLONG, offsetof(ConnectionObject, bytes_sent), 0,
+     "Bytes of frames written after the opening handshake, control frames included."},
     {NULL, 0, 0, 0, NULL},
 };
 

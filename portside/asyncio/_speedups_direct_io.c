@@ -174,3 +174,30 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
     Py_DECREF(transport);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
+
+/* _write_frame(frame): write_frame() for Python callers; broadcast() writes
+   with it. */
+PyObject *
+connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
+                       PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    speedups_state *st = PyType_GetModuleState(defining_class);
+
+    if (nargs != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "_write_frame() takes exactly one argument");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "_write_frame() takes bytes, not %.200s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (self->transport == NULL) {
+        unset_attribute((PyObject *)self, "transport");
+        return NULL;
+    }
+    if (write_frame(self, st, args[0]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}

@@ -79,6 +79,28 @@ send_start(OperationObject *op, speedups_state *st, PyObject **result)
     return op->inner == NULL ? PYGEN_ERROR : OP_CONTINUE;
 }
 
+
+/* The Python recv(decode, _iterating=...): Connection._recv_in_python, for what
+   the C path leaves to it. _iterating is keyword-only there. */
+static PyObject *
+recv_in_python(ConnectionObject *conn, speedups_state *st, PyObject *decode, int iterating)
+{
+    PyObject *method, *args, *kwargs = NULL, *result;
+
+    if ((method = PyObject_GetAttr((PyObject *)conn, st->str_recv_in_python)) == NULL) {
+        return NULL;
+    }
+    args = decode == NULL ? PyTuple_New(0) : PyTuple_Pack(1, decode);
+    if (args != NULL && iterating && (kwargs = Py_BuildValue("{sO}", "_iterating", Py_True)) == NULL) {
+        Py_CLEAR(args);
+    }
+    result = args == NULL ? NULL : PyObject_Call(method, args, kwargs);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_DECREF(method);
+    return result;
+}
+
 static int
 recv_start(OperationObject *op, speedups_state *st, PyObject **result)
 {
@@ -124,8 +146,7 @@ recv_start(OperationObject *op, speedups_state *st, PyObject **result)
     return OP_CONTINUE;
 
 python:
-    op->inner = call_method(st->str_recv_in_python, (PyObject *)conn,
-                            op->iterating ? Py_True : Py_False, NULL, 1);
+    op->inner = recv_in_python(conn, st, NULL, op->iterating);
     return op->inner == NULL ? PYGEN_ERROR : OP_CONTINUE;
 }
 
@@ -542,44 +563,92 @@ PyObject *
 connection_recv(ConnectionObject *self, PyTypeObject *defining_class, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames)
 {
-    /* recv(_iterating=False): the flag is __anext__'s, positional or keyword. */
-    PyObject *iterating = nargs > 0 ? args[0] : NULL;
+    /* recv(decode=None, *, _iterating=False): _iterating is __anext__'s. A
+       decode other than None runs the Python recv(). */
+    speedups_state *st = PyType_GetModuleState(defining_class);
+    PyObject *decode = NULL, *iterating = NULL;
+    Py_ssize_t i, nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     int flag = 0;
 
-    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames)) {
-        if (nargs > 0 || PyTuple_GET_SIZE(kwnames) > 1 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-            PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "_iterating")) {
-            PyErr_SetString(PyExc_TypeError, "recv() takes no keyword arguments");
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "recv() takes at most 1 positional argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    decode = nargs > 0 ? args[0] : NULL;
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject **slot = NULL;
+        if (PyUnicode_Check(name)) {
+            if (PyUnicode_CompareWithASCIIString(name, "decode") == 0) {
+                slot = &decode;
+            }
+            else if (PyUnicode_CompareWithASCIIString(name, "_iterating") == 0) {
+                slot = &iterating;
+            }
+        }
+        if (slot == NULL) {
+            PyErr_Format(PyExc_TypeError, "recv() got an unexpected keyword argument '%S'", name);
             return NULL;
         }
-        iterating = args[0];
-    }
-    else if (nargs > 1) {
-        PyErr_Format(PyExc_TypeError, "recv() takes at most 1 argument (%zd given)", nargs);
-        return NULL;
+        if (*slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "recv() got multiple values for argument '%S'", name);
+            return NULL;
+        }
+        *slot = args[nargs + i];
     }
     if (iterating != NULL && (flag = PyObject_IsTrue(iterating)) < 0) {
         return NULL;
     }
-    return new_operation(self, PyType_GetModuleState(defining_class), OP_RECV, NULL,
-                         (char)flag);
+    if (decode != NULL && decode != Py_None) {
+        return recv_in_python(self, st, decode, flag);
+    }
+    return new_operation(self, st, OP_RECV, NULL, (char)flag);
 }
 
 PyObject *
 connection_send(ConnectionObject *self, PyTypeObject *defining_class, PyObject *const *args,
                 Py_ssize_t nargs, PyObject *kwnames)
 {
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    /* send(message, *, text=None): a text other than None runs the Python
+       _send_as(), which send(text=...) calls. */
+    speedups_state *st = PyType_GetModuleState(defining_class);
+    PyObject *message = nargs > 0 ? args[0] : NULL, *text = NULL;
+    Py_ssize_t i, nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
 
-    if (nargs + nkw != 1 ||
-        (nkw == 1 && (!PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0)) ||
-                      PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
-                                                       "message")))) {
-        PyErr_SetString(PyExc_TypeError, "send() takes exactly one argument: message");
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "send() takes 1 positional argument (%zd given)", nargs);
         return NULL;
     }
-    return new_operation(self, PyType_GetModuleState(defining_class), OP_SEND, args[0], 0);
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject **slot = NULL;
+        if (PyUnicode_Check(name)) {
+            if (PyUnicode_CompareWithASCIIString(name, "message") == 0) {
+                slot = &message;
+            }
+            else if (PyUnicode_CompareWithASCIIString(name, "text") == 0) {
+                slot = &text;
+            }
+        }
+        if (slot == NULL) {
+            PyErr_Format(PyExc_TypeError, "send() got an unexpected keyword argument '%S'", name);
+            return NULL;
+        }
+        if (*slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "send() got multiple values for argument '%S'", name);
+            return NULL;
+        }
+        *slot = args[nargs + i];
+    }
+    if (message == NULL) {
+        PyErr_SetString(PyExc_TypeError, "send() missing required argument: 'message'");
+        return NULL;
+    }
+    if (text != NULL && text != Py_None) {
+        return PyObject_CallMethod((PyObject *)self, "_send_as", "OO", message, text);
+    }
+    return new_operation(self, st, OP_SEND, message, 0);
 }
 
 PyObject *

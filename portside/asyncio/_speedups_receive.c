@@ -74,6 +74,7 @@ handle_event(ConnectionObject *self, speedups_state *st, PyObject *event, PyObje
 
     /* Exactly bytes or str, as the twin's event.__class__ checks. */
     if (PyBytes_CheckExact(event) || PyUnicode_CheckExact(event)) {
+        self->messages_received++;
         return deliver_message(self, st, event, wakeup);
     }
     /* Read when the event comes, as len(events) is: a callee may change it. */
@@ -161,6 +162,18 @@ connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObj
     if (self->handshaking) {
         rc = call_method_void(st->str_receive_handshake, (PyObject *)self, nbytes, NULL, 1);
         return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    /* As the twin: a non-negative int that fits the counter; anything else
+       goes to the protocol uncounted. */
+    if (PyLong_CheckExact(nbytes)) {
+        int overflow;
+        long long received = PyLong_AsLongLongAndOverflow(nbytes, &overflow);
+        if (received == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (!overflow && received >= 0) {
+            self->bytes_received += received;
+        }
     }
     if (self->protocol == NULL) {
         unset_attribute((PyObject *)self, "protocol");

@@ -71,9 +71,14 @@ send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsi
     if (frame == NULL) {
         return -1;
     }
-    rc = write_frame(conn, st, frame);
+    size = PyBytes_Check(frame) ? PyBytes_GET_SIZE(frame) : PyObject_Size(frame);
+    rc = size < 0 ? -1 : write_frame(conn, st, frame);
     Py_DECREF(frame);
-    return rc < 0 ? -1 : 1;
+    if (rc < 0) {
+        return -1;
+    }
+    count_sent(conn, size);
+    return 1;
 }
 
 /*
@@ -162,11 +167,15 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     write_header(header, first, size);
     /* A large payload goes out as it is, behind its header: on the socket
        itself, or by writelines() unless that would join them anyway -- through
-       connection._write_all(), the one place that checks what writelines()
-       may not tell (CPython gh-127655: see portside/asyncio/connection.py). */
+       connection._write_all(), which counts the bytes, and _writelines(), the
+       one place that checks what writelines() may not tell (CPython gh-127655:
+       see portside/asyncio/connection.py). */
     if (size >= st->copy_threshold) {
         if ((rc = write_header_and_payload(conn, st, header, hsize, data, size,
                                            first == 0x82 ? message : NULL)) != 0) {
+            if (rc == 1) {
+                count_sent(conn, hsize + size);
+            }
             return rc;
         }
         if (!writelines_joins(st, conn->transport)) {
@@ -183,7 +192,11 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
             PyList_SET_ITEM(frames, 1, payload);
             rc = call_method_void(st->str_write_all, (PyObject *)conn, frames, NULL, 1);
             Py_DECREF(frames);
-            return rc < 0 ? -1 : 1;
+            if (rc < 0) {
+                return -1;
+            }
+            count_sent(conn, 0); /* the message; _write_all() counted its bytes */
+            return 1;
         }
     }
     /* Header and payload in one buffer, one write. */
@@ -194,5 +207,9 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     memcpy(PyBytes_AS_STRING(frame) + hsize, data, (size_t)size);
     rc = write_frame(conn, st, frame);
     Py_DECREF(frame);
-    return rc < 0 ? -1 : 1;
+    if (rc < 0) {
+        return -1;
+    }
+    count_sent(conn, hsize + size);
+    return 1;
 }

@@ -43,6 +43,7 @@ from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from ..typing import Data
 from .speedups import IMPLEMENTATION, ConnectionBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,8 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Connection", "Data", "arena_for"]
 
-Data = Union[str, bytes]
-"""A message: ``str`` for text, ``bytes`` for binary."""
 BytesLike = Union[bytes, bytearray, memoryview]
 Sendable = Union[str, BytesLike]
 """What :meth:`Connection.send` takes, alone or as the fragments of an iterable."""
@@ -63,7 +62,7 @@ _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary
 # selector loop's socket transport cannot send at once in writelines() goes to
 # its buffer without _maybe_pause_protocol(): pause_writing() never comes, and
 # a peer that stops reading would make the buffer grow past write_limit without
-# bound. Fixed in 3.12.9 and 3.13.2. Connection._write_all() makes up for it on
+# bound. Fixed in 3.12.9 and 3.13.2. Connection._writelines() makes up for it on
 # the transports of this class (None on other releases).
 _WRITELINES_DOES_NOT_PAUSE: type | None = None
 if (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2):
@@ -89,11 +88,20 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     Iterating with ``async for`` yields messages until the connection closes
     normally; a closure with an error raises :class:`ConnectionClosedError`.
+
+    ``messages_received`` and ``messages_sent`` count data messages;
+    ``bytes_received`` and ``bytes_sent`` count bytes on the wire after the
+    opening handshake (frames, control frames included), for access logs and
+    metrics.
     """
 
     protocol: Protocol
     request: Request | None
     """The opening request (HTTP)."""
+    broadcast_skips: int = 0
+    """Messages :func:`~portside.asyncio.server.broadcast` skipped for this
+    connection because its write buffer was above ``write_limit``."""
+    _broadcast_streak: int = 0  # skipped in a row (SlowConsumerPolicy)
     response: Response | None
     """The answer to the opening request (HTTP)."""
 
@@ -215,13 +223,20 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     # Receiving.
 
-    async def recv(self, _iterating: bool = False) -> Data:
+    async def recv(self, decode: bool | None = None, *, _iterating: bool = False) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Args:
+            decode: ``None``: as received. ``True``: binary messages too come
+                as ``str`` (decoded as UTF-8). ``False``: text messages too come
+                as ``bytes`` (their UTF-8 encoding).
 
         Raises:
             ConnectionClosedOK: When the connection closed normally.
             ConnectionClosedError: When it closed with an error.
             ConcurrencyError: If another coroutine is already in :meth:`recv`.
+            UnicodeDecodeError: With ``decode=True``, for a binary message that
+                is not UTF-8 (the message is consumed).
         """
         messages = self._messages
         if messages:
@@ -229,7 +244,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if self._reading_paused and len(messages) <= self.max_queue >> 2:  # type: ignore[operator]
                 self._reading_paused = False
                 self.transport.resume_reading()
-            return message
+            return message if decode is None else _convert(message, decode)
         if self._waiter is not None:
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         if self._pending_error is not None:
@@ -242,7 +257,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         waiter: asyncio.Future[Data] = self.loop.create_future()
         self._waiter = waiter
         try:
-            return await waiter
+            message = await waiter
         except ConnectionClosedOK:
             if _iterating:
                 raise StopAsyncIteration from None
@@ -259,6 +274,22 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             # The future holds the exception raised here, whose traceback holds
             # this frame: without the local, no cycle keeps the connection.
             del waiter
+        return message if decode is None else _convert(message, decode)
+
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+        """Receive the next message as an asynchronous iterator of its parts.
+
+        portside assembles each message as its frames arrive (``max_size``
+        bounds it), so the iterator yields the whole message once: code that
+        joins the parts, as websockets' documentation shows, gets the message.
+
+        Args:
+            decode: As for :meth:`recv`.
+
+        Raises:
+            ConnectionClosed, ConcurrencyError: As :meth:`recv`.
+        """
+        yield await self.recv(decode)
 
     def __aiter__(self) -> AsyncIterator[Data]:
         return self
@@ -434,6 +465,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     async def send(
         self,
         message: Sendable | Iterable[Sendable] | AsyncIterable[Sendable],
+        *,
+        text: bool | None = None,
     ) -> None:
         """Send a message.
 
@@ -442,11 +475,17 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 ``memoryview`` a binary one. An iterable or async iterable of
                 ``str`` or of bytes-like objects sends one fragmented message,
                 a frame per item.
+            text: ``True`` sends bytes-like data (UTF-8, unchecked) as a text
+                message; ``False`` sends a ``str`` as a binary message (its
+                UTF-8 encoding); ``None``: by the type of ``message``.
 
         Raises:
             ConnectionClosed: If the connection is closing or closed.
             TypeError: If ``message`` has an unsupported type.
         """
+        if text is not None:
+            await self._send_as(message, text)
+            return
         if self._fragmenting is not None:
             await self._wait_fragmented()
         cls = message.__class__
@@ -468,16 +507,42 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             raise TypeError(f"message has an unsupported type: {cls.__name__}")
         if len(frames) == 1:
             self.transport.write(frames[0])
+            self.bytes_sent += len(frames[0])
         else:
-            self._write_all(frames)
+            self._write_all(frames)  # counts the bytes
+        self.messages_sent += 1
         if self._write_paused:
             await self._drain()
+
+    async def _send_as(
+        self, message: Sendable | Iterable[Sendable] | AsyncIterable[Sendable], text: bool
+    ) -> None:
+        """``send(message, text=...)``: the frame type said, not guessed."""
+        if self._fragmenting is not None:
+            await self._wait_fragmented()
+        protocol = self.protocol
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if text:
+                frames = protocol.send_text(message)
+            else:
+                data = message.encode() if isinstance(message, str) else message
+                frames = protocol.send_binary(data)
+            self._write_all(frames)
+            self.messages_sent += 1
+            if self._write_paused:
+                await self._drain()
+            return
+        if isinstance(message, dict):
+            raise TypeError("message must be str, bytes or an iterable of them, not dict")
+        if not isinstance(message, (Iterable, AsyncIterable)):
+            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+        await self._send_fragments(_retyped(cast(Fragments, message), text), text)
 
     async def _wait_fragmented(self) -> None:
         while self._fragmenting is not None:
             await asyncio.shield(self._fragmenting)
 
-    async def _send_fragments(self, message: Fragments) -> None:
+    async def _send_fragments(self, message: Fragments, text: bool | None = None) -> None:
         # Each item goes out as soon as it is produced, in a frame with FIN
         # clear; an empty continuation frame with FIN set ends the message.
         protocol = self.protocol
@@ -486,12 +551,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         try:
             if isinstance(message, AsyncIterable):
                 async for item in message:
-                    await self._send_fragment(item)
+                    await self._send_fragment(item, text)
             else:
                 for item in message:
-                    await self._send_fragment(item)
+                    await self._send_fragment(item, text)
             if protocol._sending:
                 self._write_all(protocol.send_continuation(b"", fin=True))
+                self.messages_sent += 1
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
                 # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
@@ -502,12 +568,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._fragmenting = None
             done.set_result(None)
 
-    async def _send_fragment(self, item: object) -> None:
+    async def _send_fragment(self, item: object, forced: bool | None = None) -> None:
         protocol = self.protocol
         if isinstance(item, str):
             text = True
         elif isinstance(item, (bytes, bytearray, memoryview)):
-            text = False
+            # Bytes are text fragments when send(text=True) says so.
+            text = forced is True
         else:
             raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
         sending = protocol._sending
@@ -524,23 +591,28 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
-        # Every writelines() of the connection, the C accelerator's too, is
-        # here: write() pauses the protocol as it should on every release.
         if frames and not self._lost:
-            transport = self.transport
-            transport.writelines(frames)
-            if (
-                _WRITELINES_DOES_NOT_PAUSE is not None
-                and isinstance(transport, _WRITELINES_DOES_NOT_PAUSE)
-                and not self._write_paused
-            ):
-                # CPython gh-127655 (see above): check the buffer ourselves.
-                # Setting the limits again makes the transport compare its
-                # buffer with them and pause us, as writelines() should have;
-                # it then resumes us as the buffer drains.
-                limit = self.write_limit
-                if transport.get_write_buffer_size() > limit:
-                    transport.set_write_buffer_limits(limit, limit // 4)
+            self._writelines(frames)
+            self.bytes_sent += sum(map(len, frames))
+
+    def _writelines(self, frames: list[bytes]) -> None:
+        # Every writelines() of a connection, the C accelerator's and
+        # broadcast()'s too, is here: write() pauses the protocol as it should
+        # on every release, writelines() not on all.
+        transport = self.transport
+        transport.writelines(frames)
+        if (
+            _WRITELINES_DOES_NOT_PAUSE is not None
+            and isinstance(transport, _WRITELINES_DOES_NOT_PAUSE)
+            and not self._write_paused
+        ):
+            # CPython gh-127655 (see above): check the buffer ourselves.
+            # Setting the limits again makes the transport compare its buffer
+            # with them and pause us, as writelines() should have; it then
+            # resumes us as the buffer drains.
+            limit = self.write_limit
+            if transport.get_write_buffer_size() > limit:
+                transport.set_write_buffer_limits(limit, limit // 4)
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -712,6 +784,27 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             return f"{peer[0]}:{peer[1]}"
         return str(peer or "peer")
+
+
+def _convert(message: Data, decode: bool) -> Data:
+    """``recv(decode=...)``: text as bytes, or binary as text."""
+    if decode:
+        return message.decode() if isinstance(message, bytes) else message
+    return message.encode() if isinstance(message, str) else message
+
+
+def _retyped(message: Fragments, text: bool) -> Fragments:
+    """The fragments of ``send(fragments, text=False)`` as bytes; others as they are."""
+    if text:
+        return message
+    if isinstance(message, AsyncIterable):
+
+        async def encoded() -> AsyncIterator[Sendable]:
+            async for item in message:
+                yield item.encode() if isinstance(item, str) else item
+
+        return encoded()
+    return (item.encode() if isinstance(item, str) else item for item in message)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -353,9 +353,10 @@ async def test_write_limit_holds_where_writelines_does_not_pause(
             await flood_a_silent_peer(bytes(65536), 64, 65536 + 10)
 
 
-def test_every_writelines_goes_through_write_all() -> None:
-    # The one place that checks what writelines() may not tell (CPython
-    # gh-127655): the Python layer and the C accelerator both go through it.
+def test_every_writelines_goes_through_one_method() -> None:
+    # Connection._writelines(), the one place that checks what writelines()
+    # may not tell (CPython gh-127655): the Python layer, broadcast() and the C
+    # accelerator (through _write_all()) all go through it.
     package = pathlib.Path(connection_module.__file__).parent
     callers = []
     for path in sorted(package.glob("*.py")):
@@ -365,7 +366,7 @@ def test_every_writelines_goes_through_write_all() -> None:
                 for node in ast.walk(function):
                     if isinstance(node, ast.Attribute) and node.attr == "writelines":
                         callers.append((path.name, function.name))
-    assert callers == [("connection.py", "_write_all")]
+    assert callers == [("connection.py", "_writelines")]
     for path in sorted(package.glob("_speedups_*.c")):
         text = path.read_text()
         # C reads the name to look the method up (writelines_joins()), never calls it.
@@ -718,3 +719,38 @@ async def test_fragments_wait_for_the_peer_to_read() -> None:
             await ws.close()
         finally:
             ws.transport.abort()  # after a failure: nothing left for a later test's gc
+
+
+# Traffic counters, for access logs and metrics.
+
+
+async def test_counters_of_messages_and_bytes_both_ways() -> None:
+    served: list[portside.ServerConnection] = []
+
+    async def echo_and_keep(ws: portside.ServerConnection) -> None:
+        served.append(ws)
+        async for message in ws:
+            await ws.send(message)
+
+    async with running(echo_and_keep, compression=None) as server:
+        async with portside.connect(url(server), compression=None, ping_interval=None) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            await ws.send(b"x" * 200)
+            await ws.recv()
+            await ws.send(b"y" * 70000)
+            await ws.recv()
+            await ws.send(["ab", "cd"])
+            assert await ws.recv() == "abcd"
+            await ws.ping(b"p")
+        (connection,) = served
+        await connection.wait_closed()
+    # A client's frames: header + 4-byte mask + payload; "ab", "cd" and the
+    # closing empty frame for the fragmented message; then Ping and Close.
+    client_sent = 11 + 208 + 70014 + (8 + 8 + 6) + 7 + 8
+    # The server's: header + payload; "abcd" in one frame; Pong and Close.
+    server_sent = 7 + 204 + 70010 + 6 + 3 + 4
+    assert (ws.messages_sent, ws.bytes_sent) == (4, client_sent)
+    assert (connection.messages_received, connection.bytes_received) == (4, client_sent)
+    assert (connection.messages_sent, connection.bytes_sent) == (4, server_sent)
+    assert (ws.messages_received, ws.bytes_received) == (4, server_sent)

@@ -600,8 +600,12 @@ async def test_writelines_that_joins_is_done_in_one_write() -> None:
             await server_ws.send(payload)
             assert joining.calls == [("write", header + payload)]
             server_ws.transport = gathering = Gathering()
+            messages, sent = server_ws.messages_sent, server_ws.bytes_sent
             await server_ws.send(payload)
             assert gathering.calls == [("writelines", [header, payload])]
+            # Counted once, though writelines() goes through _write_all().
+            assert server_ws.messages_sent == messages + 1
+            assert server_ws.bytes_sent == sent + len(header) + len(payload)
         finally:
             server_ws.transport = transport
 

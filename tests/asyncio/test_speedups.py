@@ -24,6 +24,7 @@ from typing import Any, cast
 import pytest
 
 from portside.asyncio import _pyspeedups
+from portside.protocol.events import Ping
 from tests.needs import needs_speedups
 
 
@@ -162,7 +163,11 @@ def test_members_match_the_twin() -> None:
         "_reading_paused",
         "_waiter",
         "_write_paused",
+        "bytes_received",
+        "bytes_sent",
         "loop",
+        "messages_received",
+        "messages_sent",
         "protocol",
         "transport",
     ]
@@ -173,6 +178,16 @@ def test_members_match_the_twin() -> None:
             if type(value).__name__ == "member_descriptor"
         }
         assert members == set(PY_BASE.__slots__)
+
+
+def test_counters_of_bytes_and_messages_received(base: type[Any]) -> None:
+    connection = new_connection(base, ["text", b"binary", Ping(b"")])
+    connection.buffer_updated(42)
+    assert (connection.bytes_received, connection.messages_received) == (42, 2)
+    connection._handshaking = True
+    connection.buffer_updated(100)  # the opening handshake's bytes: not counted
+    assert (connection.bytes_received, connection.messages_received) == (42, 2)
+    assert (connection.bytes_sent, connection.messages_sent) == (0, 0)
 
 
 def test_message_to_the_waiter(base: type[Any]) -> None:
@@ -270,6 +285,9 @@ def test_nbytes_passed_as_is(base: type[Any]) -> None:
         connection = new_connection(base)
         connection.buffer_updated(nbytes)
         assert connection.log == [("buffer_updated", nbytes)]
+        # Counted only when it is a byte count.
+        counted = isinstance(nbytes, int) and 0 <= nbytes < 2**63
+        assert connection.bytes_received == (nbytes if counted else 0)
         connection._handshaking = True
         connection.buffer_updated(nbytes)
         assert connection.log[-1] == ("_receive_handshake", nbytes)
