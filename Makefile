@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
+.PHONY: sanitize leaks
 
 $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,18 @@ pytest-uvloop: $(STAMP)
 coverage: $(STAMP)
 	$(BIN)/coverage report --include='portside/protocol/*' --fail-under=95
 	$(BIN)/coverage report --fail-under=90
+
+# The C accelerators built with ASan and UBSan in build/sanitize/ (a copy of the
+# tree: the build above is left alone): the suite, and Autobahn's groups 1-10
+# in both modes; any sanitizer report fails. See tools/sanitize.py.
+sanitize: $(STAMP)
+	$(BIN)/python tools/sanitize.py
+
+# Reference leaks: the C accelerators built for Debian's python3-dbg in
+# build/debug/, flat reference counts over repeated echo, close, abort,
+# cancellation and errors, C and pure Python. See tools/leaks.py.
+leaks: $(STAMP)
+	$(BIN)/python tools/leaks.py
 
 compliance: $(STAMP)
 	$(BIN)/python -m compliance.run
