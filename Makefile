@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
-.PHONY: sanitize leaks
+.PHONY: sanitize leaks ccoverage fuzz
 
 $(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,18 @@ sanitize: $(STAMP)
 # cancellation and errors, C and pure Python. See tools/leaks.py.
 leaks: $(STAMP)
 	$(BIN)/python tools/leaks.py
+
+# gcov line coverage of each C file (build/coverage), at least 95 % each.
+ccoverage: $(STAMP)
+	$(BIN)/python tools/ccoverage.py
+
+# Differential fuzzing of the C and Python twins (fuzzing/README.md), a short
+# run per harness; FUZZ_SECONDS=3600 for a long one.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[fuzz]"
+	$(BIN)/python -m fuzzing.run frames --seconds $(FUZZ_SECONDS)
+	$(BIN)/python -m fuzzing.run http --seconds $(FUZZ_SECONDS)
 
 compliance: $(STAMP)
 	$(BIN)/python -m compliance.run
