@@ -33,8 +33,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     funcargs = pyfuncitem.funcargs
     kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
 
+    # A heavy test (a thousand peers or more) gets longer.
+    timeout = TEST_TIMEOUT * (4 if pyfuncitem.get_closest_marker("heavy") else 1)
+
     async def run() -> Any:
-        return await asyncio.wait_for(pyfuncitem.obj(**kwargs), TEST_TIMEOUT)
+        return await asyncio.wait_for(pyfuncitem.obj(**kwargs), timeout)
 
     loop = loop_factory()()
     try:

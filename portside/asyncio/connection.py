@@ -361,7 +361,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 # The client waits for the server to close, but not forever.
                 self._set_timer(self.close_timeout, self._close_transport)
         else:
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
 
     def _close_transport(self) -> None:
         transport = self.transport
@@ -369,13 +369,22 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext"):
             # The peer could stall the close: data is left to flush, or TLS
             # waits for its close_notify.
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
         else:
             # Nothing to wait for: connection_lost() follows at once.
             self._set_timer(None, None)
 
     def _abort(self) -> None:
         if not self._lost:
+            self.transport.abort()
+
+    def _close_timed_out(self) -> None:
+        """The peer did not finish closing within close_timeout: let go of it."""
+        if not self._lost:
+            self.logger.info(
+                "%s: closing handshake not finished within close_timeout; aborting",
+                self._peer_name(),
+            )
             self.transport.abort()
 
     def _set_timer(self, delay: float | None, callback: Any) -> None:

@@ -1111,6 +1111,12 @@ speedups_exec(PyObject *module)
         return -1;
     }
     if ((type = PyType_FromModuleAndSpec(module, &reader_spec, NULL)) == NULL) {
+        /* CPython 3.11's fails on some allocations without an exception set
+           (found by tests/protocol/test_speedups_nomemory.py): a SystemError
+           would then hide the MemoryError. */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     st->reader_type = (PyTypeObject *)type;

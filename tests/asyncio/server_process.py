@@ -64,9 +64,27 @@ async def push(ws: portside.ServerConnection) -> None:
     with contextlib.suppress(portside.ConnectionClosed):
         while True:
             await ws.send(message)
+            # send() returns without yielding while the transport takes the
+            # bytes: let the loop see, among others, that the peer is gone.
+            await asyncio.sleep(0)
 
 
 HANDLERS = {"echo": echo, "idle": idle, "push": push}
+
+
+def connection_stats(server: portside.Server) -> dict[str, int]:
+    """How many connections, how many of them paused, and the bytes they buffer."""
+    connections = list(server.connections)
+    return {
+        "connections": len(connections),
+        "open": sum(c.protocol.state is portside.State.OPEN for c in connections),
+        "write_paused": sum(c._write_paused for c in connections),
+        "reading_paused": sum(c._reading_paused for c in connections),
+        "write_buffered": sum(
+            c.transport.get_write_buffer_size() for c in connections if c.transport is not None
+        ),
+        "queued": sum(len(c._messages or ()) for c in connections),
+    }
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -87,6 +105,8 @@ async def serve(args: argparse.Namespace) -> None:
             command = line.strip()
             if command == "connections":
                 print("connections", len(server.connections), flush=True)
+            elif command == "stats":
+                print("stats", json.dumps(connection_stats(server)), flush=True)
             elif command == "memory":
                 # Let callbacks scheduled by the last events run first.
                 for _ in range(10):
@@ -208,6 +228,25 @@ class ServerProcess:
     async def connections(self) -> int:
         """The size of ``server.connections``."""
         return int((await self.ask("connections"))[0])
+
+    async def stats(self) -> dict[str, int]:
+        """See connection_stats()."""
+        stats: dict[str, int] = json.loads(" ".join(await self.ask("stats")))
+        return stats
+
+    async def wait_for_stats(
+        self, name: str, value: int, timeout: float = 30, inverse: bool = False
+    ) -> dict[str, int]:
+        """Ask for the stats until ``name`` reaches ``value``, from below or from
+        above with ``inverse`` (the server tells no event)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            stats = await self.stats()
+            if (stats[name] <= value) if inverse else (stats[name] >= value):
+                return stats
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{name} is {stats[name]}, not {value}, after {timeout} s")
+            await asyncio.sleep(0.05)
 
     async def memory(self) -> tuple[int, int]:
         """RSS and virtual size, in KiB, once the server had nothing left to do."""
