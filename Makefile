@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 .PHONY: sanitize leaks ccoverage fuzz
 
-$(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups.c)
+$(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups*.[ch])
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -47,14 +47,14 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package-lock.json
 pytest: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report= -q
 
-# ...again with the pure-Python twins of the accelerator (the heavy tests, a
-# thousand peers each, run in the pass above only)...
+# ...again with the pure-Python twins of the accelerator (not the tests marked slow,
+# which run real server processes, nginx, HAProxy: they run once, above)...
 pytest-pure: $(STAMP)
-	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q -m "not heavy"
+	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q -m "not slow"
 
 # ...and the asyncio layer on uvloop.
 pytest-uvloop: $(STAMP)
-	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/asyncio tests/test_examples.py -q -m "not heavy"
+	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/asyncio tests/test_examples.py -q -m "not slow"
 
 coverage: $(STAMP)
 	$(BIN)/coverage report --include='portside/protocol/*' --fail-under=95

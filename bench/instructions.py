@@ -32,7 +32,7 @@ from pathlib import Path
 from bench.procs import free_port
 from bench.runtime import LOOPS
 
-SERVERS = ("portside", "websockets", "aiohttp", "picows")
+SERVERS = ("portside", "portside_app", "websockets", "aiohttp", "picows")
 STARTUP_TIMEOUT = 120.0  # a server under callgrind starts some 50 times slower
 
 

@@ -7,8 +7,19 @@ Every exception portside raises on purpose derives from :class:`WebSocketExcepti
     │   ├── ConnectionClosedOK
     │   └── ConnectionClosedError
     ├── InvalidURI                      (also a ValueError)
+    ├── InvalidProxy                    (also a ValueError)
     ├── InvalidHandshake
+    │   ├── SecurityError               a limit that protects the server was hit
+    │   │   ├── RequestLineTooLong      (the cause of an InvalidMessage)
+    │   │   ├── StatusLineTooLong       (the cause of an InvalidMessage)
+    │   │   ├── HeaderLineTooLong       (the cause of an InvalidMessage)
+    │   │   └── TooManyHeaders          (the cause of an InvalidMessage)
+    │   ├── ProxyError                  the proxy refused or broke the tunnel
+    │   │   ├── InvalidProxyMessage     malformed HTTP from the proxy
+    │   │   └── InvalidProxyStatus      the proxy answered CONNECT with no 2xx
     │   ├── InvalidMessage              malformed HTTP
+    │   ├── InvalidMethod               a request method other than GET
+    │   ├── InvalidProtocol             an HTTP version other than HTTP/1.1
     │   ├── InvalidHeader               a header is missing or wrong
     │   │   ├── InvalidHeaderFormat
     │   │   ├── InvalidHeaderValue
@@ -17,9 +28,13 @@ Every exception portside raises on purpose derives from :class:`WebSocketExcepti
     │   │   └── InvalidVersion
     │   ├── InvalidStatus               the server refused the upgrade
     │   └── NegotiationError            extensions or subprotocols
+    │       ├── DuplicateParameter
+    │       ├── InvalidParameterName
+    │       └── InvalidParameterValue
     ├── ProtocolError                   the peer broke RFC 6455 / RFC 7692
     │   ├── PayloadTooBig               a frame or message exceeds max_size
     │   └── InvalidUTF8                 text that is not UTF-8
+    ├── TooManyFragments                (never raised: see its docstring)
     ├── InvalidState                    an operation not allowed in this state
     └── ConcurrencyError                two coroutines read at once (also a RuntimeError)
 
@@ -44,8 +59,19 @@ __all__ = [
     "ConnectionClosedOK",
     "ConnectionClosedError",
     "InvalidURI",
+    "InvalidProxy",
     "InvalidHandshake",
+    "SecurityError",
+    "RequestLineTooLong",
+    "StatusLineTooLong",
+    "HeaderLineTooLong",
+    "TooManyHeaders",
+    "ProxyError",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
     "InvalidMessage",
+    "InvalidMethod",
+    "InvalidProtocol",
     "InvalidHeader",
     "InvalidHeaderFormat",
     "InvalidHeaderValue",
@@ -54,9 +80,13 @@ __all__ = [
     "InvalidVersion",
     "InvalidStatus",
     "NegotiationError",
+    "DuplicateParameter",
+    "InvalidParameterName",
+    "InvalidParameterValue",
     "ProtocolError",
     "PayloadTooBig",
     "InvalidUTF8",
+    "TooManyFragments",
     "InvalidState",
     "ConcurrencyError",
 ]
@@ -127,6 +157,15 @@ class InvalidURI(WebSocketException, ValueError):
         super().__init__(f"{uri} isn't a valid URI: {msg}")
 
 
+class InvalidProxy(WebSocketException, ValueError):
+    """A proxy address that portside cannot use (``connect(proxy=...)``, ``*_proxy``)."""
+
+    def __init__(self, proxy: str, msg: str) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        super().__init__(f"{proxy} isn't a valid proxy: {msg}")
+
+
 class InvalidHandshake(WebSocketException):
     """The opening handshake failed.
 
@@ -137,8 +176,86 @@ class InvalidHandshake(WebSocketException):
     status: http.HTTPStatus = http.HTTPStatus.BAD_REQUEST
 
 
+class SecurityError(InvalidHandshake):
+    """An HTTP message hit a limit that protects against a hostile peer.
+
+    The HTTP parser raises :class:`InvalidMessage` with one of the subclasses
+    as its ``__cause__``, as websockets does.
+    """
+
+
+class RequestLineTooLong(SecurityError):
+    """The request line is longer than ``MAX_LINE_LENGTH`` (8 KiB)."""
+
+    status = http.HTTPStatus.REQUEST_URI_TOO_LONG
+
+
+class StatusLineTooLong(SecurityError):
+    """The status line of a response is longer than ``MAX_LINE_LENGTH`` (8 KiB)."""
+
+
+class HeaderLineTooLong(SecurityError):
+    """A header line is longer than ``MAX_LINE_LENGTH`` (8 KiB)."""
+
+    status = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+
+
+class TooManyHeaders(SecurityError):
+    """An HTTP message has more than ``MAX_HEADERS`` (128) header lines."""
+
+    status = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+
+
+class ProxyError(InvalidHandshake):
+    """Connecting through a proxy failed."""
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's answer to ``CONNECT`` is not valid HTTP, or the proxy hung up."""
+
+
+class InvalidProxyStatus(ProxyError):
+    """The proxy answered ``CONNECT`` with a status other than 2xx.
+
+    Attributes:
+        response: The proxy's response (407 when it wants credentials).
+    """
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+        super().__init__(f"proxy rejected connection: HTTP {response.status_code:d}")
+
+
 class InvalidMessage(InvalidHandshake):
     """The HTTP request or response is malformed or too large."""
+
+
+class InvalidMethod(InvalidHandshake):
+    """The opening request uses a method other than ``GET`` (HTTP 405).
+
+    Attributes:
+        method: The method of the request.
+    """
+
+    status = http.HTTPStatus.METHOD_NOT_ALLOWED
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        super().__init__(f"unsupported HTTP method; expected GET; got {method}")
+
+
+class InvalidProtocol(InvalidHandshake):
+    """The opening request's HTTP version is not HTTP/1.1 (HTTP 505).
+
+    Attributes:
+        protocol: The version the request named.
+    """
+
+    status = http.HTTPStatus.HTTP_VERSION_NOT_SUPPORTED
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        super().__init__(f"unsupported protocol; expected HTTP/1.1: {protocol}")
 
 
 class InvalidHeader(InvalidHandshake):
@@ -210,6 +327,50 @@ class NegotiationError(InvalidHandshake):
     """Extension or subprotocol negotiation failed."""
 
 
+class DuplicateParameter(NegotiationError):
+    """An extension parameter appears twice.
+
+    Attributes:
+        name: The parameter's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"duplicate parameter: {name}")
+
+
+class InvalidParameterName(NegotiationError):
+    """An extension parameter that the extension does not define.
+
+    Attributes:
+        name: The parameter's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"invalid parameter name: {name}")
+
+
+class InvalidParameterValue(NegotiationError):
+    """An extension parameter with a value the extension does not allow.
+
+    Attributes:
+        name: The parameter's name.
+        value: The value, ``None`` when the parameter came without one.
+    """
+
+    def __init__(self, name: str, value: str | None) -> None:
+        self.name = name
+        self.value = value
+        if value is None:
+            message = f"missing value for parameter {name}"
+        elif value == "":
+            message = f"empty value for parameter {name}"
+        else:
+            message = f"invalid value for parameter {name}: {value}"
+        super().__init__(message)
+
+
 class ProtocolError(WebSocketException):
     """The peer violated the WebSocket protocol.
 
@@ -235,6 +396,15 @@ class InvalidUTF8(ProtocolError):
     """A text message or close reason is not valid UTF-8 (close code 1007)."""
 
     code = 1007
+
+
+class TooManyFragments(WebSocketException):
+    """Defined so that code catching websockets' exception ports; never raised.
+
+    websockets raises it past its ``max_fragments`` option. portside has no such
+    option: ``max_size`` bounds a message whatever its number of fragments, and
+    a fragment costs no memory beyond its payload.
+    """
 
 
 class InvalidState(WebSocketException):

@@ -17,6 +17,12 @@ from tests.needs import check_needs
 
 TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
 
+# Clients use the proxy the environment names (proxy=True, as in websockets):
+# the tests' loopback connections must not depend on the machine's proxy
+# settings. Tests of proxies set what they need.
+for _name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+    del os.environ[_name]
+
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     if os.environ.get("PORTSIDE_TEST_LOOP") == "uvloop":
@@ -33,8 +39,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     funcargs = pyfuncitem.funcargs
     kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
 
-    # A heavy test (a thousand peers or more) gets longer.
-    timeout = TEST_TIMEOUT * (4 if pyfuncitem.get_closest_marker("heavy") else 1)
+    # A slow test (real processes, a thousand peers...) gets longer.
+    timeout = TEST_TIMEOUT * (4 if pyfuncitem.get_closest_marker("slow") else 1)
 
     async def run() -> Any:
         return await asyncio.wait_for(pyfuncitem.obj(**kwargs), timeout)

@@ -10,13 +10,23 @@ from portside.exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedOK,
+    DuplicateParameter,
+    HeaderLineTooLong,
     InvalidHeader,
     InvalidHeaderFormat,
+    InvalidMethod,
     InvalidOrigin,
+    InvalidParameterName,
+    InvalidParameterValue,
+    InvalidProtocol,
+    InvalidProxy,
+    InvalidProxyStatus,
     InvalidStatus,
     InvalidURI,
     PayloadTooBig,
     ProtocolError,
+    RequestLineTooLong,
+    TooManyHeaders,
     WebSocketException,
 )
 from portside.protocol.close import Close
@@ -39,6 +49,7 @@ def test_tree_in_docstring_lists_every_exception() -> None:
 
 def test_stdlib_bases() -> None:
     assert issubclass(InvalidURI, ValueError)
+    assert issubclass(InvalidProxy, ValueError)
     assert issubclass(ConcurrencyError, RuntimeError)
 
 
@@ -61,6 +72,18 @@ def test_stdlib_bases() -> None:
         ),
         (InvalidOrigin(None), "missing Origin header"),
         (InvalidURI("x", "bad"), "x isn't a valid URI: bad"),
+        (InvalidProxy("x", "bad"), "x isn't a valid proxy: bad"),
+        (
+            InvalidProxyStatus(Response(407, "Proxy Authentication Required", Headers())),
+            "proxy rejected connection: HTTP 407",
+        ),
+        (InvalidMethod("POST"), "unsupported HTTP method; expected GET; got POST"),
+        (InvalidProtocol("HTTP/1.0"), "unsupported protocol; expected HTTP/1.1: HTTP/1.0"),
+        (DuplicateParameter("a"), "duplicate parameter: a"),
+        (InvalidParameterName("a"), "invalid parameter name: a"),
+        (InvalidParameterValue("a", None), "missing value for parameter a"),
+        (InvalidParameterValue("a", ""), "empty value for parameter a"),
+        (InvalidParameterValue("a", "b"), "invalid value for parameter a: b"),
         (
             InvalidStatus(Response(404, "Not Found", Headers())),
             "server rejected WebSocket connection: HTTP 404",
@@ -78,3 +101,7 @@ def test_codes_and_statuses() -> None:
     assert ProtocolError("x", 1011).code == 1011
     assert PayloadTooBig("x").code == 1009
     assert InvalidOrigin("o").status == http.HTTPStatus.FORBIDDEN
+    assert InvalidMethod("PUT").status == 405
+    assert InvalidProtocol("HTTP/2").status == 505
+    assert RequestLineTooLong().status == 414
+    assert HeaderLineTooLong().status == TooManyHeaders().status == 431

@@ -1,4 +1,7 @@
-"""Pure-Python twin of ``portside/asyncio/_speedups.c``: the receive path of a connection.
+"""Pure-Python twin of ``portside/asyncio/_speedups``: the receive path of a connection.
+
+The C twin is built from ``portside/asyncio/_speedups_*.c``; ``_speedups.h`` says
+which file holds what.
 
 :mod:`portside.asyncio.speedups` picks the C version when it is built, unless
 ``PORTSIDE_NO_SPEEDUPS=1``. ``tests/asyncio/test_speedups.py`` runs both.
@@ -9,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["ConnectionBase"]
+
+_COUNTER_MAX = 2**63 - 1
 
 
 class ConnectionBase:
@@ -31,7 +36,11 @@ class ConnectionBase:
         "_reading_paused",
         "_waiter",
         "_write_paused",
+        "bytes_received",
+        "bytes_sent",
         "loop",
+        "messages_received",
+        "messages_sent",
         "protocol",
         "transport",
     )
@@ -51,22 +60,41 @@ class ConnectionBase:
     _fragmenting: Any
     _reading_paused: bool
     _write_paused: bool
+    #: Traffic since the opening handshake, for access logs and metrics: data
+    #: messages, and bytes of frames as on the wire (control frames included).
+    messages_received: int
+    messages_sent: int
+    bytes_received: int
+    bytes_sent: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # The counters start at 0, as the C twin's fields do, whatever __init__ does.
+        if (args or kwargs) and cls.__init__ is object.__init__:
+            raise TypeError(f"{cls.__name__}() takes no arguments")
+        self = super().__new__(cls)
+        self.messages_received = self.messages_sent = 0
+        self.bytes_received = self.bytes_sent = 0
+        return self
 
     def __anext__(self) -> Any:
         # recv() ends the iteration itself on a normal closure: one coroutine
         # per message instead of two.
-        return self.recv(True)  # type: ignore[attr-defined]
+        return self.recv(_iterating=True)  # type: ignore[attr-defined]
 
     def buffer_updated(self, nbytes: int, /) -> None:
         """Process ``nbytes`` received (:class:`asyncio.BufferedProtocol`)."""
         if self._handshaking:
             self._receive_handshake(nbytes)
             return
+        if nbytes.__class__ is int and 0 <= nbytes <= _COUNTER_MAX:
+            # What the C twin counts: a non-negative int that fits its counter.
+            self.bytes_received += nbytes
         protocol = self.protocol
         events = protocol.buffer_updated(nbytes)
         for event in events:
             cls = event.__class__
             if cls is bytes or cls is str:
+                self.messages_received += 1
                 waiter = self._waiter
                 if waiter is not None:
                     self._waiter = None
@@ -90,6 +118,16 @@ class ConnectionBase:
 
     def _write_all(self, frames: list[bytes], /) -> None:
         raise NotImplementedError  # pragma: no cover
+
+    def _write_frame(self, frame: bytes, /) -> None:
+        """Write an encoded frame as ``transport.write(frame)`` would.
+
+        The C twin writes on the socket itself when ``write()`` would send the
+        frame at once; :func:`~portside.asyncio.server.broadcast` writes with it.
+        """
+        if frame.__class__ is not bytes:
+            raise TypeError(f"_write_frame() takes bytes, not {type(frame).__name__}")
+        self.transport.write(frame)
 
     def _hook_transport(self) -> bool:
         """Read and write on the socket directly: the C twin's alone; ``False`` here."""

@@ -1,27 +1,36 @@
-"""WebSocket clients on asyncio: :func:`connect` and :func:`unix_connect`."""
+"""WebSocket clients on asyncio: :func:`connect` and :func:`unix_connect`.
+
+``await connect(uri)`` and ``async with connect(uri)`` open one connection;
+``async for ws in connect(uri)`` reconnects after transient failures, with the
+delays of :func:`~portside.protocol.reconnect.backoff` and the classification of
+:func:`process_exception`. ``proxy=`` (by default, the environment's proxy)
+reaches the server through an HTTP or SOCKS proxy (:mod:`portside.asyncio.proxy`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import traceback
 import urllib.parse
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Literal, Union, cast
 
 from ..exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
+from ..http11 import USER_AGENT
 from ..protocol.client import ClientProtocol
 from ..protocol.deflate import Deflate
-from ..protocol.headers import HeadersLike
+from ..protocol.headers import Headers, HeadersLike
+from ..protocol.proxy import get_proxy, parse_proxy
+from ..protocol.reconnect import backoff, process_exception
 from ..protocol.uri import WebSocketURI, parse_uri
-from ..version import __version__
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
+from .proxy import open_http_tunnel, open_socks_tunnel
 
-__all__ = ["connect", "unix_connect", "ClientConnection", "Connect"]
-
-USER_AGENT = f"portside/{__version__}"
+__all__ = ["connect", "unix_connect", "ClientConnection", "Connect", "process_exception"]
 
 #: Redirects followed by :func:`connect` before giving up.
 MAX_REDIRECTS = 10
@@ -92,19 +101,43 @@ class ClientConnection(Connection):
 
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         if not self.handshake_done.done():
+            # EOFError as the cause, as in websockets: process_exception() then
+            # treats it as a network failure, which a reconnecting client retries.
+            eof = EOFError("connection closed during the opening handshake")
+            eof.__cause__ = exc
             error = InvalidMessage("connection closed during the opening handshake")
-            if exc is not None:
-                error.__cause__ = exc
+            error.__cause__ = eof
             self.handshake_done.set_exception(error)
         super().connection_lost(exc)
 
 
-class Connect:
-    """What :func:`connect` returns: await it, or use it with ``async with``."""
+ProcessException = Callable[[Exception], Union[Exception, None]]
 
-    def __init__(self, create: Callable[[], Awaitable[ClientConnection]]) -> None:
+#: Close codes with which a server asks clients to come back later: the
+#: reconnecting loop waits its next backoff delay before reconnecting after them.
+RETRY_LATER_CLOSE_CODES = frozenset({1012, 1013, 1014})
+
+
+class Connect:
+    """What :func:`connect` returns: await it, use it with ``async with``, or iterate.
+
+    ``async for ws in connect(...)`` yields a new connection each time the
+    previous one ends, reconnecting after transient failures; see :func:`connect`.
+    """
+
+    def __init__(
+        self,
+        create: Callable[[], Awaitable[ClientConnection]],
+        *,
+        process_exception: ProcessException = process_exception,
+        reconnect_delays: Callable[[], Generator[float, None, None]] = backoff,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
         self._create = create
         self._connection: ClientConnection | None = None
+        self.process_exception = process_exception
+        self.reconnect_delays = reconnect_delays
+        self.logger = logger
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
         return self._start().__await__()
@@ -125,11 +158,59 @@ class Connect:
         assert self._connection is not None
         await self._connection.close()
 
+    def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        return self._reconnect()
+
+    async def _reconnect(self) -> AsyncIterator[ClientConnection]:
+        delays: Generator[float, None, None] | None = None
+        while True:
+            try:
+                async with self as connection:
+                    yield connection
+            except Exception as exc:
+                # process_exception returns None (retry) or an exception to
+                # raise; raising one works too, as in websockets.
+                try:
+                    fatal = self.process_exception(exc)
+                except Exception as raised:
+                    fatal = raised
+                if fatal is exc:
+                    raise
+                if fatal is not None:
+                    raise fatal from exc
+                if delays is None:
+                    delays = self.reconnect_delays()
+                delay = next(delays)
+                self.logger.info(
+                    "connect failed; reconnecting in %.1f seconds: %s",
+                    delay,
+                    traceback.format_exception_only(type(exc), exc)[0].strip(),
+                )
+                await asyncio.sleep(delay)
+            else:
+                code = connection.close_code
+                if code in RETRY_LATER_CLOSE_CODES:
+                    # The server asked to come back later: go on with backoff
+                    # rather than reconnecting at once.
+                    if delays is None:
+                        delays = self.reconnect_delays()
+                    delay = next(delays)
+                    self.logger.info(
+                        "server closed with code %d; reconnecting in %.1f seconds", code, delay
+                    )
+                    await asyncio.sleep(delay)
+                else:
+                    # The connection opened: the next failure starts backoff anew.
+                    delays = None
+
 
 Dial = Callable[
     [asyncio.AbstractEventLoop, Callable[[], ClientConnection], WebSocketURI],
     Awaitable[tuple[asyncio.BaseTransport, ClientConnection]],
 ]
+
+# Request headers that carry credentials: not sent on to another origin.
+_CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
 
 
 def _connect(
@@ -152,6 +233,8 @@ def _connect(
     close_timeout: float | None = 10,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
     follow_redirects: bool = True,
+    process_exception: ProcessException = process_exception,
+    reconnect_delays: Callable[[], Generator[float, None, None]] = backoff,
 ) -> Connect:
     options = ConnectionOptions.validate(
         max_size=max_size,
@@ -167,6 +250,10 @@ def _connect(
     if extra_headers is not None and additional_headers is not None:
         raise TypeError("pass extra_headers or additional_headers, not both")
     headers = extra_headers if extra_headers is not None else additional_headers
+    if not callable(process_exception):
+        raise TypeError("process_exception must be callable")
+    if not callable(reconnect_delays):
+        raise TypeError("reconnect_delays must be callable and return an iterator of delays")
     deflate = compression_option(compression)
     if isinstance(logger, str):
         logger = logging.getLogger(logger)
@@ -174,7 +261,7 @@ def _connect(
         logger = logging.getLogger("portside.client")
     parsed = parse_uri(uri)
 
-    async def attempt(target: WebSocketURI) -> ClientConnection:
+    async def attempt(target: WebSocketURI, headers: HeadersLike | None) -> ClientConnection:
         loop = asyncio.get_running_loop()
         arena = arena_for(loop)
 
@@ -202,11 +289,17 @@ def _connect(
 
     async def create() -> ClientConnection:
         target = parsed
+        request_headers = headers
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 if open_timeout is None:
-                    return await attempt(target)
-                return await asyncio.wait_for(attempt(target), open_timeout)
+                    return await attempt(target, request_headers)
+                try:
+                    return await asyncio.wait_for(attempt(target, request_headers), open_timeout)
+                except asyncio.TimeoutError as exc:
+                    # The built-in TimeoutError (asyncio's is another class on
+                    # Python 3.10), as documented and as websockets raises.
+                    raise TimeoutError("timed out during opening handshake") from exc
             except InvalidStatus as exc:
                 response = exc.response
                 if not follow_redirects or response.status_code not in (301, 302, 303, 307, 308):
@@ -222,10 +315,26 @@ def _connect(
                 new_target = parse_uri(new_uri)
                 if target.secure and not new_target.secure:
                     raise InvalidURI(new_uri, "redirect from wss:// to ws:// refused") from None
+                if (new_target.secure, new_target.host, new_target.port) != (
+                    target.secure,
+                    target.host,
+                    target.port,
+                ) and request_headers is not None:
+                    # Another origin: do not hand it this one's credentials.
+                    request_headers = Headers(
+                        (name, value)
+                        for name, value in Headers(request_headers).raw_items()
+                        if name.lower() not in _CREDENTIAL_HEADERS
+                    )
                 target = new_target
         raise InvalidHandshake(f"more than {MAX_REDIRECTS} redirects")
 
-    return Connect(create)
+    return Connect(
+        create,
+        process_exception=process_exception,
+        reconnect_delays=reconnect_delays,
+        logger=logger,
+    )
 
 
 def connect(
@@ -234,13 +343,20 @@ def connect(
     ssl: Any = None,
     server_hostname: str | None = None,
     sock: socket.socket | None = None,
+    proxy: str | Literal[True] | None = True,
+    proxy_ssl: Any = None,
+    proxy_server_hostname: str | None = None,
+    proxy_ssl_handshake_timeout: float | None = None,
+    proxy_ssl_shutdown_timeout: float | None = None,
     **kwargs: Any,
 ) -> Connect:
     """Open a WebSocket connection to ``uri`` (``ws://`` or ``wss://``).
 
     ``await connect(uri)`` returns a :class:`ClientConnection`; ``async with
-    connect(uri) as ws:`` also closes it on exit. ``docs/reference.md``
-    documents every option.
+    connect(uri) as ws:`` also closes it on exit; ``async for ws in
+    connect(uri):`` reconnects whenever a connection ends, waiting after
+    transient failures (see :func:`process_exception`).
+    ``docs/reference.md`` documents every option.
 
     Args:
         uri: The server's address.
@@ -248,6 +364,17 @@ def connect(
             (certificates verified) when ``None``.
         server_hostname: The name to check the server's certificate against.
         sock: A connected socket to use instead of opening one.
+        proxy: ``True``: the proxy the environment configures (``wss_proxy``,
+            ``ws_proxy``, ``socks_proxy``, ``https_proxy``, ``http_proxy``,
+            ``no_proxy``); ``None``: no proxy; or a proxy's address,
+            ``http://``, ``https://``, ``socks5h://``, ``socks5://``,
+            ``socks4a://`` or ``socks4://``, with ``user:password@`` for
+            proxy authentication.
+        proxy_ssl: For an ``https://`` proxy, the :class:`ssl.SSLContext` that
+            checks the proxy (default context when ``None``).
+        proxy_server_hostname: The name to check the proxy's certificate against.
+        proxy_ssl_handshake_timeout: TLS handshake timeout with the proxy.
+        proxy_ssl_shutdown_timeout: TLS shutdown timeout with the proxy.
         origin: The ``Origin`` header.
         extra_headers: More request headers (``additional_headers`` also works).
         user_agent_header: The ``User-Agent`` header; ``None`` omits it.
@@ -264,16 +391,35 @@ def connect(
         close_timeout: Seconds to wait for the closing handshake.
         logger: A logger or logger name; default ``portside.client``.
         follow_redirects: Follow HTTP redirects (at most 10).
+        process_exception: ``process_exception(exc)`` decides, when reconnecting,
+            whether a failed attempt is retried (``None``) or ends the loop (an
+            exception to raise); :func:`process_exception` by default.
+        reconnect_delays: Returns an iterator of the delays between attempts;
+            :func:`~portside.protocol.reconnect.backoff` by default.
         **kwargs: Other keyword arguments go to
-            :meth:`asyncio.loop.create_connection`.
+            :meth:`asyncio.loop.create_connection` (to the proxy, through one).
+
+    Raises:
+        InvalidURI: If ``uri`` is not a WebSocket URI.
+        InvalidProxy: If ``proxy`` is not a proxy address portside supports.
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_CONNECTION_KWARGS if key in kwargs}
+    if proxy is not None and proxy is not True:
+        if not isinstance(proxy, str):
+            raise TypeError(f"proxy must be True, None or a proxy's address, not {proxy!r}")
+        parse_proxy(proxy)  # InvalidProxy now rather than at the first attempt
+    proxy_tls: dict[str, Any] = {}
+    if proxy_ssl_handshake_timeout is not None:
+        proxy_tls["ssl_handshake_timeout"] = proxy_ssl_handshake_timeout
+    if proxy_ssl_shutdown_timeout is not None:
+        proxy_tls["ssl_shutdown_timeout"] = proxy_ssl_shutdown_timeout
+    user_agent = kwargs.get("user_agent_header", USER_AGENT)
 
-    def dial(
+    async def dial(
         loop: asyncio.AbstractEventLoop,
         factory: Callable[[], ClientConnection],
         target: WebSocketURI,
-    ) -> Awaitable[tuple[asyncio.BaseTransport, ClientConnection]]:
+    ) -> tuple[asyncio.BaseTransport, ClientConnection]:
         context = ssl
         if target.secure and context is None:
             import ssl as ssl_module
@@ -281,13 +427,60 @@ def connect(
             context = ssl_module.create_default_context()
         if not target.secure and ssl is not None:
             raise InvalidURI(f"ws://{target.host_header}", "ssl was given for a ws:// URI")
-        extra: dict[str, Any] = {}
+        tls: dict[str, Any] = {}
         if context is not None:
-            extra["ssl"] = context
-            extra["server_hostname"] = server_hostname or target.host
+            tls["ssl"] = context
+            tls["server_hostname"] = server_hostname or target.host
         if sock is not None:
-            return loop.create_connection(factory, sock=sock, **extra, **create_kwargs)
-        return loop.create_connection(factory, target.host, target.port, **extra, **create_kwargs)
+            return await loop.create_connection(factory, sock=sock, **tls, **create_kwargs)
+        address = get_proxy(target) if proxy is True else proxy
+        if address is None:
+            return await loop.create_connection(
+                factory, target.host, target.port, **tls, **create_kwargs
+            )
+        via = parse_proxy(address)
+        # ssl_* options are for the server's TLS; the others for the proxy.
+        server_tls = {k: v for k, v in create_kwargs.items() if k.startswith("ssl_")}
+        to_proxy = {k: v for k, v in create_kwargs.items() if not k.startswith("ssl_")}
+        if via.scheme.startswith("socks"):
+            tunnel = await open_socks_tunnel(via, target, local_addr=to_proxy.get("local_addr"))
+            try:
+                return await loop.create_connection(factory, sock=tunnel, **tls, **server_tls)
+            except BaseException:
+                tunnel.close()
+                raise
+        transport = await open_http_tunnel(
+            via,
+            target,
+            user_agent_header=user_agent,
+            ssl=proxy_ssl,
+            server_hostname=proxy_server_hostname,
+            **proxy_tls,
+            **to_proxy,
+        )
+        try:
+            connection = factory()
+            transport.set_protocol(connection)
+            if context is not None:
+                # TLS to the server inside the tunnel (TLS in TLS through an
+                # https:// proxy, which asyncio supports from Python 3.11).
+                secured = await loop.start_tls(
+                    transport,
+                    connection,
+                    context,
+                    server_hostname=tls["server_hostname"],
+                    **server_tls,
+                )
+                assert secured is not None
+                transport = secured
+                connection.connection_made(transport)
+            else:
+                connection.connection_made(transport)
+                transport.resume_reading()
+        except BaseException:
+            transport.abort()
+            raise
+        return transport, connection
 
     return _connect(uri, dial, **kwargs)
 
@@ -314,6 +507,10 @@ def unix_connect(
     if uri is None:
         uri = "wss://localhost/" if ssl is not None else "ws://localhost/"
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_CONNECTION_KWARGS if key in kwargs}
+    # A Unix socket never goes through a proxy (as in websockets): the proxy
+    # options are accepted and ignored.
+    for key in ("proxy", *_PROXY_OPTIONS):
+        kwargs.pop(key, None)
 
     def dial(
         loop: asyncio.AbstractEventLoop,
@@ -328,6 +525,14 @@ def unix_connect(
 
     return _connect(uri, dial, **kwargs)
 
+
+# connect()'s options for the connection to a proxy.
+_PROXY_OPTIONS = (
+    "proxy_ssl",
+    "proxy_server_hostname",
+    "proxy_ssl_handshake_timeout",
+    "proxy_ssl_shutdown_timeout",
+)
 
 # Keyword arguments that connect() passes on to loop.create_connection().
 _CREATE_CONNECTION_KWARGS = (

@@ -42,6 +42,7 @@ from ..protocol.events import Pong
 from ..protocol.headers import Headers
 from ..protocol.reader import Arena
 from ..protocol.state import CLOSED, CONNECTING, OPEN, State
+from ..typing import Data
 from .speedups import IMPLEMENTATION, ConnectionBase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,8 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Connection", "Data", "arena_for"]
 
-Data = Union[str, bytes]
-"""A message: ``str`` for text, ``bytes`` for binary."""
 BytesLike = Union[bytes, bytearray, memoryview]
 Sendable = Union[str, BytesLike]
 """What :meth:`Connection.send` takes, alone or as the fragments of an iterable."""
@@ -78,11 +77,20 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     Iterating with ``async for`` yields messages until the connection closes
     normally; a closure with an error raises :class:`ConnectionClosedError`.
+
+    ``messages_received`` and ``messages_sent`` count data messages;
+    ``bytes_received`` and ``bytes_sent`` count bytes on the wire after the
+    opening handshake (frames, control frames included), for access logs and
+    metrics.
     """
 
     protocol: Protocol
     request: Request | None
     """The opening request (HTTP)."""
+    broadcast_skips: int = 0
+    """Messages :func:`~portside.asyncio.server.broadcast` skipped for this
+    connection because its write buffer was above ``write_limit``."""
+    _broadcast_streak: int = 0  # skipped in a row (SlowConsumerPolicy)
     response: Response | None
     """The answer to the opening request (HTTP)."""
 
@@ -204,13 +212,20 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
 
     # Receiving.
 
-    async def recv(self, _iterating: bool = False) -> Data:
+    async def recv(self, decode: bool | None = None, *, _iterating: bool = False) -> Data:
         """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Args:
+            decode: ``None``: as received. ``True``: binary messages too come
+                as ``str`` (decoded as UTF-8). ``False``: text messages too come
+                as ``bytes`` (their UTF-8 encoding).
 
         Raises:
             ConnectionClosedOK: When the connection closed normally.
             ConnectionClosedError: When it closed with an error.
             ConcurrencyError: If another coroutine is already in :meth:`recv`.
+            UnicodeDecodeError: With ``decode=True``, for a binary message that
+                is not UTF-8 (the message is consumed).
         """
         messages = self._messages
         if messages:
@@ -218,7 +233,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             if self._reading_paused and len(messages) <= self.max_queue >> 2:  # type: ignore[operator]
                 self._reading_paused = False
                 self.transport.resume_reading()
-            return message
+            return message if decode is None else _convert(message, decode)
         if self._waiter is not None:
             raise ConcurrencyError("another coroutine is already waiting for the next message")
         if self._pending_error is not None:
@@ -231,7 +246,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         waiter: asyncio.Future[Data] = self.loop.create_future()
         self._waiter = waiter
         try:
-            return await waiter
+            message = await waiter
         except ConnectionClosedOK:
             if _iterating:
                 raise StopAsyncIteration from None
@@ -248,6 +263,22 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             # The future holds the exception raised here, whose traceback holds
             # this frame: without the local, no cycle keeps the connection.
             del waiter
+        return message if decode is None else _convert(message, decode)
+
+    async def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[Data]:
+        """Receive the next message as an asynchronous iterator of its parts.
+
+        portside assembles each message as its frames arrive (``max_size``
+        bounds it), so the iterator yields the whole message once: code that
+        joins the parts, as websockets' documentation shows, gets the message.
+
+        Args:
+            decode: As for :meth:`recv`.
+
+        Raises:
+            ConnectionClosed, ConcurrencyError: As :meth:`recv`.
+        """
+        yield await self.recv(decode)
 
     def __aiter__(self) -> AsyncIterator[Data]:
         return self
@@ -426,6 +457,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     async def send(
         self,
         message: Sendable | Iterable[Sendable] | AsyncIterable[Sendable],
+        *,
+        text: bool | None = None,
     ) -> None:
         """Send a message.
 
@@ -434,11 +467,17 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 ``memoryview`` a binary one. An iterable or async iterable of
                 ``str`` or of bytes-like objects sends one fragmented message,
                 a frame per item.
+            text: ``True`` sends bytes-like data (UTF-8, unchecked) as a text
+                message; ``False`` sends a ``str`` as a binary message (its
+                UTF-8 encoding); ``None``: by the type of ``message``.
 
         Raises:
             ConnectionClosed: If the connection is closing or closed.
             TypeError: If ``message`` has an unsupported type.
         """
+        if text is not None:
+            await self._send_as(message, text)
+            return
         if self._fragmenting is not None:
             await self._wait_fragmented()
         cls = message.__class__
@@ -461,16 +500,42 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         transport = self.transport
         if len(frames) == 1:
             transport.write(frames[0])
+            self.bytes_sent += len(frames[0])
         else:
             transport.writelines(frames)
+            self.bytes_sent += sum(map(len, frames))
+        self.messages_sent += 1
         if self._write_paused:
             await self._drain()
+
+    async def _send_as(
+        self, message: Sendable | Iterable[Sendable] | AsyncIterable[Sendable], text: bool
+    ) -> None:
+        """``send(message, text=...)``: the frame type said, not guessed."""
+        if self._fragmenting is not None:
+            await self._wait_fragmented()
+        protocol = self.protocol
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            if text:
+                frames = protocol.send_text(message)
+            else:
+                data = message.encode() if isinstance(message, str) else message
+                frames = protocol.send_binary(data)
+            self.transport.writelines(frames)
+            if self._write_paused:
+                await self._drain()
+            return
+        if isinstance(message, dict):
+            raise TypeError("message must be str, bytes or an iterable of them, not dict")
+        if not isinstance(message, (Iterable, AsyncIterable)):
+            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+        await self._send_fragments(_retyped(cast(Fragments, message), text), text)
 
     async def _wait_fragmented(self) -> None:
         while self._fragmenting is not None:
             await asyncio.shield(self._fragmenting)
 
-    async def _send_fragments(self, message: Fragments) -> None:
+    async def _send_fragments(self, message: Fragments, text: bool | None = None) -> None:
         # Each item goes out as soon as it is produced, in a frame with FIN
         # clear; an empty continuation frame with FIN set ends the message.
         protocol = self.protocol
@@ -479,12 +544,15 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         try:
             if isinstance(message, AsyncIterable):
                 async for item in message:
-                    await self._send_fragment(item)
+                    await self._send_fragment(item, text)
             else:
                 for item in message:
-                    await self._send_fragment(item)
+                    await self._send_fragment(item, text)
             if protocol._sending:
-                self.transport.writelines(protocol.send_continuation(b"", fin=True))
+                frames = protocol.send_continuation(b"", fin=True)
+                self.transport.writelines(frames)
+                self.bytes_sent += sum(map(len, frames))
+                self.messages_sent += 1
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
                 # RFC 6455 5.4: a fragmented message cannot be abandoned halfway,
@@ -495,12 +563,13 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             self._fragmenting = None
             done.set_result(None)
 
-    async def _send_fragment(self, item: object) -> None:
+    async def _send_fragment(self, item: object, forced: bool | None = None) -> None:
         protocol = self.protocol
         if isinstance(item, str):
             text = True
         elif isinstance(item, (bytes, bytearray, memoryview)):
-            text = False
+            # Bytes are text fragments when send(text=True) says so.
+            text = forced is True
         else:
             raise TypeError(f"fragments must be str or bytes-like, not {type(item).__name__}")
         sending = protocol._sending
@@ -513,12 +582,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
         self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         if self._write_paused:
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
         if frames and not self._lost:
             self.transport.writelines(frames)
+            self.bytes_sent += sum(map(len, frames))
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -587,6 +658,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future: asyncio.Future[float] = self.loop.create_future()
         self._pings[payload] = (future, time.monotonic())
         self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         return future
 
     async def pong(self, data: Data = b"") -> None:
@@ -596,7 +668,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             ConnectionClosed: If the connection is closing or closed.
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        self.transport.writelines(self.protocol.send_pong(payload))
+        frames = self.protocol.send_pong(payload)
+        self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
 
     def _on_pong(self, pong: Pong) -> None:
         now = time.monotonic()
@@ -634,7 +708,9 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future.add_done_callback(_consume_exception)
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
-        self.transport.writelines(self.protocol.send_ping(payload))
+        frames = self.protocol.send_ping(payload)
+        self.transport.writelines(frames)
+        self.bytes_sent += sum(map(len, frames))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
 
@@ -690,6 +766,27 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if isinstance(peer, tuple) and len(peer) >= 2:
             return f"{peer[0]}:{peer[1]}"
         return str(peer or "peer")
+
+
+def _convert(message: Data, decode: bool) -> Data:
+    """``recv(decode=...)``: text as bytes, or binary as text."""
+    if decode:
+        return message.decode() if isinstance(message, bytes) else message
+    return message.encode() if isinstance(message, str) else message
+
+
+def _retyped(message: Fragments, text: bool) -> Fragments:
+    """The fragments of ``send(fragments, text=False)`` as bytes; others as they are."""
+    if text:
+        return message
+    if isinstance(message, AsyncIterable):
+
+        async def encoded() -> AsyncIterator[Sendable]:
+            async for item in message:
+                yield item.encode() if isinstance(item, str) else item
+
+        return encoded()
+    return (item.encode() if isinstance(item, str) else item for item in message)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

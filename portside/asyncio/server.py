@@ -6,21 +6,34 @@ import asyncio
 import http
 import inspect
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any, Union, cast
 
-from ..exceptions import ConnectionClosed, InvalidMessage
+from ..exceptions import ConnectionClosed, InvalidMessage, ProtocolError
+from ..http11 import SERVER
+from ..protocol.close import Close
 from ..protocol.deflate import Deflate
 from ..protocol.headers import Headers, HeadersLike
 from ..protocol.http11 import Request, Response
 from ..protocol.server import Origin, ServerProtocol
-from ..version import __version__
+from .auth import basic_auth
+from .broadcasting import broadcast
 from .config import ConnectionOptions, compression_option
 from .connection import Connection, arena_for
 
-__all__ = ["serve", "unix_serve", "Server", "ServerConnection", "Serve"]
+__all__ = [
+    "serve",
+    "unix_serve",
+    "Server",
+    "ServerConnection",
+    "Serve",
+    "broadcast",
+    "basic_auth",
+    "normalize_process_request",
+]
 
 Handler = Callable[..., Awaitable[Any]]
 LegacyResponse = tuple[Union[http.HTTPStatus, int], HeadersLike, Union[bytes, str]]
@@ -30,7 +43,12 @@ ProcessResponse = Callable[
     Union[Response, Awaitable[Union[Response, None]], None],
 ]
 
-SERVER_HEADER = f"portside/{__version__}"
+SERVER_HEADER = SERVER
+
+RETRY_AFTER = 5
+"""Seconds in the ``Retry-After`` header of the 503 sent past ``max_connections``."""
+
+ConnectionEnded = Callable[["ServerConnection"], None]
 
 
 def _positional_params(func: Callable[..., Any]) -> list[inspect.Parameter] | None:
@@ -67,10 +85,46 @@ def process_request_is_legacy(process_request: ProcessRequest) -> bool:
     return "path" in first.name.lower() or "header" in second.name.lower()
 
 
+def normalize_process_request(
+    process_request: ProcessRequest,
+) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
+    """Turn ``process_request``, of either form, into ``async (connection, request)``.
+
+    The result returns ``None`` or a :class:`Response`, whatever the original
+    returns (a tuple for the older form), so that another ``process_request``
+    can call it first and answer only when it returned ``None``.
+    """
+    legacy = process_request_is_legacy(process_request)
+
+    async def normalized(connection: ServerConnection, request: Request) -> Response | None:
+        if legacy:
+            result = process_request(request.path, request.headers)
+        else:
+            result = process_request(connection, request)
+        if inspect.isawaitable(result):
+            result = await result
+        return _process_request_result(result)
+
+    return normalized
+
+
+def _process_request_result(result: Any) -> Response | None:
+    if result is None or isinstance(result, Response):
+        return result
+    if isinstance(result, tuple):
+        return _legacy_response(result)
+    raise TypeError(
+        f"process_request returned {type(result).__name__}; "
+        "expected None, a Response or (status, headers, body)"
+    )
+
+
 class ServerConnection(Connection):
     """The server side of a WebSocket connection: what a handler receives."""
 
     protocol: ServerProtocol
+    username: str | None = None
+    """The user name that :func:`basic_auth` authenticated; ``None`` without it."""
 
     def __init__(
         self, server: Server, protocol: ServerProtocol, options: ConnectionOptions
@@ -89,6 +143,12 @@ class ServerConnection(Connection):
         # The handler's task while it runs; _started once there was one.
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        # Drain, capacity and end-of-connection hooks (see Server.close()).
+        self.accepted_at = self.loop.time()
+        """``loop.time()`` when the TCP connection was accepted."""
+        self._counted = False  # counted against max_connections
+        self.handler_error: str | None = None
+        """The class name of the exception the handler raised, if it did."""
 
     def respond(self, status: http.HTTPStatus | int, text: str) -> Response:
         """Build a plain-text HTTP response, for ``process_request`` to return.
@@ -209,9 +269,14 @@ class ServerConnection(Connection):
             exc = task.exception()
             if exc is None:
                 if not self._handshaking:
-                    # RFC 6455 7.4.1: 1000 when done, 1001 when the server goes away.
-                    self._start_close(1001 if server.closing else 1000, "")
+                    # RFC 6455 7.4.1: 1000 when done, 1001 when the server goes
+                    # away (or the code given to Server.close(), e.g. 1012).
+                    if server.closing:
+                        self._start_close(server._close_code, server._close_reason)
+                    else:
+                        self._start_close(1000, "")
             elif not isinstance(exc, ConnectionClosed):
+                self.handler_error = type(exc).__name__
                 self.logger.error("connection handler failed", exc_info=exc)
                 # RFC 6455 7.4.1: 1011, the server met an unexpected condition.
                 self._start_close(1011, "")
@@ -276,9 +341,18 @@ class ServerConnection(Connection):
     def _default_response(self, request: Request) -> Response:
         """Accept ``request``, or reject it: invalid, or the server is closing."""
         protocol = self.protocol
-        if self.server.closing:
+        server = self.server
+        if server.closing:
             return protocol.reject(503, "Server is shutting down.\n")
+        if server.max_connections is not None and server._counted >= server.max_connections:
+            # Full: refuse the newcomer, leave the open connections alone.
+            response = protocol.reject(503, "Too many connections.\n")
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+            return response
         response = protocol.accept(request)
+        if response.status_code == 101:
+            self._counted = True
+            server._counted += 1
         if protocol.handshake_exc is not None:
             self.logger.info(
                 "%s: opening handshake failed: %s", self._peer_name(), protocol.handshake_exc
@@ -294,7 +368,7 @@ class ServerConnection(Connection):
             self.server._connection_done(self)
 
     def _shutdown(self) -> None:
-        """Part of :meth:`Server.close`: 503 to handshakes, 1001 to connections."""
+        """Part of :meth:`Server.close`: 503 to handshakes, Close (1001) to connections."""
         if self._lost:
             return
         if self._handshaking:
@@ -303,7 +377,7 @@ class ServerConnection(Connection):
                 self._send_response(self.protocol.reject(503, "Server is shutting down.\n"))
             # Otherwise _handshake answers 503 once process_request returns.
         else:
-            self._start_close(1001, "")
+            self._start_close(self.server._close_code, self.server._close_reason)
 
 
 async def _raise(exc: Exception) -> None:
@@ -343,6 +417,10 @@ class Server:
             opening handshake.
         server: The underlying :class:`asyncio.Server`.
         logger: The logger of the server and its connections.
+        closing: Whether :meth:`close` was called: true before the server stops
+            accepting, so a readiness check can read it.
+        max_connections: The ``max_connections`` option.
+        on_connection_end: The ``on_connection_end`` option.
     """
 
     def __init__(
@@ -354,6 +432,8 @@ class Server:
         open_timeout: float | None,
         close_timeout: float | None,
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        max_connections: int | None = None,
+        on_connection_end: ConnectionEnded | None = None,
     ) -> None:
         self.handler = handler
         self.handler_takes_path = handler_takes_path(handler)
@@ -376,6 +456,15 @@ class Server:
         # than by a timer per connection (each costs a heap push and a cancel).
         self._opening: dict[ServerConnection, float] = {}
         self._open_sweep: asyncio.TimerHandle | None = None
+        self.max_connections = max_connections
+        self.on_connection_end = on_connection_end
+        # Connections accepted (101) and not yet done: what max_connections limits.
+        self._counted = 0
+        # What close() was told: the Close frame of the drain, and when to give up.
+        self._close_code = 1001
+        self._close_reason = ""
+        self._deadline: float | None = None
+        self._hurry: asyncio.Future[None] | None = None
 
     async def call_process_request(
         self, connection: ServerConnection, request: Request
@@ -388,14 +477,7 @@ class Server:
             result = self.process_request(connection, request)
         if inspect.isawaitable(result):
             result = await result
-        if result is None or isinstance(result, Response):
-            return result
-        if isinstance(result, tuple):
-            return _legacy_response(result)
-        raise TypeError(
-            f"process_request returned {type(result).__name__}; "
-            "expected None, a Response or (status, headers, body)"
-        )
+        return _process_request_result(result)
 
     # Connection tracking.
 
@@ -424,7 +506,22 @@ class Server:
             self._open_sweep = self.loop.call_later(self.open_timeout / 4, self._sweep)
 
     def _connection_done(self, connection: ServerConnection) -> None:
+        if connection not in self.connections:
+            return
         self.connections.discard(connection)
+        if connection._counted:
+            connection._counted = False
+            self._counted -= 1
+        if self.on_connection_end is not None:
+            try:
+                self.on_connection_end(connection)
+            except Exception:
+                self.logger.error("on_connection_end failed", exc_info=True)
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections were accepted (101) and are not done yet."""
+        return self._counted
 
     # Lifecycle.
 
@@ -450,36 +547,101 @@ class Server:
             await self.wait_closed()
             raise
 
-    def close(self, close_connections: bool = True) -> None:
+    def close(
+        self,
+        close_connections: bool = True,
+        *,
+        code: int = 1001,
+        reason: str = "",
+        spread: float = 0.0,
+        graceful_timeout: float | None = None,
+    ) -> None:
         """Shut the server down; return at once. :meth:`wait_closed` waits.
 
         Stops accepting connections; answers handshakes in progress with 503;
-        sends Close frames with code 1001 (going away) to open connections, so
-        handlers blocked in ``recv()`` get :class:`ConnectionClosedOK`; cancels
-        handlers still running ``close_timeout`` seconds later.
+        sends Close frames with ``code`` (1001, going away) to open connections,
+        so handlers blocked in ``recv()`` get :class:`ConnectionClosedOK`; cancels
+        the handlers still running ``graceful_timeout`` seconds later.
+
+        :attr:`closing` is true from the first call on, before anything else
+        happens: a readiness check that reads it fails before the server stops
+        accepting.
 
         Safe to call more than once, from a signal handler (installed with
         ``loop.add_signal_handler`` or ``signal.signal``) and from another thread:
         it only records the request and wakes the event loop, which does the rest.
+        A later call can only bring the deadline nearer: ``close(graceful_timeout=0)``
+        after a graceful ``close()`` cancels the remaining handlers at once.
 
         Args:
             close_connections: ``False`` only stops accepting connections and
                 lets the open ones run to their end.
+            code: The close code sent to open connections: 1001 (going away) by
+                default; 1012 (service restart) tells clients to reconnect.
+            reason: The close reason sent with it.
+            spread: Seconds over which the Close frames are spread, evenly,
+                instead of all going out at once, so that clients do not all
+                reconnect elsewhere in the same instant.
+            graceful_timeout: Seconds from this call until the handlers still
+                running are cancelled (and their connections aborted). ``None``:
+                ``close_timeout``, as before this option existed; ``math.inf``:
+                never. Must be longer than ``spread``, or the last Close frames
+                are sent by the cancellation itself.
+
+        Raises:
+            ValueError: If ``code`` may not be sent in a Close frame, ``reason``
+                is too long, or ``spread`` or ``graceful_timeout`` is negative.
         """
+        try:
+            Close(code, reason).serialize()
+        except ProtocolError as exc:
+            raise ValueError(f"cannot close connections with {code} {reason!r}: {exc}") from None
+        if not spread >= 0:
+            raise ValueError(f"spread must be >= 0 seconds, not {spread!r}")
+        if graceful_timeout is None:
+            graceful_timeout = math.inf if self.close_timeout is None else self.close_timeout
+        if not graceful_timeout >= 0:
+            raise ValueError(f"graceful_timeout must be >= 0 seconds, not {graceful_timeout!r}")
         if self.closing:
+            # Only a nearer deadline changes anything now.
+            self.loop.call_soon_threadsafe(self._hurry_up, graceful_timeout)
             return
         # From now on, handshakes that complete get 503.
         self.closing = True
-        self.loop.call_soon_threadsafe(self._start_closing, close_connections)
+        self._close_code = code
+        self._close_reason = reason
+        self.loop.call_soon_threadsafe(
+            self._start_closing, close_connections, spread, graceful_timeout
+        )
 
-    def _start_closing(self, close_connections: bool) -> None:
-        self._close_task = self.loop.create_task(self._close(close_connections))
+    def _start_closing(
+        self, close_connections: bool, spread: float, graceful_timeout: float
+    ) -> None:
+        self._deadline = self.loop.time() + graceful_timeout
+        self._close_task = self.loop.create_task(self._close(close_connections, spread))
 
-    async def _close(self, close_connections: bool) -> None:
+    def _hurry_up(self, graceful_timeout: float) -> None:
+        deadline = self.loop.time() + graceful_timeout
+        if self._deadline is None or deadline < self._deadline:
+            self._deadline = deadline
+            if self._hurry is not None and not self._hurry.done():
+                self._hurry.set_result(None)
+
+    async def _close(self, close_connections: bool, spread: float) -> None:
         self.server.close()
+        spreading: asyncio.Task[None] | None = None
         if close_connections:
+            opened = []
             for connection in list(self.connections):
-                connection._shutdown()
+                if connection._handshaking:
+                    connection._shutdown()
+                else:
+                    opened.append(connection)
+            if spread > 0 and len(opened) > 1:
+                spreading = self.loop.create_task(self._spread_closes(opened, spread))
+            else:
+                for connection in opened:
+                    connection._shutdown()
         # A connection with a handler ends when the handler has returned and
         # the closing handshake is over.
         ends = {
@@ -487,8 +649,25 @@ class Server:
             for connection in self.connections
             if connection._started
         }
-        if ends and close_connections:
-            _, pending = await asyncio.wait(ends, timeout=self.close_timeout)
+        pending = set(ends)
+        while pending and close_connections:
+            assert self._deadline is not None
+            timeout = self._deadline - self.loop.time()
+            if timeout <= 0:
+                break
+            self._hurry = self.loop.create_future()
+            _, pending = await asyncio.wait(
+                {*pending, self._hurry},
+                timeout=None if math.isinf(timeout) else timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            pending.discard(self._hurry)
+            if not self._hurry.done():
+                self._hurry.cancel()
+        self._hurry = None
+        if spreading is not None:
+            spreading.cancel()
+        if close_connections:
             for end in pending:
                 ends[end]._cancel()
         if ends:
@@ -501,6 +680,22 @@ class Server:
             self._open_sweep = None
         self._opening.clear()
         self._closed.set_result(None)
+
+    async def _spread_closes(self, connections: list[ServerConnection], spread: float) -> None:
+        """Send the Close frames of a drain evenly over ``spread`` seconds."""
+        loop = self.loop
+        start = loop.time()
+        count = len(connections)
+        # Batches every 10 ms at most, rather than a timer per connection.
+        tick = max(spread / count, 0.01)
+        sent = 0
+        while sent < count:
+            due = min(count, int(count * (loop.time() - start) / spread) + 1)
+            for connection in connections[sent:due]:
+                connection._shutdown()
+            sent = max(sent, due)
+            if sent < count:
+                await asyncio.sleep(tick)
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every handler has finished."""
@@ -560,6 +755,8 @@ def _server_factory(
     open_timeout: float | None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None,
     options: ConnectionOptions,
+    max_connections: int | None = None,
+    on_connection_end: ConnectionEnded | None = None,
 ) -> Callable[[], Awaitable[tuple[Server, Callable[[], ServerConnection]]]]:
     """Validate the options once; return how to build the server in the loop."""
     if not callable(handler):
@@ -570,6 +767,14 @@ def _server_factory(
         raise TypeError("process_response must be callable or None")
     if open_timeout is not None and open_timeout < 0:
         raise ValueError(f"open_timeout must be >= 0 or None, not {open_timeout}")
+    if max_connections is not None and (
+        isinstance(max_connections, bool)
+        or not isinstance(max_connections, int)
+        or max_connections < 1
+    ):
+        raise ValueError(f"max_connections must be an int >= 1 or None, not {max_connections!r}")
+    if on_connection_end is not None and not callable(on_connection_end):
+        raise TypeError("on_connection_end must be callable or None")
     deflate = compression_option(compression)
     if origins is not None:
         origins = list(origins)
@@ -596,6 +801,8 @@ def _server_factory(
             open_timeout=open_timeout,
             close_timeout=options.close_timeout,
             logger=the_logger,
+            max_connections=max_connections,
+            on_connection_end=on_connection_end,
         )
         arena = arena_for(server.loop)
         selector = None
@@ -648,6 +855,8 @@ def _serve(
     close_timeout: float | None = 10,
     server_header: str | None = SERVER_HEADER,
     logger: logging.Logger | logging.LoggerAdapter[Any] | str | None = None,
+    max_connections: int | None = None,
+    on_connection_end: ConnectionEnded | None = None,
 ) -> Serve:
     options = ConnectionOptions.validate(
         max_size=max_size,
@@ -670,6 +879,8 @@ def _serve(
         open_timeout=open_timeout,
         logger=logger,
         options=options,
+        max_connections=max_connections,
+        on_connection_end=on_connection_end,
     )
 
     async def create() -> Server:
@@ -729,6 +940,14 @@ def serve(
             handlers to finish when the server closes.
         server_header: The ``Server`` response header; ``None`` omits it.
         logger: A logger or a logger name; default ``portside.server``.
+        max_connections: The most connections open at once; past it, handshakes
+            get ``503 Service Unavailable`` with ``Retry-After`` and the open
+            connections are not touched. HTTP requests that ``process_request``
+            answers (health checks) are served regardless. ``None``: no limit.
+        on_connection_end: ``(connection) -> None``, called once per connection
+            when it is done: the handler returned and TCP closed, or the
+            handshake failed. For access logs and metrics: ``connection``
+            still has its ``request``, ``response``, ``accepted_at``, close codes.
         **kwargs: Other keyword arguments go to
             :meth:`asyncio.loop.create_server` (``backlog``, ``start_serving``...).
     """

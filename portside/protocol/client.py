@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 from ..exceptions import (
@@ -13,6 +12,7 @@ from ..exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from .auth import build_authorization_basic
 from .connection import CLIENT, Protocol
 from .deflate import DEFAULT_DEFLATE, EXTENSION_NAME, Deflate
 from .handshake import accept_key, generate_key
@@ -118,8 +118,8 @@ class ClientProtocol(Protocol):
         headers = Headers()
         headers["Host"] = self.uri.host_header
         if self.uri.user_info is not None:
-            credentials = ":".join(self.uri.user_info).encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+            # RFC 7617 2: user information in the URI becomes Basic credentials.
+            headers["Authorization"] = build_authorization_basic(*self.uri.user_info)
         if self.origin is not None:
             headers["Origin"] = self.origin
         headers["Upgrade"] = "websocket"

@@ -15,7 +15,14 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from ..exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from ..exceptions import (
+    DuplicateParameter,
+    InvalidParameterName,
+    InvalidParameterValue,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+)
 from .headers import ExtensionHeader, ExtensionParameter
 
 __all__ = ["DEFAULT_DEFLATE", "Deflate", "PerMessageDeflate", "EXTENSION_NAME"]
@@ -42,9 +49,9 @@ def _window_bits(value: str | None, name: str, *, optional: bool) -> int | None:
     if value is None:
         if optional:
             return None
-        raise NegotiationError(f"{name} needs a value")
+        raise InvalidParameterValue(name, None)
     if value not in {str(bits) for bits in range(8, 16)}:
-        raise NegotiationError(f"invalid {name}: {value!r}")
+        raise InvalidParameterValue(name, value)
     return int(value)
 
 
@@ -53,12 +60,12 @@ def _parse_params(params: list[ExtensionParameter], *, offer: bool) -> dict[str,
     result: dict[str, object] = {}
     for name, value in params:
         if name not in _PARAMS:
-            raise NegotiationError(f"unknown permessage-deflate parameter: {name}")
+            raise InvalidParameterName(name)
         if name in result:
-            raise NegotiationError(f"duplicate permessage-deflate parameter: {name}")
+            raise DuplicateParameter(name)
         if name.endswith("no_context_takeover"):
             if value is not None:
-                raise NegotiationError(f"{name} takes no value")
+                raise InvalidParameterValue(name, value)
             result[name] = True
         else:
             # Only client_max_window_bits in an offer may come without a value.

@@ -10,7 +10,15 @@ import http
 import re
 from dataclasses import dataclass, field
 
-from ..exceptions import InvalidMessage
+from ..exceptions import (
+    HeaderLineTooLong,
+    InvalidMessage,
+    InvalidProtocol,
+    RequestLineTooLong,
+    SecurityError,
+    StatusLineTooLong,
+    TooManyHeaders,
+)
 from .headers import Headers
 
 __all__ = [
@@ -46,9 +54,11 @@ _HEADER_PAIRS = re.compile(_HEADER_PAIR)
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
 
 
-def _invalid(message: str, status: int = 400) -> InvalidMessage:
+def _invalid(message: str, status: int = 400, cause: Exception | None = None) -> InvalidMessage:
+    """An :class:`InvalidMessage`; ``cause`` names the rule broken, as websockets does."""
     error = InvalidMessage(message)
     error.status = http.HTTPStatus(status)
+    error.__cause__ = cause
     return error
 
 
@@ -101,10 +111,20 @@ class Response:
 class _HeadParser:
     """Collects the head of an HTTP message: a first line and header lines."""
 
+    #: What a first line that is too long is: a request line or a status line.
+    _first_line_too_long: type[SecurityError] = SecurityError
+
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._scanned = 0  # bytes of _buffer known to hold complete lines
         self._lines = 0
+
+    def _line_too_long(self) -> InvalidMessage:
+        if self._lines:
+            cause: SecurityError = HeaderLineTooLong(f"header line exceeds {MAX_LINE_LENGTH} bytes")
+            return _invalid("line too long", 431, cause)
+        cause = self._first_line_too_long(f"first line exceeds {MAX_LINE_LENGTH} bytes")
+        return _invalid("line too long", 414, cause)
 
     def _feed_head(self, data: bytes) -> tuple[bytes, bytes, bytes] | None:
         """Return ``(first_line, header_block, rest)`` once the head is complete.
@@ -130,15 +150,16 @@ class _HeadParser:
             end = buffer.find(b"\r\n", self._scanned)
             if end < 0:
                 if len(buffer) - self._scanned > MAX_LINE_LENGTH:
-                    raise _invalid("line too long", 431 if self._lines else 414)
+                    raise self._line_too_long()
                 return None
             if end - self._scanned > MAX_LINE_LENGTH:
-                raise _invalid("line too long", 431 if self._lines else 414)
+                raise self._line_too_long()
             if end == self._scanned:
                 break  # the empty line that ends the head
             self._lines += 1
             if self._lines > MAX_HEADERS + 1:
-                raise _invalid("too many headers", 431)
+                cause = TooManyHeaders(f"more than {MAX_HEADERS} headers")
+                raise _invalid("too many headers", 431, cause)
             self._scanned = end + 2
         head = bytes(buffer[: self._scanned])
         rest = bytes(buffer[self._scanned + 2 :])
@@ -166,6 +187,8 @@ class RequestParser(_HeadParser):
         rest: Bytes received after the request, once it is complete.
     """
 
+    _first_line_too_long = RequestLineTooLong
+
     def __init__(self) -> None:
         super().__init__()
         self.rest = b""
@@ -190,7 +213,8 @@ class RequestParser(_HeadParser):
         if version != b"HTTP/1.1":
             # RFC 6455 4.1: the handshake MUST be HTTP/1.1 or higher; portside
             # speaks HTTP/1.1.
-            raise _invalid(f"unsupported HTTP version: {version[:20]!r}", 505)
+            cause = InvalidProtocol(version[:20].decode("latin-1"))
+            raise _invalid(f"unsupported HTTP version: {version[:20]!r}", 505, cause)
         try:
             path = target.decode("ascii")
         except UnicodeDecodeError:
@@ -213,13 +237,22 @@ class ResponseParser(_HeadParser):
     A ``101`` response ends with its head; any other response is read with its
     body (by ``Content-Length``, chunked, or until the connection closes).
 
+    Args:
+        tunnel: Parse the answer to a ``CONNECT`` request instead: a 2xx
+            response then ends with its head, whatever its headers say
+            (RFC 9110 9.3.6), and what follows belongs to the tunnel.
+
     Attributes:
         rest: Bytes received after the response, once it is complete: the first
-            WebSocket frames when the upgrade succeeded.
+            WebSocket frames when the upgrade succeeded (the first bytes from the
+            tunnel after a ``CONNECT``).
     """
 
-    def __init__(self) -> None:
+    _first_line_too_long = StatusLineTooLong
+
+    def __init__(self, *, tunnel: bool = False) -> None:
         super().__init__()
+        self.tunnel = tunnel
         self.rest = b""
         self._response: Response | None = None
         self._body = bytearray()
@@ -246,7 +279,9 @@ class ResponseParser(_HeadParser):
             reason = (match.group(2) or b"").decode("latin-1")
             headers = self._parse_headers(block)
             self._response = Response(code, reason, headers)
-            if code == 101 or code in (204, 304) or 100 <= code < 200:
+            # RFC 9110 9.3.6: a 2xx answer to CONNECT opens the tunnel right
+            # after its head; Content-Length and Transfer-Encoding are ignored.
+            if code < 200 or code in (204, 304) or (self.tunnel and code < 300):
                 self.rest = data
                 return self._response
             encodings = headers.get_all("Transfer-Encoding")
@@ -314,6 +349,10 @@ class ResponseParser(_HeadParser):
             InvalidMessage: If the response is incomplete.
         """
         if self._response is None or self._length is not None:
-            raise _invalid("connection closed before the response was complete")
+            # EOFError as the cause: the reconnecting client retries (as websockets').
+            raise _invalid(
+                "connection closed before the response was complete",
+                cause=EOFError("connection closed while reading HTTP response"),
+            )
         self._response.body = bytes(self._body)
         return self._response

@@ -12,6 +12,7 @@ from ..exceptions import (
     InvalidHeader,
     InvalidHeaderValue,
     InvalidMessage,
+    InvalidMethod,
     InvalidOrigin,
     InvalidUpgrade,
     InvalidVersion,
@@ -158,6 +159,9 @@ class ServerProtocol(Protocol):
                 response.headers["Sec-WebSocket-Version"] = "13"
             if isinstance(exc, InvalidUpgrade):
                 response.headers["Upgrade"] = "websocket"
+            if isinstance(exc, InvalidMethod):
+                # RFC 9110 15.5.6: a 405 response lists the methods allowed.
+                response.headers["Allow"] = "GET"
             return response
         items = [
             ("Upgrade", "websocket"),
@@ -201,9 +205,7 @@ class ServerProtocol(Protocol):
     def _check(self, request: Request) -> tuple[str, str | None, str | None]:
         # RFC 6455 4.2.1 lists what the server checks, in this order.
         if request.method != "GET":
-            error = InvalidMessage(f"unsupported HTTP method {request.method}")
-            error.status = http.HTTPStatus.METHOD_NOT_ALLOWED
-            raise error
+            raise InvalidMethod(request.method)
         headers = request.headers
         _single(headers, "Host")
         values = headers.get_all("Upgrade")

@@ -61,11 +61,18 @@ def parse_uri(uri: str) -> WebSocketURI:
     # Percent-encode what HTTP does not allow in a request target, keep the rest.
     path = urllib.parse.quote(path, safe="/%?=&;:@!$'()*+,~-._")
     user_info = None
-    if parsed.username is not None or parsed.password is not None:
-        user_info = (
-            urllib.parse.unquote(parsed.username or ""),
-            urllib.parse.unquote(parsed.password or ""),
-        )
+    if parsed.username is not None:
+        # RFC 7617 2: Basic credentials are a user-id without ':' and a password.
+        if parsed.password is None:
+            raise InvalidURI(uri, "username provided without password")
+        try:
+            username = urllib.parse.unquote(parsed.username, errors="strict")
+            password = urllib.parse.unquote(parsed.password, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidURI(uri, "credentials aren't UTF-8 once unquoted") from None
+        if ":" in username:
+            raise InvalidURI(uri, "username contains ':'")
+        user_info = (username, password)
     return WebSocketURI(
         secure=secure,
         host=parsed.hostname,

@@ -529,3 +529,38 @@ async def test_fragments_wait_for_the_peer_to_read() -> None:
         await sending
         assert await ws.recv() == bytes(64 * 65536)
         await ws.close()
+
+
+# Traffic counters, for access logs and metrics.
+
+
+async def test_counters_of_messages_and_bytes_both_ways() -> None:
+    served: list[portside.ServerConnection] = []
+
+    async def echo_and_keep(ws: portside.ServerConnection) -> None:
+        served.append(ws)
+        async for message in ws:
+            await ws.send(message)
+
+    async with running(echo_and_keep, compression=None) as server:
+        async with portside.connect(url(server), compression=None, ping_interval=None) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            await ws.send(b"x" * 200)
+            await ws.recv()
+            await ws.send(b"y" * 70000)
+            await ws.recv()
+            await ws.send(["ab", "cd"])
+            assert await ws.recv() == "abcd"
+            await ws.ping(b"p")
+        (connection,) = served
+        await connection.wait_closed()
+    # A client's frames: header + 4-byte mask + payload; "ab", "cd" and the
+    # closing empty frame for the fragmented message; then Ping and Close.
+    client_sent = 11 + 208 + 70014 + (8 + 8 + 6) + 7 + 8
+    # The server's: header + payload; "abcd" in one frame; Pong and Close.
+    server_sent = 7 + 204 + 70010 + 6 + 3 + 4
+    assert (ws.messages_sent, ws.bytes_sent) == (4, client_sent)
+    assert (connection.messages_received, connection.bytes_received) == (4, client_sent)
+    assert (connection.messages_sent, connection.bytes_sent) == (4, server_sent)
+    assert (ws.messages_received, ws.bytes_received) == (4, server_sent)

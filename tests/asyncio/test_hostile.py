@@ -7,9 +7,9 @@ costs stays bounded. Behaviour is checked on a server in this process; memory
 on a server in a process of its own (tests/asyncio/server_process.py), so that
 the clients' memory does not count.
 
-The tests marked ``heavy`` (a thousand peers, fifty thousand handshakes) run
+The tests marked ``slow`` (a thousand peers, fifty thousand handshakes) run
 once, with the C accelerators: ``make test`` leaves them out of its pure-Python
-and uvloop passes (``-m "not heavy"``).
+and uvloop passes (``-m "not slow"``).
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ async def test_slow_reader_makes_send_wait_within_write_limit(
     no_traceback(caplog)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 async def test_slow_readers_memory_is_bounded() -> None:
     # 1,000 peers that never read, each with a handler sending as fast as it
     # can: each holds write_limit in its transport at most.
@@ -320,7 +320,7 @@ async def test_fast_sender_pauses_reading_at_max_queue() -> None:
         # keepalive ping would (off here), or the server's close, on exit.
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 async def test_fast_senders_memory_is_bounded() -> None:
     peers, max_queue, size = 1000, 2, 4000
     async with ServerProcess.run(
@@ -445,7 +445,7 @@ class Flooder(asyncio.Protocol):
             self.done.set_result(None)
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 async def test_handshake_flood_leaves_well_behaved_clients_served() -> None:
     total, concurrency = 50_000, 400
     async with ServerProcess.run(open_timeout=0.5) as server:
@@ -534,7 +534,7 @@ async def deflate_connect(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
     return reader, writer
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 async def test_compression_bomb_fails_with_1009_and_bounded_memory() -> None:
     max_size = 2**20
     async with ServerProcess.run("echo", max_size=max_size) as server:
@@ -559,7 +559,7 @@ async def test_compression_bomb_fails_with_1009_and_bounded_memory() -> None:
     assert_quiet(log, "failing with close code 1009")
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 async def test_largest_windows_cost_the_documented_zlib_state() -> None:
     # Clients that allow the largest windows (15 bits): the server inflates with
     # a 32 KiB window each, and compresses with its own (11 bits by default).

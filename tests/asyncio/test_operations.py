@@ -1,6 +1,6 @@
 """recv() and send() as coroutines, stepped by hand and by asyncio.
 
-With the C accelerator they return an ``Operation`` (portside/asyncio/_speedups.c),
+With the C accelerator they return an ``Operation`` (portside/asyncio/_speedups_operation.c),
 without it Python coroutines; the suite runs both ways and these tests hold for
 both, so the two behave alike wherever a caller can tell.
 """

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import http
 import logging
+import math
 import os
 import pathlib
 import re
@@ -19,7 +20,11 @@ from typing import Any
 import pytest
 
 import portside
-from portside.asyncio.server import handler_takes_path, process_request_is_legacy
+from portside.asyncio.server import (
+    handler_takes_path,
+    normalize_process_request,
+    process_request_is_legacy,
+)
 from tests.asyncio.helpers import RawClient, echo, running, url
 from tests.framing import client_frame
 
@@ -711,3 +716,255 @@ async def test_frames_sent_with_the_request_are_kept_and_bounded(hook: bool) -> 
         await writer.wait_closed()
     # Three messages queued against a limit of two: reading was paused.
     assert seen == [False, "m0", "m1", "m2"]
+
+
+# Draining: close code, spread, graceful timeout, capacity, end-of-connection hook.
+
+
+async def test_close_with_another_code_and_reason() -> None:
+    returned = asyncio.Event()
+
+    async def quits_when_told(ws: portside.ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async def returns_at_once(ws: portside.ServerConnection) -> None:
+        await returned.wait()
+
+    server = await portside.serve(quits_when_told, "127.0.0.1", 0, ping_interval=None)
+    ws = await portside.connect(url(server))
+    server.close(code=1012, reason="restarting")
+    await server.wait_closed()
+    await ws.wait_closed()
+    assert (ws.close_code, ws.close_reason) == (1012, "restarting")
+
+    # A handler that returns while the server closes gets the same code.
+    server = await portside.serve(
+        returns_at_once, "127.0.0.1", 0, ping_interval=None, close_timeout=0.1
+    )
+    raw = await RawClient.connect(server)
+    server.close(code=1012, spread=1.0)
+    returned.set()
+    frames = await raw.read_until_closed()
+    assert frames[0][1] == 0x8
+    assert frames[0][2][:2] == (1012).to_bytes(2, "big")
+    await raw.close()
+    await server.wait_closed()
+
+
+async def test_close_rejects_codes_that_cannot_be_sent() -> None:
+    async with running() as server:
+        with pytest.raises(ValueError, match="cannot close connections with 1006"):
+            server.close(code=1006)
+        with pytest.raises(ValueError, match="cannot close connections with 1000"):
+            server.close(code=1000, reason="x" * 124)
+        with pytest.raises(ValueError, match="spread must be >= 0"):
+            server.close(spread=-1)
+        with pytest.raises(ValueError, match="graceful_timeout must be >= 0"):
+            server.close(graceful_timeout=-1)
+        assert not server.closing
+
+
+async def test_closing_is_set_before_the_server_stops_accepting() -> None:
+    async with running() as server:
+        server.close()
+        # What a readiness check reads has changed; accepting stops next.
+        assert server.closing
+        assert server.is_serving()
+        await server.wait_closed()
+        assert not server.is_serving()
+
+
+async def test_close_frames_spread_over_time() -> None:
+    loop = asyncio.get_running_loop()
+    count = 8
+    arrivals: list[float] = []
+
+    async with running() as server:
+        clients = [await portside.connect(url(server)) for _ in range(count)]
+        start = loop.time()
+        server.close(spread=0.4)
+        served = 0
+        for ws in clients:
+            # Connections whose Close has not come yet are still served.
+            try:
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+            except portside.ConnectionClosedOK:
+                pass
+            else:
+                served += 1
+        assert served >= count // 2
+
+        async def closed(ws: portside.ClientConnection) -> None:
+            await ws.wait_closed()
+            arrivals.append(loop.time() - start)
+
+        await asyncio.gather(*(closed(ws) for ws in clients))
+        await server.wait_closed()
+    assert all(ws.close_code == 1001 for ws in clients)
+    arrivals.sort()
+    # Evenly spread: the first right away, the last near the end of the spread.
+    assert arrivals[0] < 0.15
+    assert 0.3 < arrivals[-1] < 1.0
+    # Not two bursts: each quarter of the spread saw a Close.
+    quarters = {min(int(t / 0.1), 3) for t in arrivals}
+    assert quarters == {0, 1, 2, 3}
+
+
+async def test_graceful_timeout_is_separate_from_close_timeout() -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(ws: portside.ServerConnection) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    loop = asyncio.get_running_loop()
+    server = await portside.serve(stubborn, "127.0.0.1", 0, close_timeout=20, ping_interval=None)
+    ws = await portside.connect(url(server))
+    start = loop.time()
+    server.close(graceful_timeout=0.1)
+    await server.wait_closed()
+    assert cancelled.is_set()
+    assert loop.time() - start < 5
+    await ws.wait_closed()
+    assert ws.close_code == 1001
+
+
+async def test_a_second_close_can_only_bring_the_deadline_nearer() -> None:
+    cancelled = asyncio.Event()
+
+    async def stubborn(ws: portside.ServerConnection) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await portside.serve(stubborn, "127.0.0.1", 0, ping_interval=None)
+    ws = await portside.connect(url(server))
+    server.close(graceful_timeout=math.inf)
+    await ws.wait_closed()  # the client answered the Close; the handler runs on
+    server.close(graceful_timeout=60)  # farther than now + 0: ignored...
+    await asyncio.sleep(0)
+    assert not cancelled.is_set()
+    server.close(graceful_timeout=0)  # ...this one stops it now
+    await server.wait_closed()
+    assert cancelled.is_set()
+
+
+async def test_max_connections_refuses_newcomers_with_503_and_retry_after() -> None:
+    def health(connection: portside.ServerConnection, request: portside.Request) -> Any:
+        if request.path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "OK\n")
+        return None
+
+    async with running(max_connections=2, process_request=health) as server:
+        first = await portside.connect(url(server))
+        second = await portside.connect(url(server))
+        with pytest.raises(portside.InvalidStatus) as info:
+            await portside.connect(url(server))
+        response = info.value.response
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert server.open_connections == 2
+        # Health checks are still answered, and open connections untouched.
+        status, _, _ = await http_get(server, "/healthz")
+        assert status == 200
+        for ws in (first, second):
+            await ws.send("untouched")
+            assert await ws.recv() == "untouched"
+        await first.close()
+        # Room again once one is done.
+        async with portside.connect(url(server)) as third:
+            await third.send("in")
+            assert await third.recv() == "in"
+        await second.close()
+    assert server.open_connections == 0
+
+
+async def test_max_connections_without_process_request() -> None:
+    async with running(max_connections=1) as server:
+        async with portside.connect(url(server)):
+            with pytest.raises(portside.InvalidStatus) as info:
+                await portside.connect(url(server))
+            assert info.value.response.status_code == 503
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_max_connections_must_be_a_positive_int(value: Any) -> None:
+    with pytest.raises(ValueError, match="max_connections must be an int >= 1"):
+        portside.serve(echo, "127.0.0.1", 0, max_connections=value)
+
+
+async def test_on_connection_end_is_called_once_per_connection() -> None:
+    ended: list[tuple[int | None, int | None, float]] = []
+    three = asyncio.Event()
+
+    def record(connection: portside.ServerConnection) -> None:
+        status = connection.response.status_code if connection.response else None
+        ended.append((status, connection.close_code, connection.accepted_at))
+        if len(ended) == 3:
+            three.set()
+
+    async with running(on_connection_end=record) as server:
+        async with portside.connect(url(server)) as ws:
+            await ws.send("x")
+            await ws.recv()
+        await http_get(server, "/")  # 426: not a WebSocket request
+        idle = await RawClient.connect(server, handshake=False)
+        await idle.close()  # gone before its request
+        await three.wait()
+    assert sorted((str(status), code) for status, code, _ in ended) == [
+        ("101", 1000),
+        ("426", 1006),
+        ("None", 1006),
+    ]
+    assert all(accepted > 0 for _, _, accepted in ended)
+
+
+async def test_on_connection_end_that_raises_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(connection: portside.ServerConnection) -> None:
+        raise RuntimeError("hook bug")
+
+    async with running(on_connection_end=broken) as server:
+        async with portside.connect(url(server)) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+    assert "on_connection_end failed" in caplog.text
+
+
+def test_on_connection_end_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_connection_end must be callable"):
+        portside.serve(echo, "127.0.0.1", 0, on_connection_end=42)
+
+
+async def test_normalize_process_request_takes_both_forms() -> None:
+    def legacy(path: str, request_headers: Any) -> Any:
+        return (http.HTTPStatus.OK, [], b"legacy\n") if path == "/old" else None
+
+    async def modern(connection: Any, request: portside.Request) -> Any:
+        return connection.respond(200, "modern\n") if request.path == "/new" else None
+
+    def wrong(connection: Any, request: Any) -> Any:
+        return 42
+
+    request = portside.Request("/old", portside.Headers())
+    normalized = normalize_process_request(legacy)
+    response = await normalized(None, request)  # type: ignore[arg-type]
+    assert response is not None and response.body == b"legacy\n"
+    assert await normalized(None, portside.Request("/x", portside.Headers())) is None  # type: ignore[arg-type]
+
+    class Responder:
+        def respond(self, status: int, text: str) -> portside.Response:
+            return portside.Response(status, "OK", portside.Headers(), text.encode())
+
+    response = await normalize_process_request(modern)(
+        Responder(),  # type: ignore[arg-type]
+        portside.Request("/new", portside.Headers()),
+    )
+    assert response is not None and response.body == b"modern\n"
+    with pytest.raises(TypeError, match="process_request returned int"):
+        await normalize_process_request(wrong)(None, request)  # type: ignore[arg-type]

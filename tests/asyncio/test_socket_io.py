@@ -3,7 +3,7 @@
 On asyncio's own loop, the C ``ConnectionBase`` replaces the Python steps of
 ``_SelectorSocketTransport``'s reads (get_buffer, recv_into, buffer_updated) and
 of its ``write()`` when nothing is buffered, with the same outcome in every case
-(the section "The selector loop's socket transport" of portside/asyncio/_speedups.c);
+(portside/asyncio/_speedups_selector.c and _speedups_direct_io.c);
 on uvloop it writes on the socket itself when the transport is not closing and
 holds nothing. These tests hold for every implementation and loop; the ones
 about the hook itself need the C accelerator on the loop they are about.

@@ -11,6 +11,8 @@ import asyncio
 import gc
 import importlib
 import os
+import pathlib
+import re
 import subprocess
 import sys
 import weakref
@@ -21,6 +23,7 @@ from typing import Any, cast
 import pytest
 
 from portside.asyncio import _pyspeedups
+from portside.protocol.events import Ping
 
 
 def load_c() -> ModuleType | None:
@@ -158,7 +161,11 @@ def test_members_match_the_twin() -> None:
         "_reading_paused",
         "_waiter",
         "_write_paused",
+        "bytes_received",
+        "bytes_sent",
         "loop",
+        "messages_received",
+        "messages_sent",
         "protocol",
         "transport",
     ]
@@ -169,6 +176,16 @@ def test_members_match_the_twin() -> None:
             if type(value).__name__ == "member_descriptor"
         }
         assert members == set(PY_BASE.__slots__)
+
+
+def test_counters_of_bytes_and_messages_received(base: type[Any]) -> None:
+    connection = new_connection(base, ["text", b"binary", Ping(b"")])
+    connection.buffer_updated(42)
+    assert (connection.bytes_received, connection.messages_received) == (42, 2)
+    connection._handshaking = True
+    connection.buffer_updated(100)  # the opening handshake's bytes: not counted
+    assert (connection.bytes_received, connection.messages_received) == (42, 2)
+    assert (connection.bytes_sent, connection.messages_sent) == (0, 0)
 
 
 def test_message_to_the_waiter(base: type[Any]) -> None:
@@ -266,6 +283,9 @@ def test_nbytes_passed_as_is(base: type[Any]) -> None:
         connection = new_connection(base)
         connection.buffer_updated(nbytes)
         assert connection.log == [("buffer_updated", nbytes)]
+        # Counted only when it is a byte count.
+        counted = isinstance(nbytes, int) and 0 <= nbytes < 2**63
+        assert connection.bytes_received == (nbytes if counted else 0)
         connection._handshaking = True
         connection.buffer_updated(nbytes)
         assert connection.log[-1] == ("_receive_handshake", nbytes)
@@ -639,3 +659,14 @@ def test_no_speedups_environment_variable(value: str, expected: str) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == [expected, str(expected == "python")]
+
+
+def test_the_header_lists_every_c_file() -> None:
+    # One file per concern: _speedups.h says which holds what, and setup.py
+    # builds every _speedups_*.c into the one extension.
+    package = pathlib.Path(_pyspeedups.__file__).parent
+    header = (package / "_speedups.h").read_text()
+    sources = sorted(path.name for path in package.glob("_speedups_*.c"))
+    assert len(sources) > 5
+    listed = sorted(re.findall(r"^ \*   (_speedups_\w+\.c) ", header, re.MULTILINE))
+    assert listed == sources

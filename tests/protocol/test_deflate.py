@@ -5,7 +5,14 @@ import zlib
 
 import pytest
 
-from portside.exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from portside.exceptions import (
+    DuplicateParameter,
+    InvalidParameterName,
+    InvalidParameterValue,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+)
 from portside.protocol.deflate import Deflate, PerMessageDeflate
 from portside.protocol.headers import ExtensionParameter, parse_extension_list
 
@@ -81,18 +88,39 @@ def test_client_accepts_response(
             "server_max_window_bits=12",
             "server_no_context_takeover",
         ),
-        ({}, "server_max_window_bits=12; foo", "unknown"),
-        ({}, "server_max_window_bits=12; server_max_window_bits=12", "duplicate"),
-        ({}, "server_max_window_bits=7", "invalid server_max_window_bits"),
-        ({}, "server_max_window_bits=012", "invalid server_max_window_bits"),
-        ({}, "server_max_window_bits", "needs a value"),
-        ({}, "server_max_window_bits=12; client_max_window_bits", "needs a value"),
-        ({}, "server_max_window_bits=12; server_no_context_takeover=1", "takes no value"),
+        ({}, "server_max_window_bits=12; foo", "invalid parameter name: foo"),
+        ({}, "server_max_window_bits=12; server_max_window_bits=12", "duplicate parameter"),
+        ({}, "server_max_window_bits=7", "invalid value for parameter server_max_window_bits"),
+        ({}, "server_max_window_bits=012", "invalid value for parameter server_max_window_bits"),
+        ({}, "server_max_window_bits", "missing value for parameter server_max_window_bits"),
+        ({}, "server_max_window_bits=12; client_max_window_bits", "missing value"),
+        (
+            {},
+            "server_max_window_bits=12; server_no_context_takeover=1",
+            "invalid value for parameter server_no_context_takeover: 1",
+        ),
     ],
 )
 def test_client_rejects_response(settings: dict[str, object], response: str, error: str) -> None:
     with pytest.raises(NegotiationError, match=error):
         Deflate(**settings).accept_response(params(response))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        ("server_max_window_bits=12; foo", InvalidParameterName),
+        ("server_max_window_bits=12; server_max_window_bits=12", DuplicateParameter),
+        ("server_max_window_bits=7", InvalidParameterValue),
+        ("server_max_window_bits", InvalidParameterValue),
+    ],
+)
+def test_client_rejects_response_with_websockets_exceptions(
+    response: str, error: type[NegotiationError]
+) -> None:
+    # The subclasses of NegotiationError that websockets raises for the same faults.
+    with pytest.raises(error):
+        Deflate().accept_response(params(response))
 
 
 # Server answers.

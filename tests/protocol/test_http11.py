@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from portside.exceptions import InvalidMessage
+from portside.exceptions import (
+    HeaderLineTooLong,
+    InvalidMessage,
+    InvalidProtocol,
+    RequestLineTooLong,
+    SecurityError,
+    StatusLineTooLong,
+    TooManyHeaders,
+)
 from portside.protocol.headers import Headers
 from portside.protocol.http11 import (
     MAX_BODY_SIZE,
@@ -286,3 +294,47 @@ def test_body_until_eof_is_limited() -> None:
     parser.feed(b"HTTP/1.1 200 OK\r\n\r\n")
     with pytest.raises(InvalidMessage, match="too large"):
         parser.feed(bytes(MAX_BODY_SIZE + 1))
+
+
+def cause_of(parser: RequestParser | ResponseParser, data: bytes) -> BaseException | None:
+    with pytest.raises(InvalidMessage) as info:
+        parser.feed(data)
+    return info.value.__cause__
+
+
+def test_limits_name_websockets_exceptions_as_the_cause() -> None:
+    # websockets raises these; portside raises InvalidMessage from them.
+    long_line = b"a" * (MAX_LINE_LENGTH + 1)
+    assert isinstance(cause_of(RequestParser(), b"GET /" + long_line), RequestLineTooLong)
+    assert isinstance(cause_of(ResponseParser(), b"HTTP/1.1 200 " + long_line), StatusLineTooLong)
+    header = b"GET / HTTP/1.1\r\nX: " + long_line + b"\r\n\r\n"
+    assert isinstance(cause_of(RequestParser(), header), HeaderLineTooLong)
+    many = b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n"
+    assert isinstance(cause_of(RequestParser(), many), TooManyHeaders)
+    cause = cause_of(RequestParser(), b"GET / HTTP/1.0\r\n\r\n")
+    assert isinstance(cause, InvalidProtocol)
+    assert cause.protocol == "HTTP/1.0"
+    assert all(issubclass(cls, SecurityError) for cls in (RequestLineTooLong, TooManyHeaders))
+
+
+def test_response_cut_by_eof_has_an_eof_error_as_cause() -> None:
+    parser = ResponseParser()
+    assert parser.feed(b"HTTP/1.1 200 OK\r\n") is None
+    with pytest.raises(InvalidMessage) as info:
+        parser.feed_eof()
+    assert isinstance(info.value.__cause__, EOFError)
+
+
+def test_tunnel_response_ends_with_its_head() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+    tunnel = ResponseParser(tunnel=True)
+    response = tunnel.feed(head + b"tunnel")
+    assert response is not None
+    assert (response.body, tunnel.rest) == (b"", b"tunnel")
+    # Not a tunnel: the same bytes are the start of a 10-byte body.
+    assert ResponseParser().feed(head + b"tunnel") is None
+    # An error answer to CONNECT has its body read as usual.
+    refused = ResponseParser(tunnel=True)
+    response = refused.feed(b"HTTP/1.1 407 No\r\nContent-Length: 2\r\n\r\nno")
+    assert response is not None
+    assert response.body == b"no"

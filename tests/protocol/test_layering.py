@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
 import subprocess
 import sys
@@ -72,7 +73,12 @@ def test_importing_the_core_loads_no_io_module() -> None:
     )
     # portside/__init__.py loads the asyncio layer, so load the core alone.
     code = code.replace("import sys, portside.protocol", "import sys\n" + _LOAD_CORE_ONLY)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Without coverage's start-up hook (tests measuring subprocesses set it), which
+    # imports what it needs.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -4,7 +4,13 @@ import re
 
 import pytest
 
-from portside.exceptions import InvalidMessage, InvalidOrigin, InvalidUpgrade, InvalidVersion
+from portside.exceptions import (
+    InvalidMessage,
+    InvalidMethod,
+    InvalidOrigin,
+    InvalidUpgrade,
+    InvalidVersion,
+)
 from portside.protocol import Deflate, Headers, Request, ServerProtocol, State
 from portside.protocol.handshake import accept_key
 from tests.framing import client_frame
@@ -105,7 +111,11 @@ def test_method_not_allowed() -> None:
     server = ServerProtocol()
     req = request()
     req.method = "POST"
-    assert server.accept(req).status_code == 405
+    response = server.accept(req)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET"
+    assert isinstance(server.handshake_exc, InvalidMethod)
+    assert server.handshake_exc.method == "POST"
 
 
 def test_repeated_key() -> None:

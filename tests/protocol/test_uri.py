@@ -34,6 +34,24 @@ def test_invalid(uri: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("uri", "error"),
+    [
+        # RFC 7617 2: Basic credentials need a password, and a user-id without ':'.
+        ("ws://user@host/", "username provided without password"),
+        ("ws://a%3Ab:c@host/", "username contains ':'"),
+        ("ws://u:%ff@host/", "credentials aren't UTF-8"),
+    ],
+)
+def test_invalid_user_info(uri: str, error: str) -> None:
+    with pytest.raises(InvalidURI, match=error):
+        parse_uri(uri)
+
+
+def test_empty_password() -> None:
+    assert parse_uri("ws://u:@host/").user_info == ("u", "")
+
+
+@pytest.mark.parametrize(
     ("uri", "host"),
     [
         ("ws://h/", "h"),

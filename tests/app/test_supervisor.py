@@ -1,0 +1,463 @@
+"""``portside serve`` as a real process: workers, signals, drains, restarts, failures.
+
+Each test starts the supervisor with ``python -m portside serve`` on a free port
+and waits for what it logs; clients are real WebSocket connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import portside
+from tests.app.helpers import (
+    ECHO_APP,
+    eventually,
+    greeting,
+    read,
+    serve_env,
+    serving,
+    start_serve,
+    write_module,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    write_module(tmp_path, "echoapp", ECHO_APP)
+    return tmp_path
+
+
+class Pinger:
+    """A client that keeps sending numbered messages and checks every echo."""
+
+    def __init__(self, ws: portside.ClientConnection, pid: int) -> None:
+        self.ws = ws
+        self.pid = pid
+        self.sent = 0
+        self.echoed = 0
+        self.error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    async def echoed_at_least(self, count: int) -> None:
+        """Wait until ``count`` echoes arrived."""
+        if self.echoed < count:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append((count, future))
+            await future
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        ws = self.ws
+        try:
+            while True:
+                await ws.send(f"message {self.sent}")
+                self.sent += 1
+                echo = await ws.recv()
+                if echo != f"message {self.echoed}":
+                    self.error = f"expected message {self.echoed}, got {echo!r}"
+                    return
+                self.echoed += 1
+                for waiter in [w for w in self._waiters if w[0] <= self.echoed]:
+                    self._waiters.remove(waiter)
+                    waiter[1].set_result(None)
+                await asyncio.sleep(0.01)  # pace: about 100 messages per second per client
+        except portside.ConnectionClosed:
+            pass
+
+
+async def test_sigterm_drains_four_workers_with_1001_and_exits_0(app_dir: Path) -> None:
+    graceful_timeout = 10.0
+    async with serving(
+        "echoapp:app", "--workers", "4", "--graceful-timeout", str(graceful_timeout), cwd=app_dir
+    ) as server:
+        clients = await asyncio.gather(
+            *(portside.connect(server.url(), compression=None) for _ in range(400))
+        )
+        pingers = [Pinger(ws, (await greeting(ws))[1]) for ws in clients]
+        by_worker = collections.Counter(pinger.pid for pinger in pingers)
+        assert set(by_worker) == set(server.pids)
+        # SO_REUSEPORT spreads the connections: every worker holds >= 15 %.
+        assert min(by_worker.values()) >= 60, by_worker
+        for pinger in pingers:
+            pinger.start()
+        # Let every client get a few echoes back.
+        await asyncio.gather(*(p.echoed_at_least(3) for p in pingers))
+        start = time.monotonic()
+        server.signal(signal.SIGTERM)
+        status = await server.wait(graceful_timeout + 5)
+        elapsed = time.monotonic() - start
+        await asyncio.gather(*(p.task for p in pingers if p.task is not None))
+        for ws in clients:
+            await ws.wait_closed()
+        assert [p.error for p in pingers if p.error] == []
+        codes = collections.Counter(ws.close_code for ws in clients)
+        assert codes == {1001: 400}
+        assert status == 0
+        assert elapsed < graceful_timeout
+        assert "stopping: draining 4 workers" in server.text()
+
+
+async def test_sighup_under_load_restarts_with_new_code_and_no_failed_handshake(
+    app_dir: Path,
+) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        old = await portside.connect(server.url(), compression=None)
+        assert (await greeting(old))[0] == "v1"
+        results: list[tuple[float, str]] = []
+        failures: list[str] = []
+        stop = asyncio.Event()
+
+        async def one() -> None:
+            try:
+                async with portside.connect(server.url(), compression=None) as ws:
+                    version, _ = await greeting(ws)
+                    await ws.send("hello")
+                    assert await ws.recv() == "hello"
+                    results.append((time.monotonic(), version))
+            except Exception as exc:
+                failures.append(repr(exc))
+
+        async def load() -> None:
+            # 200 new connections per second, each a handshake, a message, a close.
+            tasks = []
+            while not stop.is_set():
+                tasks.append(asyncio.ensure_future(one()))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*tasks)
+
+        loading = asyncio.ensure_future(load())
+        await asyncio.sleep(1)
+        write_module(app_dir, "echoapp", ECHO_APP.replace('"v1"', '"v2"'))
+        mark = len(server.lines)
+        server.signal(signal.SIGHUP)
+        await server.wait_line("rolling restart done", start=mark)
+        done = time.monotonic()
+        await asyncio.sleep(max(0.0, 5 - (done - results[0][0])) + 0.5)
+        stop.set()
+        await loading
+        assert failures == []
+        span = results[-1][0] - results[0][0]
+        assert span >= 5
+        assert len(results) / span >= 100
+        # The old connection was closed with 1012 (service restart)...
+        await old.wait_closed()
+        assert old.close_code == 1012
+        # ...and the new code answers afterwards.
+        after = [version for when, version in results if when > done + 0.1]
+        assert after and set(after) == {"v2"}
+        assert {version for _, version in results} == {"v1", "v2"}
+
+
+async def test_kill_9_of_a_worker_is_replaced_within_a_second_and_spares_the_others(
+    app_dir: Path,
+) -> None:
+    # Timed: without coverage's instrumentation, which doubles a worker's start-up.
+    env = serve_env(coverage=False)
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir, env=env) as server:
+        clients = [await portside.connect(server.url(), compression=None) for _ in range(20)]
+        pingers = [Pinger(ws, (await greeting(ws))[1]) for ws in clients]
+        victim = pingers[0].pid
+        others = [p for p in pingers if p.pid != victim]
+        assert others
+        for pinger in others:
+            pinger.start()
+        mark = len(server.lines)
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        await server.wait_line(rf"worker {victim} \(slot \d\) killed by SIGKILL", start=mark)
+        match = await server.wait_line(r"worker (\d+) \(slot \d\) ready", start=mark)
+        replaced = time.monotonic() - killed
+        assert replaced < 1.0
+        newcomer = int(match.group(1))
+        # Clients on the other worker saw nothing: still echoing, in order.
+        await asyncio.gather(*(p.echoed_at_least(p.echoed + 5) for p in others))
+        assert all(p.error is None and not p.ws.closed for p in others)
+        # The new worker serves.
+        seen = set()
+        while newcomer not in seen:
+            async with portside.connect(server.url(), compression=None) as ws:
+                seen.add((await greeting(ws))[1])
+        for ws in clients:
+            await ws.close()
+
+
+async def test_an_import_error_is_one_line_and_status_2(tmp_path: Path) -> None:
+    server = await start_serve("nosuchmodule:app", "--workers", "2", cwd=tmp_path)
+    status = await server.wait(20)
+    assert status == 2
+    assert len(server.lines) == 1, server.lines
+    assert server.lines[0].startswith("portside: error: cannot import 'nosuchmodule'")
+
+
+async def test_a_syntax_error_is_one_line_with_where(tmp_path: Path) -> None:
+    write_module(tmp_path, "broken", "def handler(ws)\n    pass\n")
+    server = await start_serve("broken:handler", cwd=tmp_path)
+    assert await server.wait(20) == 2
+    assert len(server.lines) == 1, server.lines
+    assert "syntax error at" in server.lines[0]
+    assert "broken.py:1" in server.lines[0]
+
+
+async def test_a_traceback_with_log_level_debug(tmp_path: Path) -> None:
+    write_module(tmp_path, "raises", "raise RuntimeError('at import')\n")
+    server = await start_serve("raises:handler", "--log-level", "debug", cwd=tmp_path)
+    assert await server.wait(20) == 2
+    assert "Traceback" in server.text()
+    assert "portside: error: importing 'raises' failed: RuntimeError: at import" in server.text()
+
+
+async def test_a_startup_hook_that_raises_stops_with_status_3(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "hooked",
+        """
+        import portside
+
+        async def handler(ws):
+            pass
+
+        app = portside.App(handler)
+
+        @app.on_startup
+        async def connect_database():
+            raise ConnectionRefusedError("database down")
+        """,
+    )
+    server = await start_serve("hooked:app", "--workers", "2", cwd=tmp_path)
+    assert await server.wait(20) == 3
+    assert len(server.lines) == 1, server.lines
+    assert (
+        "startup hook connect_database failed: ConnectionRefusedError: database down"
+        in (server.lines[0])
+    )
+
+
+async def test_five_crashes_within_a_minute_stop_the_server(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "crashy",
+        """
+        import asyncio
+        import os
+        import portside
+
+        async def handler(ws):
+            pass
+
+        app = portside.App(handler)
+
+        @app.on_startup
+        async def crash_soon():
+            asyncio.get_running_loop().call_later(0.3, os._exit, 70)
+        """,
+    )
+    server = await start_serve(
+        "crashy:app", "--workers", "2", "--bind", "127.0.0.1:0", cwd=tmp_path
+    )
+    await server.ready()
+    status = await server.wait(25)
+    assert status == 1
+    assert "5 worker crashes within 60 s (last: worker" in server.text()
+    assert server.text().count("ERROR portside.app: worker") >= 4
+
+
+async def test_a_blocked_worker_is_replaced_after_timeout(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "blocking",
+        """
+        import os
+        import time
+        import portside
+
+        async def handler(ws):
+            await ws.send(str(os.getpid()))
+            if ws.path == "/block":
+                time.sleep(60)
+            async for message in ws:
+                await ws.send(message)
+        """,
+    )
+    async with serving("blocking:handler", "--timeout", "2", cwd=tmp_path) as server:
+        ws = await portside.connect(server.url("/block"))
+        blocked = int(await ws.recv())
+        start = time.monotonic()
+        await server.wait_line(
+            rf"worker {blocked} \(slot 0\): event loop blocked for more than 2 s", timeout=10
+        )
+        waited = time.monotonic() - start
+        assert 1.5 < waited < 5
+        match = await server.wait_line(r"worker (\d+) \(slot 0\) ready", timeout=10)
+        assert int(match.group(1)) != blocked
+        async with portside.connect(server.url()) as fresh:
+            assert int(await fresh.recv()) == int(match.group(1))
+            await fresh.send("alive")
+            assert await fresh.recv() == "alive"
+        await ws.wait_closed()
+        assert ws.close_code == 1006
+
+
+async def test_metrics_total_over_both_workers(app_dir: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with serving(
+        "echoapp:app", "--workers", "2", "--metrics-path", "/metrics", cwd=app_dir
+    ) as server:
+        count = 40
+        pids: collections.Counter[int] = collections.Counter()
+        for index in range(count):
+            async with portside.connect(server.url(), compression=None) as ws:
+                pids[(await greeting(ws))[1]] += 1
+                await ws.send(f"m{index}")
+                assert await ws.recv() == f"m{index}"
+        assert len(pids) == 2  # both workers served some
+        scraped_by = set()
+        for _ in range(10):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = await reader.read()
+            writer.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert b"Content-Type: text/plain; version=" in head
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples
+            }
+            scraped_by.add(head)
+            assert samples[("portside_connections_total", ())] == count
+            assert samples[("portside_close_codes_received_total", (("code", "1000"),))] == count
+            # Each client sent one message; the app sent a greeting and the echo.
+            assert samples[("portside_messages_total", (("direction", "in"),))] == count
+            assert samples[("portside_messages_total", (("direction", "out"),))] == 2 * count
+            assert samples[("portside_bytes_total", (("direction", "in"),))] > 0
+            assert samples[("portside_workers", ())] == 2
+            assert samples[("portside_connections_open", ())] == 0
+
+
+async def test_sigint_twice_stops_now(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "stubborn",
+        """
+        import asyncio
+        import portside
+
+        async def handler(ws):
+            await ws.send("in")
+            await asyncio.Event().wait()  # ignores the Close: returns only when cancelled
+        """,
+    )
+    async with serving("stubborn:handler", "--graceful-timeout", "60", cwd=tmp_path) as server:
+        ws = await portside.connect(server.url())
+        assert await ws.recv() == "in"
+        server.signal(signal.SIGINT)
+        await server.wait_line("stopping: draining 1 worker")
+        await ws.wait_closed()  # the client answered the Close; the handler runs on
+        assert ws.close_code == 1001
+        start = time.monotonic()
+        server.signal(signal.SIGINT)
+        assert await server.wait(10) == 0
+        assert time.monotonic() - start < 5
+
+
+async def test_sigttin_and_sigttou_add_and_remove_a_worker(app_dir: Path) -> None:
+    async with serving("echoapp:app", cwd=app_dir) as server:
+        mark = len(server.lines)
+        server.signal(signal.SIGTTIN)
+        match = await server.wait_line(r"worker (\d+) \(slot 1\) ready", start=mark)
+        added = int(match.group(1))
+        seen = set()
+        while added not in seen:
+            async with portside.connect(server.url(), compression=None) as ws:
+                seen.add((await greeting(ws))[1])
+        mark = len(server.lines)
+        server.signal(signal.SIGTTOU)
+        await server.wait_line(rf"worker {added} \(slot 1\) drained and exited", start=mark)
+        # Only one worker is left: a second SIGTTOU is refused.
+        server.signal(signal.SIGTTOU)
+        await server.wait_line("only one worker left", start=mark)
+
+
+async def test_a_rolling_restart_that_fails_keeps_the_old_workers(app_dir: Path) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        write_module(app_dir, "echoapp", "raise ImportError('half-deployed')\n")
+        mark = len(server.lines)
+        server.signal(signal.SIGHUP)
+        await server.wait_line("failed to start: importing 'echoapp' failed", start=mark)
+        await server.wait_line("rolling restart stopped", start=mark)
+        for _ in range(4):
+            async with portside.connect(server.url(), compression=None) as ws:
+                version, pid = await greeting(ws)
+                assert version == "v1"
+                assert pid in server.pids
+
+
+async def test_worker_max_connections_served_recycles_by_draining(app_dir: Path) -> None:
+    async with serving(
+        "echoapp:app",
+        "--worker-max-connections-served",
+        "3",
+        "--worker-max-connections-served-jitter",
+        "0",
+        cwd=app_dir,
+    ) as server:
+        (first,) = server.pids
+        held = await portside.connect(server.url(), compression=None)
+        assert (await greeting(held))[1] == first
+        for _ in range(2):
+            async with portside.connect(server.url(), compression=None) as ws:
+                await greeting(ws)
+        await server.wait_line(rf"worker {first} \(slot 0\) reached max_connections_served")
+        match = await server.wait_line(
+            r"worker (\d+) \(slot 0\) ready: worker \d+ \(slot 0\) drains"
+        )
+        # The held connection is drained with the restart code; newcomers go to the new worker.
+        await held.wait_closed()
+        assert held.close_code == 1012
+        async with portside.connect(server.url(), compression=None) as ws:
+            assert (await greeting(ws))[1] == int(match.group(1))
+
+
+async def test_reload_on_a_source_change(app_dir: Path) -> None:
+    async with serving("echoapp:app", "--reload", "--app-dir", str(app_dir), cwd=app_dir) as server:
+        await server.wait_line("--reload: (watching|polling)")
+        mark = len(server.lines)
+        write_module(app_dir, "echoapp", ECHO_APP.replace('"v1"', '"v2"'))
+        await server.wait_line("changed: .*echoapp.py: reloading", start=mark)
+        await server.wait_line("rolling restart done", start=mark)
+        async with portside.connect(server.url(), compression=None) as ws:
+            assert (await greeting(ws))[0] == "v2"
+
+
+async def test_sigusr1_reopens_the_log_file(app_dir: Path) -> None:
+    log = app_dir / "portside.log"
+    server = await start_serve(
+        "echoapp:app", "--bind", "127.0.0.1:0", "--log-file", str(log), "--access-log", cwd=app_dir
+    )
+    try:
+        text = await eventually(lambda: "serving" in read(log))
+        port = int(read(log).split("127.0.0.1:")[1].split()[0])
+        log.rename(app_dir / "portside.log.1")
+        server.signal(signal.SIGUSR1)
+        await eventually(log.exists)
+        async with portside.connect(f"ws://127.0.0.1:{port}/after", compression=None) as ws:
+            await greeting(ws)
+        await eventually(lambda: "path=/after" in read(log))
+        assert "path=/after" not in read(app_dir / "portside.log.1")
+        del text
+    finally:
+        await server.close()
