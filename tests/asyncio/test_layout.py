@@ -30,7 +30,7 @@ pytestmark = [
     ),
 ]
 
-Transport = selector_events._SelectorSocketTransport
+Transport: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009 - private
 
 
 CHANGES: dict[str, Any] = {
