@@ -47,6 +47,17 @@ DEBUG_TESTS = [
 ]
 
 
+HYPOTHESIS_PROFILE = """\
+# Written by tools/leaks.py: hypothesis on a debug interpreter.
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "debug-python", suppress_health_check=list(HealthCheck), deadline=None
+)
+settings.load_profile("debug-python")
+"""
+
+
 def pins(*names: str) -> list[str]:
     """The pinned requirements of ``names`` in pyproject.toml (``"pytest==9.2.0"``)."""
     text = (ROOT / "pyproject.toml").read_text()
@@ -106,11 +117,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{options.python} is not a debug build (no sys.gettotalrefcount)")
         return 2
 
+    # A debug interpreter is several times slower: hypothesis' health checks
+    # (input generation too slow) would fail tests that are fine.
+    plugins = directory / "plugins"
+    plugins.mkdir(exist_ok=True)
+    (plugins / "portside_debug_python.py").write_text(HYPOTHESIS_PROFILE)
     env = dict(os.environ, PORTSIDE_LEAK_CHECK="1", PORTSIDE_LEAK_ROUNDS=str(options.rounds))
+    env["PYTHONPATH"] = str(plugins)
     env.pop("PORTSIDE_NO_SPEEDUPS", None)
     env.pop("PORTSIDE_TEST_LOOP", None)
     env.setdefault("PORTSIDE_TEST_TIMEOUT", "300")
-    pytest = [interpreter, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    pytest = [
+        interpreter,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "portside_debug_python",
+    ]
     leaks = "tests/asyncio/test_leaks.py"
     ok = step("leaks, C accelerators", [*pytest, leaks], env, tree)
     ok &= step("leaks, pure Python", [*pytest, leaks], dict(env, PORTSIDE_NO_SPEEDUPS="1"), tree)
