@@ -32,6 +32,20 @@ import variant
 
 ROOT = variant.ROOT
 
+#: Files below 95 % today, held where they are until the tests of their error
+#: and cancellation paths catch up (issue 16): a file's coverage must not drop.
+FLOORS = {
+    "portside/asyncio/_speedups_direct_io.c": 87,
+    "portside/asyncio/_speedups_helpers.c": 88,
+    "portside/asyncio/_speedups_module.c": 77,
+    "portside/asyncio/_speedups_operation.c": 83,
+    "portside/asyncio/_speedups_receive.c": 91,
+    "portside/asyncio/_speedups_selector.c": 84,
+    "portside/asyncio/_speedups_send.c": 86,
+    "portside/asyncio/_speedups_uvloop.c": 74,
+    "portside/asyncio/_speedups_waiter.c": 89,
+}
+
 
 @dataclass
 class FileCoverage:
@@ -130,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             counts.unlink()
         env = dict(os.environ, PYTHONPATH=str(tree))
         env.pop("PORTSIDE_NO_SPEEDUPS", None)
+        # Not the tests marked slow (real server processes, a thousand peers):
+        # they add minutes and few lines of C.
         pytest = [
             sys.executable,
             "-m",
@@ -137,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "-q",
             "-p",
             "no:cacheprovider",
+            "-m",
+            "not slow",
             *shlex.split(options.pytest_args),
         ]
         ok &= step("test suite, C accelerators, asyncio's loop", pytest, env, tree)
@@ -146,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             dict(env, PORTSIDE_TEST_LOOP="uvloop"),
             tree,
         )
-    floors = {name: float(value) for name, _, value in (f.partition("=") for f in options.floor)}
+    floors: dict[str, float] = dict(FLOORS)
+    floors.update(
+        (name, float(value)) for name, _, value in (f.partition("=") for f in options.floor)
+    )
     print(f"\nline coverage of the C files (minimum {options.fail_under:g} % each):")
     for source in c_sources(tree):
         coverage = gcov(tree, objects, source)

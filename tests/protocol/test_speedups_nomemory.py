@@ -11,6 +11,7 @@ of the line coverage that ``make ccoverage`` holds.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -26,15 +27,23 @@ pytestmark = not_under_sanitizer("set_nomemory() hooks CPython's allocators, ASa
 
 def fail_each_allocation(operation: Callable[[], Any], limit: int = 200) -> int:
     """Run ``operation`` with allocation 0, 1, 2... failing; return how many it makes."""
-    for number in range(limit):
-        _testcapi.set_nomemory(number, number + 1)
-        try:
-            operation()
-        except MemoryError:
-            continue
-        finally:
-            _testcapi.remove_mem_hooks()
-        return number
+    # No garbage collection meanwhile: callbacks that others registered in
+    # gc.callbacks would meet the failing allocation instead.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for number in range(limit):
+            _testcapi.set_nomemory(number, number + 1)
+            try:
+                operation()
+            except MemoryError:
+                continue
+            finally:
+                _testcapi.remove_mem_hooks()
+            return number
+    finally:
+        if enabled:
+            gc.enable()
     raise AssertionError(f"{operation} still fails after {limit} allocations")
 
 
