@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     env["PORTSIDE_SANITIZER_REPORTS"] = str(report_dir)
     # Instrumented code runs a few times slower: more time per async test.
     env.setdefault("PORTSIDE_TEST_TIMEOUT", "120")
+    # Not the tests marked slow: real server processes with timing criteria
+    # (a worker replaced within a second...) and a thousand peers, which ASan
+    # makes several times slower; they take the same paths through the C code
+    # as the rest of the suite.
     pytest = [
         python,
         "-m",
@@ -162,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "-q",
         "-p",
         "no:cacheprovider",
+        "-m",
+        "not slow",
         *shlex.split(options.pytest_args),
     ]
     ok = step("test suite, C accelerators, asyncio's loop", pytest, env, tree)

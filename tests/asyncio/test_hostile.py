@@ -268,6 +268,7 @@ async def test_slow_reader_makes_send_wait_within_write_limit(
 
 
 @pytest.mark.slow
+@not_under_sanitizer("ASan keeps freed memory in quarantine: RSS is not the server's")
 async def test_slow_readers_memory_is_bounded() -> None:
     # 1,000 peers that never read, each with a handler sending as fast as it
     # can: each holds write_limit in its transport at most.
@@ -321,6 +322,7 @@ async def test_fast_sender_pauses_reading_at_max_queue() -> None:
 
 
 @pytest.mark.slow
+@not_under_sanitizer("ASan keeps freed memory in quarantine: RSS is not the server's")
 async def test_fast_senders_memory_is_bounded() -> None:
     peers, max_queue, size = 1000, 2, 4000
     async with ServerProcess.run(
@@ -538,6 +540,7 @@ async def deflate_connect(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
 
 
 @pytest.mark.slow
+@not_under_sanitizer("ASan keeps freed memory in quarantine: RSS is not the server's")
 async def test_compression_bomb_fails_with_1009_and_bounded_memory() -> None:
     max_size = 2**20
     async with ServerProcess.run("echo", max_size=max_size) as server:
@@ -563,6 +566,7 @@ async def test_compression_bomb_fails_with_1009_and_bounded_memory() -> None:
 
 
 @pytest.mark.slow
+@not_under_sanitizer("ASan keeps freed memory in quarantine: RSS is not the server's")
 async def test_largest_windows_cost_the_documented_zlib_state() -> None:
     # Clients that allow the largest windows (15 bits): the server inflates with
     # a 32 KiB window each, and compresses with its own (11 bits by default).
