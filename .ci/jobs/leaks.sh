@@ -2,6 +2,6 @@
 # build of the C accelerators; refcounts, memory blocks, tracemalloc and RSS
 # flat over echo, close, abort, cancellation and error paths, C and pure Python;
 # the C code's tests on the debug interpreter.
-# minutes: 6
+# minutes: 7
 set -euo pipefail
 make leaks

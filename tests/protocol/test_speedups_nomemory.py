@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +29,12 @@ pytestmark = not_under_sanitizer("set_nomemory() hooks CPython's allocators, ASa
 def fail_each_allocation(operation: Callable[[], Any], limit: int = 200) -> int:
     """Run ``operation`` with allocation 0, 1, 2... failing; return how many it makes."""
     # No garbage collection meanwhile: callbacks that others registered in
-    # gc.callbacks would meet the failing allocation instead.
+    # gc.callbacks would meet the failing allocation instead. No tracing
+    # either: coverage's C tracer crashes when an allocation of its own fails.
     enabled = gc.isenabled()
     gc.disable()
+    trace = sys.gettrace()
+    sys.settrace(None)
     try:
         for number in range(limit):
             _testcapi.set_nomemory(number, number + 1)
@@ -42,6 +46,7 @@ def fail_each_allocation(operation: Callable[[], Any], limit: int = 200) -> int:
                 _testcapi.remove_mem_hooks()
             return number
     finally:
+        sys.settrace(trace)
         if enabled:
             gc.enable()
     raise AssertionError(f"{operation} still fails after {limit} allocations")
