@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from portside.protocol import speedups as protocol_speedups
 from tests.sanitizer import not_under_sanitizer
 
 _testcapi = pytest.importorskip("_testcapi")
@@ -79,6 +80,13 @@ def test_module_functions() -> None:
     fail_each_allocation(lambda: speedups.parse_frames(big_text, 0, len(big_text), True, 2**20, []))
 
 
+# The reader's tests need Protocol on the C ReaderBase: not with PORTSIDE_NO_SPEEDUPS=1.
+c_reader = pytest.mark.skipif(
+    protocol_speedups.IMPLEMENTATION != "c",
+    reason="Protocol runs on the pure-Python ReaderBase (PORTSIDE_NO_SPEEDUPS=1)",
+)
+
+
 def reader(masked: bool = True, max_size: int = 2**20) -> Any:
     from portside.protocol.connection import CLIENT, SERVER, Protocol
 
@@ -97,6 +105,7 @@ def feed(protocol: Any, data: bytes) -> list[Any]:
     return events
 
 
+@c_reader
 @pytest.mark.parametrize(
     "data",
     [
@@ -113,6 +122,7 @@ def test_reader(data: bytes) -> None:
     fail_each_allocation(lambda: feed(reader(), data))
 
 
+@c_reader
 def test_reader_get_buffer_after_a_cut_frame() -> None:
     protocol = reader()
     feed(protocol, frame(2, b"abcdef")[:5])
@@ -125,6 +135,7 @@ def test_reader_get_buffer_after_a_cut_frame() -> None:
     assert feed(protocol, frame(2, b"abcdef")[5:]) == [b"abcdef"]
 
 
+@c_reader
 def test_reader_buffer_updated_direct_capsule() -> None:
     # The entry point that the asyncio accelerator calls, through its capsule.
     protocol = reader()
@@ -176,6 +187,7 @@ def test_argument_errors() -> None:
         speedups.parse_frames(buffer, 0, 10, True, "100", [])
 
 
+@c_reader
 def test_reader_state_errors() -> None:
     protocol = reader()
     feed(protocol, frame(2, b"abcdef")[:5])  # a tail for the next read
