@@ -48,8 +48,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     funcargs = pyfuncitem.funcargs
     kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
 
+    # A slow test (real processes, a thousand peers...) gets longer.
+    timeout = TEST_TIMEOUT * (8 if pyfuncitem.get_closest_marker("slow") else 1)
+
     async def run() -> Any:
-        return await asyncio.wait_for(pyfuncitem.obj(**kwargs), TEST_TIMEOUT)
+        return await asyncio.wait_for(pyfuncitem.obj(**kwargs), timeout)
 
     loop = loop_factory()()
     try:

@@ -102,6 +102,19 @@ slot_offset(PyObject *type, const char *name, Py_ssize_t *offset, int *is_bool)
     return 0;
 }
 
+/* PyType_FromModuleAndSpec(), with a MemoryError where CPython 3.11's fails on
+   an allocation without an exception set (found by
+   tests/asyncio/test_speedups_nomemory.py): else a SystemError hides it. */
+static PyObject *
+new_type(PyObject *module, PyType_Spec *spec)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, NULL);
+    if (type == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    return type;
+}
+
 /* Find the slots of the protocol classes; leave the types NULL if one is missing. */
 static int
 protocol_slots(speedups_state *st)
@@ -267,17 +280,17 @@ speedups_exec(PyObject *module)
         (st->context_kwnames = PyTuple_Pack(1, st->str_context)) == NULL) {
         return -1;
     }
-    st->waiter_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &waiter_spec, NULL);
+    st->waiter_type = (PyTypeObject *)new_type(module, &waiter_spec);
     if (st->waiter_type == NULL ||
         PyModule_AddObjectRef(module, "Waiter", (PyObject *)st->waiter_type) < 0) {
         return -1;
     }
-    st->operation_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &operation_spec, NULL);
+    st->operation_type = (PyTypeObject *)new_type(module, &operation_spec);
     if (st->operation_type == NULL ||
         PyModule_AddObjectRef(module, "Operation", (PyObject *)st->operation_type) < 0) {
         return -1;
     }
-    if ((type = PyType_FromModuleAndSpec(module, &connection_spec, NULL)) == NULL) {
+    if ((type = new_type(module, &connection_spec)) == NULL) {
         return -1;
     }
     /* The descriptor that the type's buffer_updated is, unless overridden. */

@@ -403,7 +403,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 # The client waits for the server to close, but not forever.
                 self._set_timer(self.close_timeout, self._close_transport)
         else:
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
 
     def _close_transport(self) -> None:
         transport = self.transport
@@ -411,13 +411,22 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext"):
             # The peer could stall the close: data is left to flush, or TLS
             # waits for its close_notify.
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
         else:
             # Nothing to wait for: connection_lost() follows at once.
             self._set_timer(None, None)
 
     def _abort(self) -> None:
         if not self._lost:
+            self.transport.abort()
+
+    def _close_timed_out(self) -> None:
+        """The peer did not finish closing within close_timeout: let go of it."""
+        if not self._lost:
+            self.logger.info(
+                "%s: closing handshake not finished within close_timeout; aborting",
+                self._peer_name(),
+            )
             self.transport.abort()
 
     def _set_timer(self, delay: float | None, callback: Any) -> None:
@@ -650,6 +659,16 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         recv = ConnectionBase.recv
         send = ConnectionBase.send
 
+        def _hook_transport(self) -> bool:
+            # The C accelerator reads and writes on the socket of asyncio's
+            # selector transport itself, when the transport is laid out as it
+            # expects (checked there, attribute by attribute); if not, the
+            # transport's own methods do it, and the change is worth a line.
+            hooked: bool = ConnectionBase._hook_transport(self)
+            if not hooked:
+                _note_transport_not_hooked(self.transport, self.logger)
+            return hooked
+
     # Control frames.
 
     async def ping(self, data: Data | None = None) -> Awaitable[float]:
@@ -805,6 +824,29 @@ def _retyped(message: Fragments, text: bool) -> Fragments:
 
         return encoded()
     return (item.encode() if isinstance(item, str) else item for item in message)
+
+
+_transport_noted = False
+
+
+def _note_transport_not_hooked(transport: object, logger: Any) -> None:
+    """One debug line per process when asyncio's selector transport was refused.
+
+    Other transports (TLS, uvloop's...) are refused by design and say nothing.
+    """
+    global _transport_noted
+    if _transport_noted:
+        return
+    import asyncio.selector_events as selector_events
+    import sys
+
+    if type(transport) is getattr(selector_events, "_SelectorSocketTransport", None):
+        _transport_noted = True
+        logger.debug(
+            "asyncio's selector transport is not laid out as the C accelerator expects "
+            "(Python %s): reads and writes go through its own methods",
+            sys.version.split()[0],
+        )
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -986,6 +986,7 @@ def serve(
             :meth:`asyncio.loop.create_server` (``backlog``, ``start_serving``...).
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+    _tls_handshake_timeout(ssl, kwargs, create_kwargs)
     if reuse_port:
         create_kwargs["reuse_port"] = True
     if sock is not None and (host is not None or port is not None):
@@ -1021,6 +1022,7 @@ def unix_serve(
         **kwargs: The options of :func:`serve`.
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+    _tls_handshake_timeout(ssl, kwargs, create_kwargs)
 
     def listen(
         loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]
@@ -1028,6 +1030,18 @@ def unix_serve(
         return loop.create_unix_server(factory, path, sock=sock, ssl=ssl, **create_kwargs)
 
     return _serve(handler, listen, **kwargs)
+
+
+def _tls_handshake_timeout(ssl: Any, kwargs: dict[str, Any], create_kwargs: dict[str, Any]) -> None:
+    """Bound the TLS handshake by open_timeout, unless ssl_handshake_timeout is given.
+
+    The event loop runs the TLS handshake before the connection exists for
+    portside, so open_timeout alone would not cover a client that never sends
+    its ClientHello, or stalls in the middle: the loop's own default is 60 s.
+    """
+    open_timeout = kwargs.get("open_timeout", 10)
+    if ssl is not None and "ssl_handshake_timeout" not in create_kwargs and open_timeout:
+        create_kwargs["ssl_handshake_timeout"] = open_timeout
 
 
 # Keyword arguments that serve() passes on to loop.create_server().

@@ -746,6 +746,30 @@ def test_new_buffer_bad_size(impl: Speedups) -> None:
         impl.new_buffer("1")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("size", [2**62, 2**63 - 1], ids=["2^62", "2^63-1"])
+def test_new_buffer_out_of_memory(
+    impl: Speedups, size: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A failed PyByteArray_FromStringAndSize(NULL, n) frees a bytearray whose
+    # export count was never set: it holds whatever the memory held before.
+    # Freed just before, 64-byte blocks (the size class of a bytearray) whose
+    # word at the offset of ob_exports is 1 make CPython print "deallocated
+    # bytearray object has exported buffers" every time that path is taken.
+    new_buffer = impl.new_buffer
+    failures = 0
+    for _ in range(20):
+        poison = [bytes(16) + b"\x01" + bytes(7 + extra) for extra in range(8)]
+        del poison
+        try:  # not pytest.raises: it would allocate after the poison is freed
+            new_buffer(size)
+        except MemoryError:
+            failures += 1
+    assert failures == 20
+    captured = capsys.readouterr()
+    assert "exported buffers" not in captured.err
+    assert captured.err == ""
+
+
 # ReaderBase: the receive buffer and the fast path of FrameReader.
 
 PY_READER: type[Any] = _pyspeedups.ReaderBase
