@@ -66,6 +66,7 @@ from .exceptions import (
     TooManyHeaders,
     WebSocketException,
 )
+from .hub import Hub
 from .protocol.client import ClientProtocol
 from .protocol.close import Close, CloseCode
 from .protocol.connection import Protocol, Side
@@ -106,6 +107,7 @@ __all__ = [
     "HeaderLineTooLong",
     "Headers",
     "HeadersLike",
+    "Hub",
     "InvalidHandshake",
     "InvalidHeader",
     "InvalidHeaderFormat",

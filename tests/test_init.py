@@ -41,3 +41,9 @@ def test_websockets_style_names() -> None:
 
 def test_version() -> None:
     assert portside.__version__.count(".") == 2
+
+
+def test_hub() -> None:
+    import portside.hub
+
+    assert portside.Hub is portside.hub.Hub

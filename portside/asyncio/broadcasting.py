@@ -188,7 +188,7 @@ def broadcast(
                 if isinstance(frames, bytes):
                     connection._write_frame(frames)
                 else:
-                    connection.transport.writelines(frames)
+                    connection._writelines(frames)  # see _writelines(): CPython gh-127655
         except Exception as exc:
             error = RuntimeError("failed to write message")
             error.__cause__ = exc
