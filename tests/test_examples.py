@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 import portside
-from tests.programs import free_port, on_port, server_program
+from tests.programs import free_port, http_get, on_port, server_program
 
 ROOT = pathlib.Path(__file__).parent.parent
 SEED = ROOT / "examples" / "seed"
@@ -47,12 +47,7 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0(name: str) -> None:
 async def test_health_check_answers_on_the_websocket_port() -> None:
     async with example("deployment_health_check.py") as (process, port):
         async with portside.connect(f"ws://localhost:{port}/") as ws:
-            reader, writer = await asyncio.open_connection("localhost", port)
-            writer.write(b"GET /health/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            response = await reader.read()
-            writer.close()
-            await writer.wait_closed()
-            head, _, body = response.partition(b"\r\n\r\n")
+            head, body = await http_get(port, "/health/")
             assert head.startswith(b"HTTP/1.1 200 OK\r\n")
             assert body == b"OK\n"
             await ws.send("while checked")

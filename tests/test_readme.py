@@ -15,14 +15,16 @@ import sys
 import pytest
 
 import portside
-from tests.programs import free_port, on_port, server_program
+from tests.programs import free_port, http_get, on_port, server_program
 
 README = pathlib.Path(__file__).parent.parent / "README.md"
 
 # What tells each block apart, and the test that runs it.
 KINDS = {
-    "echo server": "serve_forever()",
+    "echo server": "await server.serve_forever()",
     "client": "portside.connect(",
+    "threading echo server": "from portside.sync.server import serve",
+    "threading client": "from portside.sync.client import connect",
     "health check": "process_request=health_check",
     "graceful shutdown": "add_signal_handler(",
 }
@@ -54,30 +56,29 @@ def test_every_python_block_is_run() -> None:
         block(kind)
 
 
-async def test_echo_server_and_client() -> None:
+@pytest.mark.parametrize(
+    ("server", "client"),
+    [("echo server", "client"), ("threading echo server", "threading client")],
+)
+async def test_echo_server_and_client(server: str, client: str) -> None:
     port = free_port()
-    async with server_program(on_port(block("echo server"), port), port, "echo.py"):
-        client = await asyncio.create_subprocess_exec(
+    async with server_program(on_port(block(server), port), port, "echo.py"):
+        process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            on_port(block("client"), port),
+            on_port(block(client), port),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await client.communicate()
-        assert client.returncode == 0, err.decode()
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
         assert out == b"hello\n"
 
 
 async def test_health_check() -> None:
     port = free_port()
     async with server_program(on_port(block("health check"), port), port, "health.py"):
-        reader, writer = await asyncio.open_connection("localhost", port)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        response = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        head, _, body = response.partition(b"\r\n\r\n")
+        head, body = await http_get(port, "/healthz")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         assert body == b"OK\n"
         async with portside.connect(f"ws://localhost:{port}/") as ws:

@@ -34,11 +34,19 @@ TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
 
 @pytest.mark.parametrize(
     "message",
-    ["hello", "", "☕" * 5000, b"\x00\x01", b"", bytes(range(256)) * 1000],
-    ids=["text", "empty-text", "long-text", "binary", "empty-binary", "long-binary"],
+    [
+        "hello",
+        "",
+        "☕" * 5000,
+        b"\x00\x01",
+        b"",
+        bytes(range(256)) * 1000,
+        bytes(range(256)) * 8192,  # 2 MiB, above the default max_size
+    ],
+    ids=["text", "empty-text", "long-text", "binary", "empty-binary", "long-binary", "2-MiB"],
 )
 def test_messages_both_ways(message: str | bytes) -> None:
-    with pair() as (server, client):
+    with pair(max_size=None, client_max_size=None) as (server, client):
         client.send(message)
         assert server.recv(timeout=TIMEOUT) == message
         server.send(message)
@@ -53,15 +61,6 @@ def test_bytes_like_messages_are_binary() -> None:
         assert server.recv(timeout=TIMEOUT) == b"array"
         assert server.recv(timeout=TIMEOUT) == b"view"
         assert server.recv(timeout=TIMEOUT) == bytes(range(8))
-
-
-def test_large_message_both_ways() -> None:
-    message = bytes(range(256)) * 8192  # 2 MiB
-    with pair(max_size=None, client_max_size=None) as (server, client):
-        client.send(message)
-        assert server.recv(timeout=TIMEOUT) == message
-        server.send(message)
-        assert client.recv(timeout=TIMEOUT) == message
 
 
 def test_text_option_overrides_the_type() -> None:
