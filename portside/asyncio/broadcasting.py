@@ -262,7 +262,9 @@ def _write_own_frame(
             connection._write_frame(_compressed_frame(deflate, opcode, payload, shared))
             return
     # Context takeover (this connection's compressor), or a client (a mask
-    # per frame): the protocol builds the frame.
+    # per frame): the protocol builds the frame, after the write barrier (as
+    # _write_frame() calls it): what that writes is compressed first.
+    connection._before_write()
     send = protocol.send_text if opcode == 0x1 else protocol.send_binary
     connection.transport.writelines(send(payload))
 
