@@ -54,24 +54,69 @@ def server_command(name: str, port: int, workers: int) -> list[str]:
     python = sys.executable
     if name.startswith("portside"):
         return [
-            python, "-m", "portside", "serve", f"{APP}:portside_echo",
-            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--loop", "uvloop",
-            "--compression", "none", "--ping-interval", "none", "--max-size", "none",
-            "--log-level", "warning",
-        ]  # fmt: skip
+            python,
+            "-m",
+            "portside",
+            "serve",
+            f"{APP}:portside_echo",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--compression",
+            "none",
+            "--ping-interval",
+            "none",
+            "--max-size",
+            "none",
+            "--log-level",
+            "warning",
+        ]
     if name == "uvicorn":
         return [
-            python, "-m", "uvicorn", f"{APP}:asgi_echo", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
-            "--ws-per-message-deflate", "false", "--ws-ping-interval", "3600",
-            "--ws-max-size", str(1 << 30), "--log-level", "warning", "--no-access-log",
-        ]  # fmt: skip
+            python,
+            "-m",
+            "uvicorn",
+            f"{APP}:asgi_echo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--ws-per-message-deflate",
+            "false",
+            "--ws-ping-interval",
+            "3600",
+            "--ws-max-size",
+            str(1 << 30),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     if name == "granian":
         return [
-            python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
-            "--log-level", "warning", f"{APP}:asgi_echo",
-        ]  # fmt: skip
+            python,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+            f"{APP}:asgi_echo",
+        ]
     raise ValueError(name)
 
 
@@ -241,7 +286,133 @@ def measure_storm(server: Server, clients: int) -> tuple[float, int]:
         client.wait()
 
 
-ROWS = ("echo", "handshakes", "workers", "storm")
+def measure_instructions(workers: int, duration: float) -> float:
+    """User-space instructions per message in portside's workers, counted by callgrind.
+
+    ``portside serve --workers N`` runs under ``valgrind --tool=callgrind
+    --trace-children=yes``, so each worker is counted; the counters are zeroed
+    when the client's window opens and dumped when it closes, and the workers'
+    totals are added up. Under callgrind the workers, some 50 times slower, are
+    the bottleneck with one worker as with two, so each handles its messages in
+    batches alike: the difference is what the supervisor adds to a worker.
+    """
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        raise RuntimeError("valgrind is not installed")
+    from bench.instructions import total_instructions
+
+    port = free_port()
+    directory = Path(tempfile.mkdtemp(prefix="portside-appgrind-"))
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--trace-children=yes",
+        f"--callgrind-out-file={directory}/callgrind.%p",
+        *server_command("portside", port, workers),
+        "--timeout",
+        "3600",
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    server = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        pids: list[int] = []
+        while len(pids) < workers:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("portside serve under callgrind did not start")
+            time.sleep(0.5)
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5):
+                    pids = [p.pid for p in psutil.Process(server.pid).children()]
+            except OSError:
+                continue
+        # Warm the workers up (first handshakes under callgrind are slow), so that
+        # the load client's handshakes come within its timeout.
+        warm_up(port, 128)
+
+        def control(action: str) -> None:
+            for pid in pids:
+                subprocess.run(["callgrind_control", action, str(pid)], capture_output=True)
+
+        client = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.clients.picows_pingpong",
+                "--url",
+                f"ws://127.0.0.1:{port}/",
+                "--size",
+                "256",
+                "--connections",
+                "64",
+                "--warmup",
+                "5",
+                "--duration",
+                str(duration),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        count = 0
+        for line in client.stdout:
+            event = json.loads(line)
+            if event.get("event") == "window-start":
+                control("--zero")
+            elif event.get("event") == "window-end":
+                control("--dump")
+            elif "count" in event:
+                count = int(event["count"])
+        if client.wait() != 0 or count == 0:
+            raise RuntimeError("the load client failed")
+        total = 0
+        for pid in pids:
+            dumps = sorted(directory.glob(f"callgrind.{pid}.*"))
+            if not dumps:
+                raise RuntimeError(f"no callgrind dump for worker {pid}")
+            total += total_instructions(dumps[0])
+        return total / count
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            try:
+                server.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, 9)
+                server.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def warm_up(port: int, count: int) -> None:
+    """Open ``count`` connections at once, echo a message on each, close them."""
+    import asyncio
+
+    import portside
+
+    async def one() -> None:
+        async with portside.connect(
+            f"ws://127.0.0.1:{port}/", open_timeout=600, close_timeout=600, compression=None
+        ) as ws:
+            await ws.send(b"x" * 256)
+            await ws.recv()
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(one() for _ in range(count)))
+
+    asyncio.run(all_of_them())
+
+
+ROWS = ("echo", "handshakes", "workers", "storm", "instructions")
 CONTENDERS = ("portside", "portside-again", "uvicorn", "granian")
 
 
@@ -274,7 +445,7 @@ def run_rounds(
             else:
                 samples.failures += int(other)
             print(
-                f"  round {index + 1} {key}: {value:,.0f} ({second} {other:.2f})", file=sys.stderr
+                f"  round {index + 1} {key}: {value:,.2f} ({second} {other:.2f})", file=sys.stderr
             )
 
 
@@ -346,6 +517,18 @@ def main() -> int:
                 report["storm"],
                 "failures",
             )
+        if "instructions" in rows:
+            print("instructions: per message in the workers, under callgrind", file=sys.stderr)
+            report["instructions"] = {}
+            for workers in (1, 2):
+                samples = report["instructions"].setdefault(
+                    f"portside --workers {workers}", Samples()
+                )
+                try:
+                    samples.values.append(measure_instructions(workers, max(duration, 3.0)))
+                except Exception as exc:
+                    samples.errors.append(str(exc)[:300])
+                print(f"  --workers {workers}: {samples.values}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted: the rows completed so far", file=sys.stderr)
     finally:
@@ -357,6 +540,34 @@ def main() -> int:
         )
     failed = any(s.errors for r in report.values() for s in r.values())
     return 1 if failed else 0
+
+
+def print_acceptance(report: dict[str, dict[str, Samples]]) -> None:
+    """portside ahead of uvicorn and granian, read against the control band."""
+    lines = []
+    for row in ("echo", "handshakes"):
+        results = report.get(row, {})
+        mine = results.get("portside --workers 2", Samples()).median()
+        again = results.get("portside-again --workers 2", Samples()).median()
+        if not mine or not again:
+            continue
+        # How far two equal servers came apart in this run, either way.
+        band = max(again / mine, mine / again)
+        for peer in ("uvicorn", "granian"):
+            theirs = results.get(f"{peer} --workers 2", Samples()).median()
+            if not theirs:
+                continue
+            ahead = mine / theirs
+            verdict = (
+                "ahead" if ahead > band else ("within the band" if ahead >= 1 / band else "behind")
+            )
+            lines.append(
+                f"{row}: portside / {peer} = {ahead:.2f}x, control band {band:.2f}x: {verdict}"
+            )
+    if lines:
+        print("\nacceptance (portside ahead of both, beyond the control band):")
+        for line in lines:
+            print(f"  {line}")
 
 
 def print_report(report: dict[str, dict[str, Samples]], rounds: int, storm: int) -> None:
@@ -405,6 +616,17 @@ def print_report(report: dict[str, dict[str, Samples]], rounds: int, storm: int)
         print("| --- | --- | --- |")
         for key, samples in storm_rows.items():
             print(f"| {key} | {samples.median() or 0:.2f} | {samples.failures} |")
+
+    print_acceptance(report)
+    counted = report.get("instructions", {})
+    if counted:
+        print("\n| portside, echo 256 B x 64, under callgrind | instructions per message |")
+        print("| --- | --- |")
+        for key, samples in counted.items():
+            print(f"| {key} | {samples.median() or 0:,.0f} |")
+        one = counted.get("portside --workers 1", Samples()).median()
+        two = counted.get("portside --workers 2", Samples()).median()
+        print(f"\n--workers 2 / --workers 1: {ratio(two, one)} (criterion: within 10 %)")
     errors = [(row, key, s.errors) for row, r in report.items() for key, s in r.items() if s.errors]
     for row, key, messages in errors:
         print(f"\n{row} {key}: {len(messages)} failed sample(s): {messages[0]}")

@@ -26,8 +26,14 @@ def frame(
         header = struct.pack("!BBQ", first, mask_bit | 127, n)
     if mask is None:
         return header + payload
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
+    return header + mask + xor(payload, mask)
+
+
+def xor(data: bytes, mask: bytes) -> bytes:
+    """``data`` XOR-ed with the 4-byte ``mask`` repeated (RFC 6455 5.3), as big integers."""
+    n = len(data)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 def client_frame(opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
@@ -61,7 +67,7 @@ def unmask_frames(data: bytes) -> list[tuple[int, int, bytes]]:
         if b1 & 0x80:
             key = data[pos : pos + 4]
             pos += 4
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(data[pos : pos + n]))
+            payload = xor(data[pos : pos + n], key)
         else:
             payload = data[pos : pos + n]
         pos += n

@@ -243,7 +243,19 @@ class AppServer:
                 reason=reason,
                 spread=self.drain_settings.spread,
                 graceful_timeout=self.drain_settings.graceful_timeout,
+                # A client whose handshake was under way gets a Close frame too,
+                # never a 503: no failed handshakes during a rolling restart.
+                finish_handshakes=True,
             )
+
+    async def stopped_accepting(self) -> None:
+        """After :meth:`drain`: return once no server accepts connections any more.
+
+        ``Server.close()`` stops accepting on the loop's next turns; this yields
+        to the loop until it has.
+        """
+        while any(server.is_serving() for server in self.servers):
+            await asyncio.sleep(0)
 
     def stop_now(self) -> None:
         """Cancel the handlers left and close at once (a second Ctrl-C)."""

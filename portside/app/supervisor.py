@@ -74,6 +74,28 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, for this process and its workers.
+
+    Each connection is a file descriptor, and the usual soft limit (1024) is far
+    below what a WebSocket server holds; the hard limit is what the administrator
+    allows (systemd's ``LimitNOFILE=``, ``ulimit -Hn``).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # pragma: no cover - refused by the system
+            logger.warning("could not raise the open files limit from %d", soft)
+        else:
+            logger.debug("open files limit raised from %d to %d", soft, target)
+
+
 def describe_status(status: int) -> str:
     """How a process ended, in words."""
     if status < 0:
@@ -101,6 +123,8 @@ class WorkerHandle:
         self.started_at = loop.time()
         self.last_beat = loop.time()
         self.ready: asyncio.Future[bool] = loop.create_future()
+        # Set when the worker says it stopped accepting (or is gone).
+        self.not_accepting: asyncio.Future[None] = loop.create_future()
         self.exited: asyncio.Future[int] = loop.create_future()
         self.fatal: tuple[int, str] | None = None
         self.kill_reason: str | None = None
@@ -130,8 +154,11 @@ class WorkerHandle:
             self.fatal = (int(message.get("status", EXIT_FAILED)), str(message.get("message")))
         elif event == "recycle":
             self.supervisor.recycle(self, str(message.get("cause", "recycle")))
-        elif event == "draining" and self.state != "gone":
-            self.state = "draining"
+        elif event == "draining":
+            if self.state != "gone":
+                self.state = "draining"
+            if not self.not_accepting.done():
+                self.not_accepting.set_result(None)
 
     def on_eof(self) -> None:
         self.supervisor.reap()
@@ -233,6 +260,7 @@ class Supervisor:
         except BindError as exc:
             print_error(str(exc))
             return EXIT_CONFIG
+        raise_open_files_limit()
         count = config.workers.count
         if count == 0:
             count = (
@@ -394,6 +422,8 @@ class Supervisor:
             self.metrics.workers.set(len(self.workers))
         if not worker.exited.done():
             worker.exited.set_result(status)
+        if not worker.not_accepting.done():
+            worker.not_accepting.set_result(None)
         never_ready = not worker.ready.done()
         if never_ready:
             worker.ready.set_result(False)
@@ -645,6 +675,13 @@ class Supervisor:
                 return False
             if self.metrics is not None:
                 self.metrics.worker_restarts.labels(cause).inc()
-            logger.info("%s ready: %s drains", new, old)
+            logger.info("%s drains, replaced by %s (%s)", old, new, cause)
             old.drain(self.config.workers.restart_close_code)
+            # Once it stopped accepting, new connections go to the new code only.
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(old.not_accepting), self.config.workers.timeout
+                )
+            except asyncio.TimeoutError:
+                logger.warning("%s did not say it stopped accepting", old)
             return True

@@ -193,6 +193,8 @@ class Worker:
             elif action == "reopen_logs":
                 logs.reopen()
             if server.draining and closed is None:
+                # Said once accepting stopped: a rolling restart moves on then.
+                await server.stopped_accepting()
                 self.channel.send("draining")
                 closed = asyncio.ensure_future(server.wait_closed())
         await server.shutdown()

@@ -102,6 +102,19 @@ slot_offset(PyObject *type, const char *name, Py_ssize_t *offset, int *is_bool)
     return 0;
 }
 
+/* PyType_FromModuleAndSpec(), with a MemoryError where CPython 3.11's fails on
+   an allocation without an exception set (found by
+   tests/asyncio/test_speedups_nomemory.py): else a SystemError hides it. */
+static PyObject *
+new_type(PyObject *module, PyType_Spec *spec)
+{
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, NULL);
+    if (type == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    return type;
+}
+
 /* Find the slots of the protocol classes; leave the types NULL if one is missing. */
 static int
 protocol_slots(speedups_state *st)
@@ -267,17 +280,17 @@ speedups_exec(PyObject *module)
         (st->context_kwnames = PyTuple_Pack(1, st->str_context)) == NULL) {
         return -1;
     }
-    st->waiter_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &waiter_spec, NULL);
+    st->waiter_type = (PyTypeObject *)new_type(module, &waiter_spec);
     if (st->waiter_type == NULL ||
         PyModule_AddObjectRef(module, "Waiter", (PyObject *)st->waiter_type) < 0) {
         return -1;
     }
-    st->operation_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &operation_spec, NULL);
+    st->operation_type = (PyTypeObject *)new_type(module, &operation_spec);
     if (st->operation_type == NULL ||
         PyModule_AddObjectRef(module, "Operation", (PyObject *)st->operation_type) < 0) {
         return -1;
     }
-    if ((type = PyType_FromModuleAndSpec(module, &connection_spec, NULL)) == NULL) {
+    if ((type = new_type(module, &connection_spec)) == NULL) {
         return -1;
     }
     /* The descriptor that the type's buffer_updated is, unless overridden. */
@@ -352,9 +365,11 @@ speedups_free(void *module)
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12: per-interpreter GILs, and the slot that allows them. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13: free-threaded builds, and the slot that says the GIL is not needed. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

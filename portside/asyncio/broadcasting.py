@@ -266,7 +266,7 @@ def _write_own_frame(
     # _write_frame() calls it): what that writes is compressed first.
     connection._before_write()
     send = protocol.send_text if opcode == 0x1 else protocol.send_binary
-    connection.transport.writelines(send(payload))
+    connection._writelines(send(payload))  # see _writelines(): CPython gh-127655
 
 
 def _compressed_frame(

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterable
@@ -56,6 +57,16 @@ Sendable = Union[str, BytesLike]
 Fragments = Union[Iterable[Sendable], AsyncIterable[Sendable]]
 
 _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
+
+# CPython gh-127655: on Python 3.12.0 to 3.12.8 and 3.13.0 to 3.13.1, what the
+# selector loop's socket transport cannot send at once in writelines() goes to
+# its buffer without _maybe_pause_protocol(): pause_writing() never comes, and
+# a peer that stops reading would make the buffer grow past write_limit without
+# bound. Fixed in 3.12.9 and 3.13.2. Connection._writelines() makes up for it on
+# the transports of this class (None on other releases).
+_WRITELINES_DOES_NOT_PAUSE: type | None = None
+if (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2):
+    _WRITELINES_DOES_NOT_PAUSE = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
 
 
 def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
@@ -394,7 +405,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 # The client waits for the server to close, but not forever.
                 self._set_timer(self.close_timeout, self._close_transport)
         else:
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
 
     def _close_transport(self) -> None:
         transport = self.transport
@@ -402,13 +413,22 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext"):
             # The peer could stall the close: data is left to flush, or TLS
             # waits for its close_notify.
-            self._set_timer(self.close_timeout, self._abort)
+            self._set_timer(self.close_timeout, self._close_timed_out)
         else:
             # Nothing to wait for: connection_lost() follows at once.
             self._set_timer(None, None)
 
     def _abort(self) -> None:
         if not self._lost:
+            self.transport.abort()
+
+    def _close_timed_out(self) -> None:
+        """The peer did not finish closing within close_timeout: let go of it."""
+        if not self._lost:
+            self.logger.info(
+                "%s: closing handshake not finished within close_timeout; aborting",
+                self._peer_name(),
+            )
             self.transport.abort()
 
     def _set_timer(self, delay: float | None, callback: Any) -> None:
@@ -424,6 +444,12 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         self._lost = True
         self._unhook_transport()
+        if not self.transport.is_closing():
+            # Python 3.10's TLS transport warns that it was never closed (a
+            # ResourceWarning when collected) unless close() is called, even
+            # after the connection is lost, as when the peer closes first; 3.11
+            # marks it closed itself. Other transports are closing by now.
+            self.transport.close()
         protocol = self.protocol
         if not protocol.eof_rcvd:
             protocol.receive_eof()
@@ -495,13 +521,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             return
         else:
             raise TypeError(f"message has an unsupported type: {cls.__name__}")
-        transport = self.transport
         if len(frames) == 1:
-            transport.write(frames[0])
+            self.transport.write(frames[0])
             self.bytes_sent += len(frames[0])
         else:
-            transport.writelines(frames)
-            self.bytes_sent += sum(map(len, frames))
+            self._write_all(frames)  # counts the bytes
         self.messages_sent += 1
         if self._write_paused:
             await self._drain()
@@ -520,7 +544,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             else:
                 data = message.encode() if isinstance(message, str) else message
                 frames = protocol.send_binary(data)
-            self.transport.writelines(frames)
+            self._write_all(frames)
+            self.messages_sent += 1
             if self._write_paused:
                 await self._drain()
             return
@@ -549,9 +574,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                     await self._send_fragment(item, text)
             if protocol._sending:
                 self._before_write()
-                frames = protocol.send_continuation(b"", fin=True)
-                self.transport.writelines(frames)
-                self.bytes_sent += sum(map(len, frames))
+                self._write_all(protocol.send_continuation(b"", fin=True))
                 self.messages_sent += 1
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
@@ -582,15 +605,14 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             frames = protocol.send_text(item, fin=False)
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(frames)
         if self._write_paused:
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
         if frames and not self._lost:
             self._before_write()
-            self.transport.writelines(frames)
+            self._writelines(frames)
             self.bytes_sent += sum(map(len, frames))
 
     def _before_write(self) -> None:
@@ -598,6 +620,25 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         barrier = self._write_barrier
         if barrier is not None:
             barrier()
+
+    def _writelines(self, frames: list[bytes]) -> None:
+        # Every writelines() of a connection, the C accelerator's and
+        # broadcast()'s too, is here: write() pauses the protocol as it should
+        # on every release, writelines() not on all.
+        transport = self.transport
+        transport.writelines(frames)
+        if (
+            _WRITELINES_DOES_NOT_PAUSE is not None
+            and isinstance(transport, _WRITELINES_DOES_NOT_PAUSE)
+            and not self._write_paused
+        ):
+            # CPython gh-127655 (see above): check the buffer ourselves.
+            # Setting the limits again makes the transport compare its buffer
+            # with them and pause us, as writelines() should have; it then
+            # resumes us as the buffer drains.
+            limit = self.write_limit
+            if transport.get_write_buffer_size() > limit:
+                transport.set_write_buffer_limits(limit, limit // 4)
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -635,6 +676,16 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         recv = ConnectionBase.recv
         send = ConnectionBase.send
 
+        def _hook_transport(self) -> bool:
+            # The C accelerator reads and writes on the socket of asyncio's
+            # selector transport itself, when the transport is laid out as it
+            # expects (checked there, attribute by attribute); if not, the
+            # transport's own methods do it, and the change is worth a line.
+            hooked: bool = ConnectionBase._hook_transport(self)
+            if not hooked:
+                _note_transport_not_hooked(self.transport, self.logger)
+            return hooked
+
     # Control frames.
 
     async def ping(self, data: Data | None = None) -> Awaitable[float]:
@@ -666,8 +717,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             raise
         future: asyncio.Future[float] = self.loop.create_future()
         self._pings[payload] = (future, time.monotonic())
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(frames)
         return future
 
     async def pong(self, data: Data = b"") -> None:
@@ -678,9 +728,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
         self._before_write()
-        frames = self.protocol.send_pong(payload)
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(self.protocol.send_pong(payload))
 
     def _on_pong(self, pong: Pong) -> None:
         now = time.monotonic()
@@ -719,9 +767,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
         self._before_write()
-        frames = self.protocol.send_ping(payload)
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(self.protocol.send_ping(payload))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
 
@@ -800,6 +846,29 @@ def _retyped(message: Fragments, text: bool) -> Fragments:
 
         return encoded()
     return (item.encode() if isinstance(item, str) else item for item in message)
+
+
+_transport_noted = False
+
+
+def _note_transport_not_hooked(transport: object, logger: Any) -> None:
+    """One debug line per process when asyncio's selector transport was refused.
+
+    Other transports (TLS, uvloop's...) are refused by design and say nothing.
+    """
+    global _transport_noted
+    if _transport_noted:
+        return
+    import asyncio.selector_events as selector_events
+    import sys
+
+    if type(transport) is getattr(selector_events, "_SelectorSocketTransport", None):
+        _transport_noted = True
+        logger.debug(
+            "asyncio's selector transport is not laid out as the C accelerator expects "
+            "(Python %s): reads and writes go through its own methods",
+            sys.version.split()[0],
+        )
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -238,6 +238,10 @@ class ServerConnection(Connection):
         if rest:
             self.protocol.rest = b""
             self._feed(rest)
+        server = self.server
+        if server.closing and server._finish_handshakes:
+            # Accepted before the server closed: it opens, and closes as the others.
+            self._start_close(server._close_code, server._close_reason)
 
     def _send_response(self, response: Response) -> None:
         self.response = response
@@ -342,7 +346,7 @@ class ServerConnection(Connection):
         """Accept ``request``, or reject it: invalid, or the server is closing."""
         protocol = self.protocol
         server = self.server
-        if server.closing:
+        if server.closing and not server._finish_handshakes:
             return protocol.reject(503, "Server is shutting down.\n")
         if server.max_connections is not None and server._counted >= server.max_connections:
             # Full: refuse the newcomer, leave the open connections alone.
@@ -372,6 +376,8 @@ class ServerConnection(Connection):
         if self._lost:
             return
         if self._handshaking:
+            if self.server._finish_handshakes:
+                return  # it completes, then _opened() closes it
             if self._task is None and self.response is None:
                 # The request is not complete: answer now.
                 self._send_response(self.protocol.reject(503, "Server is shutting down.\n"))
@@ -465,6 +471,9 @@ class Server:
         self._close_reason = ""
         self._deadline: float | None = None
         self._hurry: asyncio.Future[None] | None = None
+        self._finish_handshakes = False
+        self._handshakes_over: asyncio.Future[None] | None = None
+        self._in_handshake: set[ServerConnection] = set()
 
     async def call_process_request(
         self, connection: ServerConnection, request: Request
@@ -483,6 +492,7 @@ class Server:
 
     def _connection_made(self, connection: ServerConnection) -> None:
         self.connections.add(connection)
+        self._in_handshake.add(connection)
         if self.open_timeout is not None:
             self._opening[connection] = self.loop.time() + self.open_timeout
             if self._open_sweep is None:
@@ -492,6 +502,10 @@ class Server:
 
     def _handshake_done(self, connection: ServerConnection) -> None:
         self._opening.pop(connection, None)
+        self._in_handshake.discard(connection)
+        over = self._handshakes_over
+        if over is not None and not self._in_handshake and not over.done():
+            over.set_result(None)  # what close(finish_handshakes=True) waits for
 
     def _sweep(self) -> None:
         """Abort the handshakes that outlived open_timeout; a quarter of it late at most."""
@@ -555,6 +569,7 @@ class Server:
         reason: str = "",
         spread: float = 0.0,
         graceful_timeout: float | None = None,
+        finish_handshakes: bool = False,
     ) -> None:
         """Shut the server down; return at once. :meth:`wait_closed` waits.
 
@@ -587,6 +602,12 @@ class Server:
                 ``close_timeout``, as before this option existed; ``math.inf``:
                 never. Must be longer than ``spread``, or the last Close frames
                 are sent by the cancellation itself.
+            finish_handshakes: Let the opening handshakes in progress complete,
+                then close those connections with ``code`` too, instead of
+                answering them with 503: every client the server accepted sees
+                a WebSocket Close, none a failed handshake (what a rolling
+                restart wants; they are done by ``graceful_timeout`` at the
+                latest, ``open_timeout`` for each).
 
         Raises:
             ValueError: If ``code`` may not be sent in a Close frame, ``reason``
@@ -606,10 +627,11 @@ class Server:
             # Only a nearer deadline changes anything now.
             self.loop.call_soon_threadsafe(self._hurry_up, graceful_timeout)
             return
-        # From now on, handshakes that complete get 503.
+        # From now on, handshakes that complete get 503 (or a Close frame).
         self.closing = True
         self._close_code = code
         self._close_reason = reason
+        self._finish_handshakes = finish_handshakes
         self.loop.call_soon_threadsafe(
             self._start_closing, close_connections, spread, graceful_timeout
         )
@@ -642,6 +664,12 @@ class Server:
             else:
                 for connection in opened:
                     connection._shutdown()
+        if close_connections and self._finish_handshakes and self._in_handshake:
+            # Connections open as their handshakes complete, and _opened()
+            # closes them at once; then they end like the others.
+            self._handshakes_over = self.loop.create_future()
+            await self._until_deadline({self._handshakes_over})
+            self._handshakes_over = None
         # A connection with a handler ends when the handler has returned and
         # the closing handshake is over.
         ends = {
@@ -649,27 +677,14 @@ class Server:
             for connection in self.connections
             if connection._started
         }
-        pending = set(ends)
-        while pending and close_connections:
-            assert self._deadline is not None
-            timeout = self._deadline - self.loop.time()
-            if timeout <= 0:
-                break
-            self._hurry = self.loop.create_future()
-            _, pending = await asyncio.wait(
-                {*pending, self._hurry},
-                timeout=None if math.isinf(timeout) else timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            pending.discard(self._hurry)
-            if not self._hurry.done():
-                self._hurry.cancel()
-        self._hurry = None
+        pending: set[asyncio.Future[Any]] = set(ends)
+        if close_connections:
+            pending = await self._until_deadline(pending)
         if spreading is not None:
             spreading.cancel()
         if close_connections:
             for end in pending:
-                ends[end]._cancel()
+                ends[cast("asyncio.Task[None]", end)]._cancel()
         if ends:
             await asyncio.wait(ends)
         for connection in list(self.connections):
@@ -680,6 +695,25 @@ class Server:
             self._open_sweep = None
         self._opening.clear()
         self._closed.set_result(None)
+
+    async def _until_deadline(self, pending: set[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:
+        """Wait for ``pending`` until the deadline of close() (which may move); the rest."""
+        while pending:
+            assert self._deadline is not None
+            timeout = self._deadline - self.loop.time()
+            if timeout <= 0:
+                break
+            self._hurry = hurry = self.loop.create_future()
+            _, pending = await asyncio.wait(
+                {*pending, hurry},
+                timeout=None if math.isinf(timeout) else timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            pending.discard(hurry)
+            if not hurry.done():
+                hurry.cancel()
+        self._hurry = None
+        return pending
 
     async def _spread_closes(self, connections: list[ServerConnection], spread: float) -> None:
         """Send the Close frames of a drain evenly over ``spread`` seconds."""
@@ -952,6 +986,7 @@ def serve(
             :meth:`asyncio.loop.create_server` (``backlog``, ``start_serving``...).
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+    _tls_handshake_timeout(ssl, kwargs, create_kwargs)
     if reuse_port:
         create_kwargs["reuse_port"] = True
     if sock is not None and (host is not None or port is not None):
@@ -987,6 +1022,7 @@ def unix_serve(
         **kwargs: The options of :func:`serve`.
     """
     create_kwargs = {key: kwargs.pop(key) for key in _CREATE_SERVER_KWARGS if key in kwargs}
+    _tls_handshake_timeout(ssl, kwargs, create_kwargs)
 
     def listen(
         loop: asyncio.AbstractEventLoop, factory: Callable[[], ServerConnection]
@@ -994,6 +1030,18 @@ def unix_serve(
         return loop.create_unix_server(factory, path, sock=sock, ssl=ssl, **create_kwargs)
 
     return _serve(handler, listen, **kwargs)
+
+
+def _tls_handshake_timeout(ssl: Any, kwargs: dict[str, Any], create_kwargs: dict[str, Any]) -> None:
+    """Bound the TLS handshake by open_timeout, unless ssl_handshake_timeout is given.
+
+    The event loop runs the TLS handshake before the connection exists for
+    portside, so open_timeout alone would not cover a client that never sends
+    its ClientHello, or stalls in the middle: the loop's own default is 60 s.
+    """
+    open_timeout = kwargs.get("open_timeout", 10)
+    if ssl is not None and "ssl_handshake_timeout" not in create_kwargs and open_timeout:
+        create_kwargs["ssl_handshake_timeout"] = open_timeout
 
 
 # Keyword arguments that serve() passes on to loop.create_server().

@@ -188,7 +188,7 @@ def fan_out(
                         frames = protocol.send_text(message)
                     else:
                         frames = protocol.send_binary(message)
-                    connection.transport.writelines(frames)
+                    connection._writelines(frames)  # see there: CPython gh-127655
         except Exception as exc:
             # As broadcast(): one connection's failure is not the others'.
             connection.logger.warning("skipped hub messages: failed to write: %r", exc)

@@ -358,6 +358,7 @@ PyDoc_STRVAR(new_buffer_doc,
 static PyObject *
 new_buffer(PyObject *Py_UNUSED(module), PyObject *arg)
 {
+    PyObject *buffer;
     Py_ssize_t size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     if (size == -1 && PyErr_Occurred()) {
         return NULL;
@@ -366,7 +367,17 @@ new_buffer(PyObject *Py_UNUSED(module), PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "negative size");
         return NULL;
     }
-    return PyByteArray_FromStringAndSize(NULL, size);
+    /* Created empty, then resized: when the allocation fails,
+       PyByteArray_FromStringAndSize(NULL, size) frees a half-built bytearray
+       whose export count was never set, and CPython may then report
+       "deallocated bytearray object has exported buffers". An empty bytearray
+       is whole, and a failed resize leaves it so. Growing from empty allocates
+       exactly size + 1 bytes, not zeroed. */
+    buffer = PyByteArray_FromStringAndSize(NULL, 0);
+    if (buffer != NULL && size > 0 && PyByteArray_Resize(buffer, size) < 0) {
+        Py_CLEAR(buffer);
+    }
+    return buffer;
 }
 
 /* Frame parsing (RFC 6455 5.2). */
@@ -591,6 +602,8 @@ typedef struct {
 
 /* ReaderBase: the receive buffer and the fast path of the frame reader. */
 
+/* 3.12 names the member types Py_T_*, in Python.h; before, structmember.h has
+   them as T_*. */
 #if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
 #define Py_T_INT T_INT
@@ -601,7 +614,8 @@ typedef struct {
 #endif
 
 /* Free-threaded builds lock the object for the duration of a method, as the
-   member descriptors do for each access; other builds have the GIL. */
+   member descriptors do for each access; other builds have the GIL. Critical
+   sections, and free-threaded builds, are 3.13's. */
 #if PY_VERSION_HEX < 0x030D0000
 #define Py_BEGIN_CRITICAL_SECTION(op) {
 #define Py_END_CRITICAL_SECTION() }
@@ -1100,6 +1114,12 @@ speedups_exec(PyObject *module)
         return -1;
     }
     if ((type = PyType_FromModuleAndSpec(module, &reader_spec, NULL)) == NULL) {
+        /* CPython 3.11's fails on some allocations without an exception set
+           (found by tests/protocol/test_speedups_nomemory.py): a SystemError
+           would then hide the MemoryError. */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     st->reader_type = (PyTypeObject *)type;
@@ -1151,9 +1171,11 @@ speedups_free(void *module)
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12: per-interpreter GILs, and the slot that allows them. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13: free-threaded builds, and the slot that says the GIL is not needed. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

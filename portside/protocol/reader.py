@@ -10,8 +10,11 @@ thread can share: a read goes straight into it (``get_buffer`` /
 ``buffer_updated``, the shape of :class:`asyncio.BufferedProtocol`), complete
 frames are parsed in place, and only the few bytes of a frame cut by the end of
 the read are kept per connection. A frame too large for the arena gets a buffer
-of exactly its size, so the kernel writes its payload in place. An idle
-connection holds no receive buffer at all.
+of its own, so the kernel writes its payload in place: of its whole size when
+that is at most :data:`BIG_FIRST_MAX`, else of that size, doubled as the bytes
+arrive, so that memory follows what the peer sent, not what its header
+announced. A frame that memory cannot hold fails the connection with 1009. An
+idle connection holds no receive buffer at all.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ from .speedups import parse_frames as _parse_frames
 if TYPE_CHECKING:  # pragma: no cover
     from .deflate import PerMessageDeflate
 
-__all__ = ["Arena", "FrameReader", "Event", "MAX_HEADER_SIZE", "MAX_SIZE_UNLIMITED", "READ_ROOM"]
+__all__ = [
+    "BIG_FIRST_MAX",
+    "Arena",
+    "FrameReader",
+    "Event",
+    "MAX_HEADER_SIZE",
+    "MAX_SIZE_UNLIMITED",
+    "READ_ROOM",
+]
 
 #: Stands for "no limit" in ``max_size`` computations.
 MAX_SIZE_UNLIMITED = 2**63 - 1
@@ -48,6 +59,13 @@ READ_ROOM = 64
 
 # Extra room in the buffer of a frame larger than read_limit.
 _BIG_SLACK = 4096
+
+#: The largest buffer given to a frame when its header arrives: room for a frame
+#: of the default ``max_size`` (1 MiB), its header and the slack above, so that
+#: such frames are read in place, without a copy. A frame announcing more starts
+#: with this much and its buffer doubles each time the bytes received fill it.
+#: The doublings copy what arrived, less than the frame's size in all.
+BIG_FIRST_MAX = 2**20 + MAX_HEADER_SIZE + _BIG_SLACK
 
 Event = Union[str, bytes, object]
 
@@ -96,6 +114,7 @@ class FrameReader(ReaderBase):
     """
 
     __slots__ = (
+        "_big_stop",
         "_big_total",
         "_decoder",
         "_msg_compressed",
@@ -143,6 +162,7 @@ class FrameReader(ReaderBase):
         self._big: bytearray | None = None  # a frame larger than read_limit
         self._big_fill = 0  # bytes of _big received
         self._big_total = 0  # size of the frame in _big
+        self._big_stop = 0  # _big_total, or the size of _big if smaller
         self._pending_total = 0  # size of the cut frame, when its header is known
         self._msg_opcode = 0  # 0: no message in progress; 1: text; 2: binary
         self._msg_compressed = False
@@ -163,16 +183,40 @@ class FrameReader(ReaderBase):
         big = self._big
         assert big is not None
         end = self._big_fill + nbytes
-        if end < self._big_total:
-            self._big_fill = end
-            if self._is_plain_text(big[0]):
-                try:
-                    self._check_cut_text(big, 0, end)
-                except ProtocolError as exc:
-                    self._stop(exc, events)
-            return events
-        self._big = None
-        return self._parse_rest(big, 0, end, events)
+        if end >= self._big_stop:
+            if end >= self._big_total:
+                self._big = None
+                return self._parse_rest(big, 0, end, events)
+            # The bytes received filled the buffer: the next read needs room.
+            try:
+                big = self._grow_big(big, end)
+            except MemoryError:
+                self._stop(self._too_big_for_memory(self._big_total), events)
+                return events
+        self._big_fill = end
+        if self._is_plain_text(big[0]):
+            try:
+                self._check_cut_text(big, 0, end)
+            except ProtocolError as exc:
+                self._stop(exc, events)
+        return events
+
+    def _grow_big(self, big: bytearray, fill: int) -> bytearray:
+        """Replace the full buffer of a frame by one twice as large; return it.
+
+        A new buffer, not ``big`` resized: the event loop may still hold a view
+        of ``big``, which forbids resizing it.
+        """
+        total = self._big_total
+        grown = _new_buffer(min(2 * len(big), total + _BIG_SLACK))
+        memoryview(grown)[:fill] = memoryview(big)[:fill]
+        self._big = grown
+        self._big_stop = min(total, len(grown))
+        return grown
+
+    @staticmethod
+    def _too_big_for_memory(total: int) -> PayloadTooBig:
+        return PayloadTooBig(f"frame of {total} bytes does not fit in memory")
 
     def _parse_rest(self, data: bytearray, pos: int, end: int, events: list[Event]) -> list[Event]:
         try:
@@ -180,19 +224,36 @@ class FrameReader(ReaderBase):
         except ProtocolError as exc:
             self._stop(exc, events)
             return events
+        except MemoryError:
+            # A message that memory cannot hold once unmasked, inflated or
+            # joined: too big, as for max_size.
+            self._stop(PayloadTooBig("message does not fit in memory"), events)
+            return events
         if pos < end and self._reading:
             total = self._pending_total
             if total > len(self._view):
                 # Room for the frame and a little more: a read that does not
                 # fill its buffer tells the event loop the socket is drained,
-                # saving a read() that would only return EAGAIN.
-                big = _new_buffer(total + _BIG_SLACK)
+                # saving a read() that would only return EAGAIN. Not more than
+                # BIG_FIRST_MAX (or twice what came, for a read_limit above
+                # it) until the bytes arrive: the header may lie.
+                size = total + _BIG_SLACK
+                stop = total
+                if size > BIG_FIRST_MAX:
+                    size = min(size, max(BIG_FIRST_MAX, 2 * (end - pos)))
+                    stop = min(total, size)
+                try:
+                    big = _new_buffer(size)
+                except MemoryError:
+                    self._stop(self._too_big_for_memory(total), events)
+                    return events
                 # Memoryview to memoryview: one copy. Assigning to a slice of
                 # the bytearray itself would copy the data into a temporary first.
                 memoryview(big)[: end - pos] = memoryview(data)[pos:end]
                 self._big = big
                 self._big_fill = end - pos
                 self._big_total = total
+                self._big_stop = stop
             else:
                 self._tail = bytes(memoryview(data)[pos:end])
         return events

@@ -16,7 +16,7 @@ from pathlib import Path
 import portside
 
 READY = re.compile(
-    r"serving \S+ on (?:\S+ )*?127\.0\.0\.1:(\d+)\S* with (\d+) workers? \(pids ([\d, ]+)\)"
+    r"serving \S+ on .*?127\.0\.0\.1:(\d+).*? with (\d+) workers? \(pids ([\d, ]+)\)"
 )
 
 # A module for the tests: each connection is told which process serves it, then

@@ -362,3 +362,19 @@ def test_worker_helpers() -> None:
     assert beat_interval(30) == 1.0
     assert beat_interval(2) == 0.5
     assert 1 < rss_mib() < 10_000
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from portside.app.supervisor import raise_open_files_limit
+
+    calls: list[tuple[int, tuple[int, int]]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 65536))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append((which, limits)))
+    raise_open_files_limit()
+    assert calls == [(resource.RLIMIT_NOFILE, (65536, 65536))]
+    calls.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (65536, 65536))
+    raise_open_files_limit()
+    assert calls == []

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from portside.asyncio.allocator import tune_allocator
+from tests.sanitizer import not_under_sanitizer
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc")
 
@@ -51,6 +52,7 @@ def probe(mode: str, **env: str) -> dict[str, object]:
 
 
 @glibc_only
+@not_under_sanitizer("ASan's allocator replaces glibc's, which mallopt() tunes")
 def test_tuning_stops_page_faults_on_message_batches() -> None:
     plain = probe("plain")
     tuned = probe("tune")

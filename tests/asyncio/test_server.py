@@ -26,7 +26,7 @@ from portside.asyncio.server import (
     process_request_is_legacy,
 )
 from tests.asyncio.helpers import RawClient, echo, running, url
-from tests.framing import client_frame
+from tests.framing import client_frame, close_payload
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
 
@@ -762,6 +762,42 @@ async def test_close_rejects_codes_that_cannot_be_sent() -> None:
         with pytest.raises(ValueError, match="graceful_timeout must be >= 0"):
             server.close(graceful_timeout=-1)
         assert not server.closing
+
+
+async def test_close_can_let_handshakes_in_progress_complete() -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_check(connection: Any, request: Any) -> None:
+        if request.path == "/slow":
+            entered.set()
+            await release.wait()
+
+    server = await portside.serve(
+        echo, "127.0.0.1", 0, process_request=slow_check, ping_interval=None
+    )
+    # Two handshakes in progress: one in process_request, one not even read whole.
+    connecting = asyncio.ensure_future(portside.connect(url(server, "/slow")))
+    partial = await RawClient.connect(server, handshake=False)
+    partial.send(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+    await entered.wait()
+    server.close(code=1012, finish_handshakes=True)
+    await asyncio.sleep(0)
+    release.set()
+    partial.send(
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    ws = await connecting  # a 101, not a 503...
+    await ws.wait_closed()
+    assert ws.close_code == 1012  # ...then the drain's Close frame
+    head = await partial.reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols")
+    assert await partial.reader.readexactly(4) == b"\x88\x02\x03\xf4"  # Close, 1012
+    partial.send(client_frame(0x8, close_payload(1012)))
+    assert await partial.reader.read() == b""  # the server closes TCP
+    await partial.close()
+    await server.wait_closed()
 
 
 async def test_closing_is_set_before_the_server_stops_accepting() -> None:

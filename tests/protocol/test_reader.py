@@ -8,9 +8,10 @@ import pytest
 
 from portside.exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from portside.protocol import CLIENT, SERVER, Arena, Close, Ping, Pong, Protocol
+from portside.protocol import reader as reader_module
 from portside.protocol.deflate import PerMessageDeflate
 from portside.protocol.events import Fragment
-from portside.protocol.reader import READ_ROOM, Event
+from portside.protocol.reader import BIG_FIRST_MAX, READ_ROOM, Event
 from tests.framing import client_frame, close_payload, server_frame
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -272,6 +273,157 @@ def test_frame_larger_than_read_limit_gets_its_own_buffer() -> None:
         events += protocol.buffer_updated(n)
     assert events == [payload, "next"]
     assert len(arena.buffer) == 256 + READ_ROOM, "the shared arena must not grow for one big frame"
+
+
+# A frame's announced length is a claim: memory follows the bytes that came.
+
+
+def announce(length: int, payload: bytes = b"", opcode: int = BINARY) -> bytes:
+    """The header of a masked frame announcing ``length`` bytes, then ``payload``."""
+    return client_frame(opcode, payload, length=length)[: 14 + len(payload)]
+
+
+@pytest.mark.parametrize("length", [3 * 2**30, 2**62, 2**63 - 1], ids=["3GiB", "2^62", "2^63-1"])
+def test_announced_length_is_not_allocated_up_front(length: int) -> None:
+    protocol = server(max_size=None)
+    assert protocol.receive_data(announce(length, b"abc")) == []
+    assert protocol._big is not None, "the frame is larger than read_limit: it gets its own buffer"
+    # Sizes only in assertions: pytest would print a buffer of gigabytes.
+    size = len(protocol._big)
+    assert size <= BIG_FIRST_MAX, f"{size} bytes allocated for 3 bytes received"
+    assert protocol._big_fill == 14 + 3  # the header, then the payload
+
+
+def test_frame_up_to_big_first_max_gets_its_whole_buffer_at_once() -> None:
+    # The frames of the default max_size are read in place, without a copy.
+    protocol = server(max_size=None)
+    length = 2**20
+    assert protocol.receive_data(announce(length, b"abc")) == []
+    big = protocol._big
+    assert big is not None
+    size = len(big)
+    assert size > length + 14
+    for _ in range(3):
+        buffer = protocol.get_buffer()
+        buffer[:1000] = bytes(1000)
+        assert protocol.buffer_updated(1000) == []
+        assert protocol._big is big, "no copy"
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
+@pytest.mark.parametrize("chunk", [65_536, 1_000_003], ids=["64KiB-reads", "1MB-reads"])
+def test_buffer_of_a_large_frame_grows_as_its_bytes_arrive(masked: bool, chunk: int) -> None:
+    protocol = server(max_size=None) if masked else client(max_size=None)
+    make = client_frame if masked else server_frame
+    payload = bytes(range(251)) * 40_000  # 10 MB: three doublings past BIG_FIRST_MAX
+    data = make(BINARY, payload) + make(TEXT, b"next")
+    events: list[Event] = []
+    received = 0
+    sizes = set()
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer()
+        n = min(len(buffer), len(view), chunk)
+        buffer[:n] = view[:n]
+        view = view[n:]
+        received += n
+        events += protocol.buffer_updated(n)
+        if protocol._big is not None:
+            size = len(protocol._big)
+            sizes.add(size)
+            # Never more than twice what came, past the first allocation.
+            assert size <= max(BIG_FIRST_MAX, 2 * received)
+    assert events == [payload, "next"]
+    assert len(sizes) >= 4, sorted(sizes)
+
+
+def test_text_in_a_growing_buffer_is_validated_as_it_arrives() -> None:
+    protocol = server(max_size=None)
+    payload = "é".encode() * 2**20 + b"\xff" + bytes(2**20)  # invalid after 2 MiB
+    frame = client_frame(TEXT, payload)
+    events: list[Event] = []
+    fed = 0
+    while not events:
+        events = protocol.receive_data(frame[fed : fed + 2**16])
+        fed += 2**16
+    assert error_of(events).code == 1007
+    assert fed < 2**21 + 2**17, "failed fast, not at the end of the frame"
+    assert protocol._big is None
+
+
+def test_text_reassembled_across_growth() -> None:
+    protocol = server(max_size=None)
+    text = "é☕x" * 700_000  # 4.2 MB of UTF-8, cut inside characters
+    frame = client_frame(TEXT, text.encode())
+    events: list[Event] = []
+    for start in range(0, len(frame), 99_999):
+        events += protocol.receive_data(frame[start : start + 99_999])
+    assert events == [text]
+
+
+def test_read_limit_above_big_first_max() -> None:
+    # A read may bring more than BIG_FIRST_MAX: the frame's buffer holds it.
+    protocol = server(max_size=None, read_limit=3 * 2**20)
+    payload = bytes(range(256)) * 2**15  # 8 MiB
+    frame = client_frame(BINARY, payload)
+    events: list[Event] = []
+    for start in range(0, len(frame), 3 * 2**20):
+        events += protocol.receive_data(frame[start : start + 3 * 2**20])
+    assert events == [payload]
+
+
+class OutOfMemory:
+    """A stand-in for new_buffer that fails from ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sizes: list[int] = []
+
+    def __call__(self, size: int, /) -> bytearray:
+        self.sizes.append(size)
+        if size >= self.limit:
+            raise MemoryError
+        return bytearray(size)
+
+
+def test_frame_that_memory_cannot_hold_fails_with_1009(monkeypatch: pytest.MonkeyPatch) -> None:
+    allocator = OutOfMemory(8 * 2**20)
+    monkeypatch.setattr(reader_module, "_new_buffer", allocator)
+    protocol = server(max_size=None)
+    frame = announce(2**62)
+    events: list[Event] = protocol.receive_data(frame)
+    chunk = bytes(2**20)
+    while not events:
+        events = protocol.receive_data(chunk)
+    error = error_of(events)
+    assert isinstance(error, PayloadTooBig)
+    assert error.code == 1009
+    assert str(error) == f"frame of {2**62 + 14} bytes does not fit in memory"
+    assert allocator.sizes[-1] >= 8 * 2**20
+    # The reader stopped and let go of the frame's buffer.
+    assert protocol._big is None
+    assert protocol.receive_data(chunk) == []
+
+
+def test_first_buffer_that_memory_cannot_hold_fails_with_1009(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reader_module, "_new_buffer", OutOfMemory(0))
+    protocol = server(max_size=None)
+    error = error_of(protocol.receive_data(announce(2**40, b"x")))
+    assert (error.code, str(error)) == (1009, f"frame of {2**40 + 14} bytes does not fit in memory")
+
+
+def test_message_that_memory_cannot_hold_fails_with_1009(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The frame fits, the message it completes does not: joined, it is too big.
+    def join_fails(self: Protocol, *args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(Protocol, "_on_data", join_fails)
+    protocol = server(max_size=None)
+    data = client_frame(BINARY, b"ab", fin=False) + client_frame(CONT, b"cd")
+    error = error_of(protocol.receive_data(data))
+    assert (error.code, str(error)) == (1009, "message does not fit in memory")
 
 
 def test_get_buffer_continues_after_a_cut_frame() -> None:

@@ -1,0 +1,1 @@
+"""Differential fuzzing of portside's parsers (see fuzzing/README.md)."""
