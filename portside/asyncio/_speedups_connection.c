@@ -222,17 +222,30 @@ call_write_barrier(ConnectionObject *conn)
 static PyObject *
 connection_get_write_barrier(ConnectionObject *self, void *Py_UNUSED(closure))
 {
-    return Py_NewRef(self->write_barrier != NULL ? self->write_barrier : Py_None);
+    PyObject *barrier;
+
+    /* Locked on free-threaded builds, as a member descriptor's access is. */
+    Py_BEGIN_CRITICAL_SECTION(self);
+    barrier = Py_NewRef(self->write_barrier != NULL ? self->write_barrier : Py_None);
+    Py_END_CRITICAL_SECTION();
+    return barrier;
 }
 
 static int
 connection_set_write_barrier(ConnectionObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
+    PyObject *old;
+
     if (value == NULL) {
         PyErr_SetString(PyExc_TypeError, "cannot delete _write_barrier: set it to None");
         return -1;
     }
-    Py_XSETREF(self->write_barrier, value == Py_None ? NULL : Py_NewRef(value));
+    Py_BEGIN_CRITICAL_SECTION(self);
+    old = self->write_barrier;
+    self->write_barrier = value == Py_None ? NULL : Py_NewRef(value);
+    Py_END_CRITICAL_SECTION();
+    /* Released unlocked: its finalizer may run any code. */
+    Py_XDECREF(old);
     return 0;
 }
 

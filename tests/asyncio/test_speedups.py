@@ -647,6 +647,31 @@ def test_a_write_barrier_may_replace_itself(base: type[Any]) -> None:
     assert log == [("barrier",), ("write", b"one"), ("write", b"two")]
 
 
+def test_write_barrier_does_not_leak_references(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+    frame = b"frame" + bytes(10)
+
+    def barrier() -> None:
+        log.clear()
+
+    def failing() -> None:
+        raise ValueError("barrier")
+
+    refs = [sys.getrefcount(x) for x in (frame, barrier, failing)]
+    for _ in range(50):
+        connection._write_barrier = barrier
+        connection._write_frame(frame)
+        assert connection._write_barrier is barrier
+        connection._write_barrier = failing
+        with pytest.raises(ValueError, match="barrier"):
+            connection._write_frame(frame)
+        connection._write_barrier = None
+    log.clear()
+    assert [sys.getrefcount(x) for x in (frame, barrier, failing)] == refs
+
+
 @needs_c
 def test_c_write_barrier_cannot_be_deleted() -> None:
     """Set it to None instead; the twin's slot can be deleted (portside never does)."""
