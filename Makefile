@@ -82,9 +82,9 @@ pytest: $(STAMP)
 pytest-pure: $(STAMP)
 	PORTSIDE_NO_SPEEDUPS=1 $(BIN)/python -m pytest --cov --cov-append --cov-report= -q -m "not slow"
 
-# ...and the asyncio layer on uvloop.
+# ...and the asyncio layer on uvloop, with the hub's writes on its connections.
 pytest-uvloop: $(STAMP)
-	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/asyncio tests/test_examples.py -q -m "not slow"
+	PORTSIDE_TEST_LOOP=uvloop $(BIN)/python -m pytest tests/asyncio tests/hub/test_fanout.py tests/test_examples.py -q -m "not slow"
 
 coverage: $(STAMP)
 	$(BIN)/coverage report --include='portside/protocol/*' --fail-under=95

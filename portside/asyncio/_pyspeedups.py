@@ -26,6 +26,14 @@ class ConnectionBase:
     ``recv()`` (or ``None``), ``_handshaking`` whether received bytes belong to
     the opening handshake. The other slots are the connection's, kept here so
     that the C twin's ``recv()`` and ``send()`` read them without a lookup.
+
+    ``_write_barrier`` is ``None`` or a callable without arguments that every
+    write to the transport calls first: ``send()``, ``ping()``, ``pong()``,
+    ``close()``, ``_write_frame()`` (:func:`~portside.broadcast`), the keepalive
+    ping and ``_write_all()``. The pub/sub hub (:mod:`portside.hub`) makes it write
+    the frames it deferred for the connection, so that they go out before
+    anything written after them. It must not raise; if it does, the write raises
+    the exception and writes nothing. It may be called more than once per write.
     """
 
     __slots__ = (
@@ -35,6 +43,7 @@ class ConnectionBase:
         "_pending_error",
         "_reading_paused",
         "_waiter",
+        "_write_barrier",
         "_write_paused",
         "bytes_received",
         "bytes_sent",
@@ -60,6 +69,7 @@ class ConnectionBase:
     _fragmenting: Any
     _reading_paused: bool
     _write_paused: bool
+    _write_barrier: Any
     #: Traffic since the opening handshake, for access logs and metrics: data
     #: messages, and bytes of frames as on the wire (control frames included).
     messages_received: int
@@ -74,6 +84,8 @@ class ConnectionBase:
         self = super().__new__(cls)
         self.messages_received = self.messages_sent = 0
         self.bytes_received = self.bytes_sent = 0
+        # None, as the C twin's reads while it holds no barrier.
+        self._write_barrier = None
         return self
 
     def __anext__(self) -> Any:
@@ -127,6 +139,9 @@ class ConnectionBase:
         """
         if frame.__class__ is not bytes:
             raise TypeError(f"_write_frame() takes bytes, not {type(frame).__name__}")
+        barrier = self._write_barrier
+        if barrier is not None:
+            barrier()
         self.transport.write(frame)
 
     def _hook_transport(self) -> bool:

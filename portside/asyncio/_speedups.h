@@ -206,6 +206,7 @@ typedef struct {
     long long messages_sent;     /* messages_sent: data messages sent */
     long long bytes_received;    /* bytes_received: bytes read after the handshake */
     long long bytes_sent;        /* bytes_sent: bytes of frames written after it */
+    PyObject *write_barrier; /* _write_barrier: called before each write, NULL for None */
 } ConnectionObject;
 
 /* A message of size bytes of frames sent by a fast path. */
@@ -214,6 +215,19 @@ count_sent(ConnectionObject *conn, Py_ssize_t size)
 {
     conn->messages_sent++;
     conn->bytes_sent += size;
+}
+
+/* Call conn's _write_barrier, when it has one, before it writes anything: the
+   pub/sub hub writes what it deferred for the connection first. 0, or -1 when
+   the barrier raised. The entry points that write call it (send()'s fast path,
+   _write_frame()); write_frame() and the functions under it do not. The call
+   is in _speedups_connection.c. */
+int call_write_barrier(ConnectionObject *conn);
+
+static inline int
+run_write_barrier(ConnectionObject *conn)
+{
+    return conn->write_barrier == NULL ? 0 : call_write_barrier(conn);
 }
 
 /* ConnectionObject.direct_io: what the connection does on the socket itself. */

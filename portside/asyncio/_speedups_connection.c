@@ -65,6 +65,7 @@ connection_traverse(ConnectionObject *self, visitproc visit, void *arg)
     Py_VISIT(self->messages);
     Py_VISIT(self->pending_error);
     Py_VISIT(self->fragmenting);
+    Py_VISIT(self->write_barrier);
     return 0;
 }
 
@@ -86,6 +87,7 @@ connection_clear(ConnectionObject *self)
     Py_CLEAR(self->messages);
     Py_CLEAR(self->pending_error);
     Py_CLEAR(self->fragmenting);
+    Py_CLEAR(self->write_barrier);
     return 0;
 }
 
@@ -200,11 +202,65 @@ connection_get_direct_io(ConnectionObject *self, void *Py_UNUSED(closure))
     return PyLong_FromLong(self->direct_io);
 }
 
-/* Not a slot of the Python twin, which has a class attribute: 0. */
+int
+call_write_barrier(ConnectionObject *conn)
+{
+    /* The barrier may replace itself: hold it for the call. */
+    PyObject *barrier = Py_NewRef(conn->write_barrier);
+    PyObject *result = PyObject_CallNoArgs(barrier);
+
+    Py_DECREF(barrier);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* None when unset, so that the fast paths test one pointer: a slot of the twin,
+   which __new__ sets to None. */
+static PyObject *
+connection_get_write_barrier(ConnectionObject *self, void *Py_UNUSED(closure))
+{
+    PyObject *barrier;
+
+    /* Locked on free-threaded builds, as a member descriptor's access is. */
+    Py_BEGIN_CRITICAL_SECTION(self);
+    barrier = Py_NewRef(self->write_barrier != NULL ? self->write_barrier : Py_None);
+    Py_END_CRITICAL_SECTION();
+    return barrier;
+}
+
+static int
+connection_set_write_barrier(ConnectionObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    PyObject *old;
+
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cannot delete _write_barrier: set it to None");
+        return -1;
+    }
+    Py_BEGIN_CRITICAL_SECTION(self);
+    old = self->write_barrier;
+    self->write_barrier = value == Py_None ? NULL : Py_NewRef(value);
+    Py_END_CRITICAL_SECTION();
+    /* Released unlocked: its finalizer may run any code. */
+    Py_XDECREF(old);
+    return 0;
+}
+
 static PyGetSetDef connection_getset[] = {
+    /* Not a slot of the Python twin, which has a class attribute: 0. */
     {"_direct_io", (getter)connection_get_direct_io, NULL,
      "0; 1 when reading and writing on the socket itself (asyncio's selector\n"
      "transport), 2 when writing only (uvloop's): see _hook_transport().",
+     NULL},
+    {"_write_barrier", (getter)connection_get_write_barrier,
+     (setter)connection_set_write_barrier,
+     "None, or a callable without arguments that every write to the transport\n"
+     "calls first (send(), ping(), close(), _write_frame()...): the pub/sub hub\n"
+     "writes what it deferred for the connection then. It must not raise; if it\n"
+     "does, the write raises the exception and writes nothing.",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -175,8 +175,8 @@ connection_unhook_transport(ConnectionObject *self, PyTypeObject *defining_class
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
 
-/* _write_frame(frame): write_frame() for Python callers; broadcast() writes
-   with it. */
+/* _write_frame(frame): write_frame() for Python callers, after the write
+   barrier; broadcast() writes with it. */
 PyObject *
 connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
                        PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -190,6 +190,9 @@ connection_write_frame(ConnectionObject *self, PyTypeObject *defining_class,
     if (!PyBytes_CheckExact(args[0])) {
         PyErr_Format(PyExc_TypeError, "_write_frame() takes bytes, not %.200s",
                      Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (run_write_barrier(self) < 0) {
         return NULL;
     }
     if (self->transport == NULL) {

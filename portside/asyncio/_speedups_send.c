@@ -107,6 +107,11 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     unsigned char first;
     int ok, rc;
 
+    /* First, as the Python send() calls it before framing: what it writes may
+       change what follows. */
+    if (run_write_barrier(conn) < 0) {
+        return -1;
+    }
     if (conn->fragmenting != Py_None || conn->transport == NULL || conn->protocol == NULL) {
         return 0;
     }

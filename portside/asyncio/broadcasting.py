@@ -184,6 +184,10 @@ def broadcast(
                 # (the C accelerator), else transport.write().
                 connection._write_frame(frame)
             else:
+                # The write barrier first (as _write_frame() calls it): what it
+                # writes may be compressed with this connection's context, which
+                # must see the messages in the order of the wire.
+                connection._before_write()
                 frames = encoded.frames_for(protocol)
                 if isinstance(frames, bytes):
                     connection._write_frame(frames)

@@ -345,6 +345,8 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
         protocol = self.protocol
         if protocol.state is CLOSED and protocol.close_sent is not None:
             return
+        if protocol.state is OPEN:
+            self._before_write()
         self._write_all(protocol.fail(code, reason))
         self._wake_receiver()
         self._closing_handshake_done()
@@ -460,6 +462,11 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
             return
         if self._fragmenting is not None:
             await self._wait_fragmented()
+        # Before framing: what the barrier writes may be compressed with the
+        # same context, which must see the messages in the order of the wire.
+        barrier = self._write_barrier
+        if barrier is not None:
+            barrier()
         cls = message.__class__
         protocol = self.protocol
         if cls is str:
@@ -494,6 +501,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
             await self._wait_fragmented()
         protocol = self.protocol
         if isinstance(message, (str, bytes, bytearray, memoryview)):
+            self._before_write()
             if text:
                 frames = protocol.send_text(message)
             else:
@@ -528,6 +536,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
                 for item in message:
                     await self._send_fragment(item, text)
             if protocol._sending:
+                self._before_write()
                 self._write_all(protocol.send_continuation(b"", fin=True))
                 self.messages_sent += 1
         except BaseException:
@@ -552,6 +561,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
         sending = protocol._sending
         if sending and (sending == 1) != text:
             raise TypeError("fragments must all be str or all be bytes-like")
+        self._before_write()
         if sending:
             frames = protocol.send_continuation(item, fin=False)
         elif text:
@@ -564,8 +574,15 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
 
     def _write_all(self, frames: list[bytes]) -> None:
         if frames and not self._lost:
+            self._before_write()
             self._writelines(frames)
             self.bytes_sent += sum(map(len, frames))
+
+    def _before_write(self) -> None:
+        """Call the write barrier, if any (see ``ConnectionBase``), before framing."""
+        barrier = self._write_barrier
+        if barrier is not None:
+            barrier()
 
     def _writelines(self, frames: list[bytes]) -> None:
         # Every writelines() of a connection, the C accelerator's and
@@ -654,6 +671,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
                 payload = os.urandom(4)  # pragma: no cover - 1 in 4 billion
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._before_write()
         try:
             frames = self.protocol.send_ping(payload)
         except ValueError as exc:
@@ -672,6 +690,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
             ConnectionClosed: If the connection is closing or closed.
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._before_write()
         self._write_all(self.protocol.send_pong(payload))
 
     def _on_pong(self, pong: Pong) -> None:
@@ -710,6 +729,7 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
         future.add_done_callback(_consume_exception)
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
+        self._before_write()
         self._write_all(self.protocol.send_ping(payload))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
@@ -743,6 +763,8 @@ class Connection(ConnectionBase, ConnectionProperties, asyncio.BufferedProtocol)
                 # sense of what follows, so fail rather than close.
                 self._fail(1011, "close() interrupted a fragmented message")
                 return
+            # Before the Close frame: nothing may follow it (RFC 6455 5.5.1).
+            self._before_write()
             self._write_all(protocol.send_close(code, reason))
             self._closing_handshake_done()
         elif protocol.state is CONNECTING:

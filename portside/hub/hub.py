@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import importlib.util
 import logging
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from .backends.base import Backend, History
 from .backends.memory import MemoryBackend
 from .envelope import Payload, TopicEnvelope, gap_frame, subscribed_frame
 from .errors import BackendUnavailable, HubClosed, HubError
-from .fanout import fan_out, writable
+from .fanout import Flusher, flusher_for, writable
 from .gap import Gap, GapReason
 from .metrics import HubMetrics
 from .sequence import DUPLICATE, NEXT, Missing, Position, Sequence
@@ -53,6 +54,11 @@ LAG_SWEEP_INTERVAL = 0.5
 RETRY_DELAY = 0.1
 
 _RESYNC = object()  # a pending item that is a head position, not a message
+
+# A frame waiting in a topic's outbox: its number in the order frames were made
+# (over all topics), the frame, and what it stands for (a message's position, or
+# the range a gap notice tells).
+_Outgoing = tuple[int, Payload, Union[Position, None], Union[Missing, None], GapReason]
 
 
 class _Lag:
@@ -119,8 +125,9 @@ class _Topic:
         self.lagging: dict[Connection, _Lag] = {}
         self.joining: dict[Connection, _Join] = {}
         # Frames for the live subscribers, written together at the end of the
-        # event loop's iteration: one write per subscriber for a burst.
-        self.outbox: list[tuple[Payload, Position | None, Missing | None, GapReason]] = []
+        # event loop's iteration (or before, at a subscriber's write barrier):
+        # one write per subscriber for a burst.
+        self.outbox: list[_Outgoing] = []
         # A recovery from history is under way: what arrives meanwhile waits.
         self.recovering: asyncio.Task[None] | None = None
         self.pending: collections.deque[tuple[Position, Any]] = collections.deque()
@@ -155,6 +162,10 @@ class Hub:
     ``async with Hub(...) as hub:`` starts it and closes it; so do
     :meth:`start` and :meth:`close`. It also starts on first use.
     """
+
+    # The event loop's (set when the hub starts): it runs the deferred writes,
+    # and is the write barrier of the subscribers' connections.
+    _flusher: Flusher
 
     def __init__(
         self,
@@ -197,8 +208,13 @@ class Hub:
         self._available: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lag_sweep: asyncio.TimerHandle | None = None
+        # Topics whose outbox holds frames, in the order they got the first.
         self._to_flush: list[_Topic] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_scheduled = False
+        self._made = 0  # frames made for outboxes: their order
+        # Connections subscribed to several topics: their frames from several
+        # outboxes are merged in the order they were made.
+        self._multi: set[Connection] = set()
 
     # Lifecycle.
 
@@ -211,7 +227,9 @@ class Hub:
             raise HubClosed("the hub is closed")
         if self._started is None:
             self._available = asyncio.Event()
-            self._started = asyncio.get_running_loop().create_task(self.backend.start(self))
+            loop = asyncio.get_running_loop()
+            self._flusher = flusher_for(loop)
+            self._started = loop.create_task(self.backend.start(self))
             self._started.add_done_callback(_retrieve)
         return self._started
 
@@ -344,6 +362,9 @@ class Hub:
                 return _done()
             watcher = loop.create_task(self._watch(connection))
             member = self._members[connection] = (set(), watcher)
+            # What the application writes on it from now on goes out after
+            # what the hub has for it.
+            self._flusher.attach(self, connection)
         topics = member[0]
         state = self._topics.get(topic)
         if state is None:
@@ -355,11 +376,13 @@ class Hub:
             return _done()
         if join is not None and join.task is not None:
             join.task.cancel()
-        self._flush(state)
+        self._flush()
         state.live.discard(connection)
         # A replay with `since` covers what a skipped subscriber missed.
         state.lagging.pop(connection, None)
         topics.add(topic)
+        if len(topics) == 2:
+            self._multi.add(connection)
         join = state.joining[connection] = _Join()
         task = join.task = loop.create_task(self._join(state, connection, join, since))
         task.add_done_callback(_retrieve)
@@ -371,9 +394,12 @@ class Hub:
         if member is None or topic not in member[0]:
             return
         member[0].discard(topic)
+        if len(member[0]) == 1:
+            self._multi.discard(connection)
         self._leave(connection, topic)
         if not member[0]:
             del self._members[connection]
+            self._flusher.detach(connection)
             if member[1] is not asyncio.current_task():
                 member[1].cancel()
 
@@ -620,7 +646,7 @@ class Hub:
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
                     # What waits in the outbox was skipped for it: not for it.
-                    self._flush(state)
+                    self._flush()
                     del state.lagging[connection]
                     state.live.add(connection)
                     self._tell(state, connection, lag)
@@ -631,38 +657,88 @@ class Hub:
                     assert missing is not None
                     lag.add(missing, reason)
         if state.live and frame is not None:
+            self._flusher.deferring(self)
+            self._made += 1
             outbox = state.outbox
-            outbox.append((frame, position, missing, reason))
+            outbox.append((self._made, frame, position, missing, reason))
             if len(outbox) == 1:
                 self._to_flush.append(state)
-                if self._flush_handle is None:
-                    self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_all)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._flusher.schedule(self._flush_scheduled_writes)
 
-    def _flush_all(self) -> None:
-        self._flush_handle = None
-        topics, self._to_flush = self._to_flush, []
+    def _flush_scheduled_writes(self) -> None:
+        """Run by the flusher: at the end of the iteration, or at a subscriber's barrier."""
+        self._flush_scheduled = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what waits in the outboxes now, in the order it was made. Never raises.
+
+        Called as well before a connection joins or leaves a topic's live
+        subscribers, or is told of a gap: the outboxes are for those live
+        when their frames were made.
+        """
+        topics = self._to_flush
+        if not topics:
+            return
+        self._to_flush = []
+        outboxes = []
         for state in topics:
-            self._flush(state)
+            outboxes.append((state, state.outbox))
+            state.outbox = []
+        try:
+            self._write_outboxes(outboxes)
+        except Exception:
+            # A bug: the barrier that ran this must not raise in the
+            # application's send(), nor the flusher stop.
+            self.logger.error("hub: delivering messages failed", exc_info=True)
 
-    def _flush(self, state: _Topic) -> None:
-        """Write the outbox of ``state`` to its live subscribers: one write each."""
-        outbox = state.outbox
-        if not outbox:
-            return
-        state.outbox = []
-        live = state.live
-        if not live:
-            return
-        skipped = fan_out(live, [item[0] for item in outbox])
-        self.metrics.delivered += len(outbox) * (len(live) - len(skipped))
-        for connection in skipped:
-            self._skipped(state, connection, outbox)
+    def _write_outboxes(self, outboxes: list[tuple[_Topic, list[_Outgoing]]]) -> None:
+        # A connection live in several of these topics gets their frames
+        # merged, in the order they were made; the others get their topic's
+        # outbox, one write each, the frame built once.
+        merged = self._merged(outboxes) if len(outboxes) > 1 and self._multi else {}
+        for state, outbox in outboxes:
+            live = state.live
+            if not live:
+                continue
+            if merged and not live.isdisjoint(merged):
+                live = live.difference(merged)
+            skipped = self._flusher.write(live, [item[1] for item in outbox])
+            self.metrics.delivered += len(outbox) * (len(live) - len(skipped))
+            for connection in skipped:
+                self._skipped(state, connection, outbox)
+        for connection, mine in merged.items():
+            items = list(heapq.merge(*(outbox for _, outbox in mine)))
+            if self._flusher.write((connection,), [item[1] for item in items]):
+                for state, outbox in mine:
+                    if connection in state.live:  # not closed by the policy
+                        self._skipped(state, connection, outbox)
+            else:
+                self.metrics.delivered += len(items)
+
+    def _merged(
+        self, outboxes: list[tuple[_Topic, list[_Outgoing]]]
+    ) -> dict[Connection, list[tuple[_Topic, list[_Outgoing]]]]:
+        """The connections live in several of the topics of ``outboxes``, with those."""
+        by_name = {state.name: (state, outbox) for state, outbox in outboxes}
+        merged = {}
+        for connection in self._multi:
+            mine = [
+                pending
+                for topic in self._members[connection][0]
+                if (pending := by_name.get(topic)) is not None and connection in pending[0].live
+            ]
+            if len(mine) > 1:
+                merged[connection] = mine
+        return merged
 
     def _skipped(
         self,
         state: _Topic,
         connection: Connection,
-        items: list[tuple[Payload, Position | None, Missing | None, GapReason]],
+        items: list[_Outgoing],
     ) -> None:
         """``connection``'s backlog is full: apply the slow-consumer policy to ``items``."""
         if self.slow_consumer == "close":
@@ -679,7 +755,7 @@ class Hub:
             return
         state.live.discard(connection)
         lag = state.lagging[connection] = _Lag()
-        for _, position, missing, reason in items:
+        for _, _, position, missing, reason in items:
             if position is not None:
                 lag.skip(position)
                 self.metrics.skipped += 1
@@ -698,7 +774,7 @@ class Hub:
         for state in list(self._topics.values()):
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
-                    self._flush(state)
+                    self._flush()
                     del state.lagging[connection]
                     state.live.add(connection)
                     self._tell(state, connection, lag)
@@ -717,7 +793,8 @@ class Hub:
             if self.envelope is not None:
                 frames.append(gap_frame(state.name, missing, reason))
         if frames:
-            fan_out((connection,), frames)
+            # Nothing waits in an outbox for it: the callers flushed them.
+            self._flusher.write((connection,), frames)
 
     def _gap_event(self, gap: Gap) -> None:
         if gap.connection is not None:
@@ -788,7 +865,7 @@ class Hub:
         # Live from now on: no await between the last buffered frame and this.
         if state.joining.get(connection) is join:
             # The outbox holds frames this subscription had in its buffer.
-            self._flush(state)
+            self._flush()
             del state.joining[connection]
             if join.lag.ranges:
                 self._tell(state, connection, join.lag)
@@ -826,7 +903,7 @@ class Hub:
         state = self._topics.get(topic)
         if state is None:
             return
-        self._flush(state)
+        self._flush()
         state.live.discard(connection)
         state.lagging.pop(connection, None)
         join = state.joining.pop(connection, None)
@@ -846,8 +923,10 @@ class Hub:
         if member is None:
             return
         topics, watcher = member
+        self._multi.discard(connection)
         for topic in topics:
             self._leave(connection, topic)
+        self._flusher.detach(connection)
         if watcher is not asyncio.current_task():
             watcher.cancel()
 

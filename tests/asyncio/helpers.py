@@ -73,6 +73,20 @@ class RawClient:
     def send(self, data: bytes) -> None:
         self.writer.write(data)
 
+    async def read_frame(self, timeout: float = 5) -> tuple[int, bytes]:
+        """Read the server's next frame: its first byte (FIN, RSV, opcode) and payload."""
+
+        async def read() -> tuple[int, bytes]:
+            head = await self.reader.readexactly(2)
+            size = head[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await self.reader.readexactly(8), "big")
+            return head[0], await self.reader.readexactly(size)
+
+        return await asyncio.wait_for(read(), timeout)
+
     async def read_until_closed(self) -> list[tuple[int, int, bytes]]:
         """Read every frame until the server closes the TCP connection."""
         data = await self.reader.read()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import logging
 import pathlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ import portside.asyncio.connection as connection_module
 from portside.protocol import State
 from portside.protocol.reader import READ_ROOM
 from tests.asyncio.helpers import RawClient, echo, running, url
-from tests.framing import client_frame, close_payload
+from tests.framing import client_frame, close_payload, server_frame
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
 
@@ -754,3 +756,167 @@ async def test_counters_of_messages_and_bytes_both_ways() -> None:
     assert (connection.messages_received, connection.bytes_received) == (4, client_sent)
     assert (connection.messages_sent, connection.bytes_sent) == (4, server_sent)
     assert (ws.messages_received, ws.bytes_received) == (4, server_sent)
+
+
+# The write barrier: every write calls it first (portside.hub writes the frames
+# it deferred for the connection then, so that they keep their order).
+
+
+@asynccontextmanager
+async def raw_pair(**kwargs: Any) -> AsyncIterator[tuple[portside.ServerConnection, RawClient]]:
+    """A server connection whose handler waits, and a raw client connected to it."""
+    opened: asyncio.Future[portside.ServerConnection] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        opened.set_result(ws)
+        await done.wait()
+
+    async with running(handler, **kwargs) as server:
+        raw = await RawClient.connect(server)
+        try:
+            yield await opened, raw
+        finally:
+            done.set()
+            await raw.close()
+
+
+def write_first(ws: Any, frame: bytes = server_frame(TEXT, b"first")) -> list[str]:
+    """Arm a barrier that writes ``frame``; return the log of its calls."""
+    calls: list[str] = []
+
+    def barrier() -> None:
+        calls.append("barrier")
+        ws._write_barrier = None  # what it writes itself goes through no barrier
+        ws._write_frame(frame)
+
+    ws._write_barrier = barrier
+    return calls
+
+
+LARGE = bytes(range(256)) * 300  # above the size written without a copy
+
+WRITES: dict[str, tuple[Callable[[Any], Any], list[tuple[int, bytes | None]]]] = {
+    "send ASCII": (lambda ws: ws.send("x"), [(0x81, b"x")]),
+    "send non-ASCII": (lambda ws: ws.send("é"), [(0x81, "é".encode())]),
+    "send bytes": (lambda ws: ws.send(b"x"), [(0x82, b"x")]),
+    "send large bytes": (lambda ws: ws.send(LARGE), [(0x82, LARGE)]),
+    "send large str": (lambda ws: ws.send("y" * 70000), [(0x81, b"y" * 70000)]),
+    "send bytearray": (lambda ws: ws.send(bytearray(b"x")), [(0x82, b"x")]),
+    "send text=True": (lambda ws: ws.send(b"x", text=True), [(0x81, b"x")]),
+    "send fragments": (
+        lambda ws: ws.send(["a", "b"]),
+        [(0x01, b"a"), (0x00, b"b"), (0x80, b"")],
+    ),
+    "ping": (lambda ws: ws.ping(b"p"), [(0x89, b"p")]),
+    "pong": (lambda ws: ws.pong(b"p"), [(0x8A, b"p")]),
+    "keepalive ping": (lambda ws: ws._send_keepalive(), [(0x89, None)]),
+    "broadcast": (lambda ws: portside.broadcast([ws], "x"), [(0x81, b"x")]),
+    "_write_frame": (lambda ws: ws._write_frame(server_frame(TEXT, b"x")), [(0x81, b"x")]),
+    "_write_all": (lambda ws: ws._write_all([server_frame(TEXT, b"x")]), [(0x81, b"x")]),
+    "close": (lambda ws: ws.close(1000, "bye"), [(0x88, close_payload(1000, "bye"))]),
+    "fail": (lambda ws: ws._fail(1011, "bad"), [(0x88, close_payload(1011, "bad"))]),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+async def test_every_write_calls_the_barrier_first(write: str) -> None:
+    operation, expected = WRITES[write]
+    async with raw_pair(ping_timeout=None) as (ws, raw):
+        calls = write_first(ws)
+        result = operation(ws)
+        if inspect.isawaitable(result):
+            # close() waits for the peer's Close frame: answered below.
+            pending = asyncio.ensure_future(result)
+        assert await raw.read_frame() == (0x81, b"first")
+        for first, payload in expected:
+            got = await raw.read_frame()
+            assert got[0] == first
+            if payload is not None:
+                assert got[1] == payload
+        if first == 0x88:
+            raw.send(client_frame(CLOSE, close_payload(1000)))
+        if inspect.isawaitable(result):
+            await pending
+        # The C fast path and the Python path it falls back on may both call it.
+        assert calls == ["barrier"]
+
+
+async def test_without_a_barrier_nothing_is_called() -> None:
+    async with raw_pair() as (ws, raw):
+        assert ws._write_barrier is None
+        await ws.send("x")
+        assert await raw.read_frame() == (0x81, b"x")
+
+
+async def test_a_client_calls_its_barrier_first() -> None:
+    async with running() as server, portside.connect(url(server)) as client:
+        # A client's frames are masked (RFC 6455 5.3).
+        write_first(client, client_frame(TEXT, b"first"))
+        await client.send("x")  # the C fast path's masked frame
+        assert [await client.recv(), await client.recv()] == ["first", "x"]
+        write_first(client, client_frame(TEXT, b"first"))
+        await client.send("é")
+        assert [await client.recv(), await client.recv()] == ["first", "é"]
+
+
+async def test_the_barrier_writes_before_compressing() -> None:
+    # With context takeover each compressed message depends on the ones before:
+    # what the barrier writes must be compressed first.
+    opened: asyncio.Future[portside.ServerConnection] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def handler(ws: portside.ServerConnection) -> None:
+        opened.set_result(ws)
+        await done.wait()
+
+    def broadcast_first(ws: Any) -> None:
+        def barrier() -> None:
+            ws._write_barrier = None
+            portside.broadcast([ws], "first " * 10)
+
+        ws._write_barrier = barrier
+
+    async with running(handler, compression="deflate") as server:
+        async with portside.connect(url(server), compression="deflate") as client:
+            ws = await opened
+            assert ws.protocol.deflate is not None
+            for message, received in (
+                ("second " * 10, "second " * 10),
+                (["second ", "fragments"], "second fragments"),
+            ):
+                broadcast_first(ws)
+                await ws.send(message)
+                assert [await client.recv(), await client.recv()] == ["first " * 10, received]
+            broadcast_first(ws)
+            await ws.send(b"second", text=True)
+            assert [await client.recv(), await client.recv()] == ["first " * 10, "second"]
+            broadcast_first(ws)
+            portside.broadcast([ws], "second " * 10)
+            assert [await client.recv(), await client.recv()] == ["first " * 10, "second " * 10]
+            done.set()
+
+
+async def test_a_barrier_that_raises_fails_the_write_and_writes_nothing() -> None:
+    def barrier() -> None:
+        raise RuntimeError("barrier")
+
+    async with raw_pair() as (ws, raw):
+        ws._write_barrier = barrier
+        for write in (
+            lambda: ws.send("x"),
+            lambda: ws.send(LARGE),
+            lambda: ws.send("é"),
+            lambda: ws.send(b"x", text=True),
+            lambda: ws.send(["a", "b"]),
+            lambda: ws.ping(),
+            lambda: ws.pong(),
+        ):
+            with pytest.raises(RuntimeError, match="barrier"):
+                await write()
+        with pytest.raises(RuntimeError, match="barrier"):
+            ws._write_frame(server_frame(TEXT, b"x"))
+        assert ws.state is State.OPEN
+        ws._write_barrier = None
+        await ws.send("after")
+        assert await raw.read_frame() == (0x81, b"after")

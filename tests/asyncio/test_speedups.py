@@ -162,6 +162,7 @@ def test_members_match_the_twin() -> None:
         "_pending_error",
         "_reading_paused",
         "_waiter",
+        "_write_barrier",
         "_write_paused",
         "bytes_received",
         "bytes_sent",
@@ -177,7 +178,9 @@ def test_members_match_the_twin() -> None:
             for name, value in vars(C_BASE).items()
             if type(value).__name__ == "member_descriptor"
         }
-        assert members == set(PY_BASE.__slots__)
+        # _write_barrier reads None where C holds NULL: a getter and a setter.
+        assert members == set(PY_BASE.__slots__) - {"_write_barrier"}
+        assert type(vars(C_BASE)["_write_barrier"]).__name__ == "getset_descriptor"
 
 
 def test_counters_of_bytes_and_messages_received(base: type[Any]) -> None:
@@ -570,6 +573,115 @@ def test_c_handshaking_is_a_bool() -> None:
         del connection._handshaking
 
 
+class FakeTransport:
+    """write(), as asyncio's transports have it."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def write(self, data: bytes) -> None:
+        self.log.append(("write", data))
+
+
+def test_write_barrier_is_none_until_set(base: type[Any]) -> None:
+    def barrier() -> None:
+        pass
+
+    for connection in (base(), connection_class(base)(None, [])):
+        assert connection._write_barrier is None
+        connection._write_barrier = barrier
+        assert connection._write_barrier is barrier
+        connection._write_barrier = None
+        assert connection._write_barrier is None
+
+
+def test_write_frame_calls_the_write_barrier_first(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+    connection._write_frame(b"alone")
+    connection._write_barrier = lambda: log.append(("barrier",))
+    connection._write_frame(b"frame")
+    assert log == [("write", b"alone"), ("barrier",), ("write", b"frame")]
+    # Not for a wrong argument; before looking for the transport.
+    log.clear()
+    with pytest.raises(TypeError, match="takes bytes"):
+        connection._write_frame("text")
+    assert log == []
+    del connection.transport
+    with pytest.raises(AttributeError, match="transport"):
+        connection._write_frame(b"frame")
+    assert log == [("barrier",)]
+
+
+def test_a_write_barrier_that_raises_stops_the_write(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+
+    def barrier() -> None:
+        raise ValueError("barrier")
+
+    connection._write_barrier = barrier
+    with pytest.raises(ValueError, match="barrier"):
+        connection._write_frame(b"frame")
+    assert log == []
+
+
+def test_a_write_barrier_may_replace_itself(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+
+    def barrier() -> None:
+        # The connection held the last reference to the running function.
+        connection._write_barrier = None
+        log.append(("barrier",))
+
+    connection._write_barrier = barrier
+    reference = weakref.ref(barrier)
+    del barrier
+    connection._write_frame(b"one")
+    connection._write_frame(b"two")
+    assert reference() is None
+    assert log == [("barrier",), ("write", b"one"), ("write", b"two")]
+
+
+def test_write_barrier_does_not_leak_references(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+    frame = b"frame" + bytes(10)
+
+    def barrier() -> None:
+        log.clear()
+
+    def failing() -> None:
+        raise ValueError("barrier")
+
+    refs = [sys.getrefcount(x) for x in (frame, barrier, failing)]
+    for _ in range(50):
+        connection._write_barrier = barrier
+        connection._write_frame(frame)
+        assert connection._write_barrier is barrier
+        connection._write_barrier = failing
+        with pytest.raises(ValueError, match="barrier"):
+            connection._write_frame(frame)
+        connection._write_barrier = None
+    log.clear()
+    assert [sys.getrefcount(x) for x in (frame, barrier, failing)] == refs
+
+
+@needs_c
+def test_c_write_barrier_cannot_be_deleted() -> None:
+    """Set it to None instead; the twin's slot can be deleted (portside never does)."""
+    assert C_BASE is not None
+    connection = C_BASE()
+    with pytest.raises(TypeError, match="set it to None"):
+        del connection._write_barrier
+    assert connection._write_barrier is None
+
+
 def test_subclass_with_buffered_protocol(base: type[Any]) -> None:
     # As Connection: a second base with __slots__ = (), no __slots__ of its own.
     class Connection(base, asyncio.BufferedProtocol):  # type: ignore[misc]
@@ -598,7 +710,7 @@ def test_subclass_with_buffered_protocol(base: type[Any]) -> None:
 
 
 def test_cycles_are_collected(base: type[Any]) -> None:
-    for name in ("protocol", "_waiter"):
+    for name in ("protocol", "_waiter", "_write_barrier"):
         connection = new_connection(base)
         setattr(connection, name, [connection])  # a cycle through the member only
         reference = weakref.ref(connection)
