@@ -1,24 +1,54 @@
 # portside: the two commands a fresh machine needs.
 #   make run    create the virtualenv if needed, install, start the example server
 #   make test   create the virtualenv if needed, install, run every check and test
+#
+# PYTHON chooses the interpreter the virtualenv is made with, VENV where it goes:
+#   make test PYTHON=python3.12 VENV=.venv-3.12
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Installed with the dev extra (what the tests need), or portside alone (what
+# running needs): the dev install covers running too.
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+SOURCES := pyproject.toml setup.py $(wildcard portside/*/_speedups*.[ch])
+# Which Python, and whether each C accelerator loaded ("c") or not ("python").
+REPORT := import sys, portside.protocol.speedups as p, portside.asyncio.speedups as a; \
+	print('portside on Python', sys.version.split()[0], '- accelerators:', \
+	'protocol', p.IMPLEMENTATION, '- asyncio', a.IMPLEMENTATION)
+
+# A virtualenv made by another Python than the PYTHON asked for is not used.
+ifeq ($(origin PYTHON),command line)
+ifneq ($(wildcard $(BIN)/python),)
+VENV_PYTHON := $(shell $(BIN)/python -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+ASKED_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)
+ifneq ($(VENV_PYTHON),$(ASKED_PYTHON))
+$(error $(VENV) has Python $(VENV_PYTHON), PYTHON=$(PYTHON) is $(or $(ASKED_PYTHON),not found): \
+	give it a virtualenv of its own, e.g. VENV=.venv-$(or $(basename $(ASKED_PYTHON)),3.X), or make clean)
+endif
+endif
+endif
 
 .PHONY: install run test lint typecheck node-peers pytest pytest-pure pytest-uvloop coverage compliance bench clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard portside/*/_speedups*.[ch])
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP): $(SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -c "import portside.protocol.speedups as s; print('portside speedups:', s.IMPLEMENTATION)"
-	touch $(STAMP)
+	$(BIN)/python -c "$(REPORT)"
+	touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): $(SOURCES) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -c "$(REPORT)"
+	touch $(RUN_STAMP)
 
 # Everything the tests need, installed once (CI runs it before its parallel jobs).
 install: $(STAMP) node-peers
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python examples/echo_server.py
 
 test: install lint typecheck pytest pytest-pure pytest-uvloop coverage

@@ -8,12 +8,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Callable
+import pathlib
+import tempfile
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.needs import check_needs
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 TEST_TIMEOUT = float(os.environ.get("PORTSIDE_TEST_TIMEOUT", "30"))
 
@@ -55,3 +64,24 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     check_needs(item)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_port_taken_in_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``portside_port(N)`` hold a lock on port N for their run.
+
+    Programs written with a fixed port (websockets' examples, 8765) cannot share
+    a machine; CI runs the suite on several Pythons at once, and a developer may
+    run two suites: such tests take turns, across processes.
+    """
+    mark = request.node.get_closest_marker("portside_port")
+    if mark is None or fcntl is None:
+        yield
+        return
+    path = pathlib.Path(tempfile.gettempdir()) / f"portside-tests-port-{mark.args[0]}.lock"
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

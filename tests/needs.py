@@ -13,6 +13,8 @@ import os
 
 import pytest
 
+from portside.protocol.speedups import WANTED
+
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -33,6 +35,26 @@ def needs(available: object, reason: str) -> pytest.MarkDecorator:
     if available:
         return pytest.mark.portside_needs()
     return pytest.mark.portside_needs(reason=reason)
+
+
+def needs_speedups(loaded: object, what: str = "the C accelerator") -> pytest.MarkDecorator:
+    """A mark for a test of a C accelerator, which ``make install`` builds.
+
+    Args:
+        loaded: Whether the extension (or the part of it the test needs) loaded.
+        what: What the test needs, for the reason.
+
+    Returns:
+        A mark that does nothing when it loaded; otherwise, a skip when
+        ``PORTSIDE_NO_SPEEDUPS=1`` asks for pure Python on purpose, and else
+        :func:`needs`' mark: skipped off CI, failed under ``CI=true``, where a
+        build or an import that failed must not pass for a skip.
+        (``portside.protocol.speedups.load_accelerator`` logs why an extension
+        that was built does not load.)
+    """
+    if not loaded and not WANTED:
+        return pytest.mark.skip(reason=f"{what}: pure Python on purpose (PORTSIDE_NO_SPEEDUPS=1)")
+    return needs(loaded, f"needs {what} (a C compiler and Python headers at install time)")
 
 
 def check_needs(item: pytest.Item) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,48 +12,26 @@ import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
 import portside
+from tests.programs import free_port, on_port, server_program
 
 ROOT = pathlib.Path(__file__).parent.parent
 SEED = ROOT / "examples" / "seed"
-PORT = 8765  # the examples' port
-
-
-async def port_accepts() -> bool:
-    try:
-        _, writer = await asyncio.open_connection("localhost", PORT)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 @asynccontextmanager
-async def example(name: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    if await port_accepts():
-        pytest.fail(f"port {PORT} is already in use; the examples need it")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(SEED / name), stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        while not await port_accepts():
-            if process.returncode is not None:
-                assert process.stderr is not None
-                error = await process.stderr.read()
-                pytest.fail(f"{name} exited with {process.returncode}: {error.decode()}")
-            await asyncio.sleep(0.05)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+async def example(name: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """Run a seed program, on a free port instead of its 8765: the process, the port."""
+    port = free_port()
+    source = on_port((SEED / name).read_text(), port)
+    async with server_program(source, port, name) as process:
+        yield process, port
 
 
 @pytest.mark.parametrize("name", ["deployment_shutdown.py", "deployment_shutdown_legacy.py"])
 async def test_sigterm_closes_clients_with_1001_and_exits_0(name: str) -> None:
-    async with example(name) as process:
-        ours = await portside.connect(f"ws://localhost:{PORT}/")
-        theirs = await websockets_connect(f"ws://localhost:{PORT}/")
+    async with example(name) as (process, port):
+        ours = await portside.connect(f"ws://localhost:{port}/")
+        theirs = await websockets_connect(f"ws://localhost:{port}/")
         for ws in (ours, theirs):
             await ws.send("before shutdown")
             assert await ws.recv() == "before shutdown"
@@ -68,9 +45,9 @@ async def test_sigterm_closes_clients_with_1001_and_exits_0(name: str) -> None:
 
 
 async def test_health_check_answers_on_the_websocket_port() -> None:
-    async with example("deployment_health_check.py") as process:
-        async with portside.connect(f"ws://localhost:{PORT}/") as ws:
-            reader, writer = await asyncio.open_connection("localhost", PORT)
+    async with example("deployment_health_check.py") as (process, port):
+        async with portside.connect(f"ws://localhost:{port}/") as ws:
+            reader, writer = await asyncio.open_connection("localhost", port)
             writer.write(b"GET /health/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
             response = await reader.read()
             writer.close()

@@ -41,6 +41,28 @@
 #define MSG_NOSIGNAL 0
 #endif
 
+/*
+ * Python versions. portside supports 3.10 to 3.13; every branch on the version
+ * says what it is for:
+ *
+ * - 3.12 names the member types Py_T_BOOL and Py_T_OBJECT_EX, in Python.h;
+ *   before, structmember.h has them as T_BOOL and T_OBJECT_EX.
+ * - 3.13 has critical sections, which lock an object on free-threaded builds
+ *   for the duration of a method, as the member descriptors do for each
+ *   access; before, there is no free-threaded build, and the GIL does that.
+ * - 3.11 has PyType_GetModuleByDef(); on 3.10, _speedups_helpers.c has its
+ *   equivalent.
+ * - _speedups_module.c declares the module's support of per-interpreter GILs
+ *   (3.12 slot) and free threading (3.13 slot) where those slots exist.
+ *
+ * CPython details beyond the stable API, each the same on 3.10 to 3.13:
+ * _PyType_Lookup() (an attribute in a type's MRO, without calling a
+ * descriptor), the tp_dict of heap types (ours, ReaderBase: only static types
+ * lost theirs, in 3.12), PyMemberDescrObject.d_member (where a slot lives) and
+ * PyCFunctionObject.m_ml (a C function's name). What the accelerator reads of
+ * asyncio's and uvloop's classes is checked, where it is used, against what
+ * it expects, and anything else leaves the work to their public methods.
+ */
 #if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
 #define Py_T_BOOL T_BOOL
@@ -48,11 +70,14 @@
 #define Py_T_LONGLONG T_LONGLONG
 #endif
 
-/* Free-threaded builds lock the object for the duration of a method, as the
-   member descriptors do for each access; other builds have the GIL. */
 #if PY_VERSION_HEX < 0x030D0000
 #define Py_BEGIN_CRITICAL_SECTION(op) {
 #define Py_END_CRITICAL_SECTION() }
+#endif
+
+#if PY_VERSION_HEX < 0x030B0000
+PyObject *type_module_by_def(PyTypeObject *type, PyModuleDef *def);
+#define PyType_GetModuleByDef type_module_by_def
 #endif
 
 /* Module state: the names of what buffer_updated calls, interned once. */

@@ -123,3 +123,34 @@ no_arguments(const char *name, Py_ssize_t nargs, PyObject *kwnames)
     }
     return 0;
 }
+
+#if PY_VERSION_HEX < 0x030B0000
+/*
+ * Python 3.10's PyType_GetModuleByDef(), which 3.11 has: the module of the
+ * first heap type in the MRO of type that a module defined by def made, a
+ * borrowed reference; else TypeError. It walks the MRO as 3.11 does, reading
+ * each heap type's ht_module (PyType_GetModule() would raise, and this runs
+ * for every message of an "async for"). A Python subclass of ConnectionBase
+ * is a heap type without a module: ConnectionBase comes after it.
+ */
+PyObject *
+type_module_by_def(PyTypeObject *type, PyModuleDef *def)
+{
+    PyObject *mro = type->tp_mro, *module;
+    Py_ssize_t count = mro == NULL ? 0 : PyTuple_GET_SIZE(mro);
+
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        module = ((PyHeapTypeObject *)base)->ht_module;
+        if (module != NULL && PyModule_GetDef(module) == def) {
+            return module;
+        }
+    }
+    PyErr_Format(PyExc_TypeError, "no base class of '%s' belongs to module %s", type->tp_name,
+                 def->m_name);
+    return NULL;
+}
+#endif

@@ -352,9 +352,11 @@ speedups_free(void *module)
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12: per-interpreter GILs, and the slot that allows them. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13: free-threaded builds, and the slot that says the GIL is not needed. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

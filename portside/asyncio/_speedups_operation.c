@@ -347,6 +347,15 @@ operation_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *exc, *result, *type, *value, *traceback;
     PySendResult status;
 
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12 deprecates throw(type, value, traceback) for coroutines. */
+    if (nargs > 1 && PyErr_WarnEx(PyExc_DeprecationWarning,
+                                  "the (type, exc, tb) signature of throw() is deprecated, "
+                                  "use the single-arg signature instead.",
+                                  1) < 0) {
+        return NULL;
+    }
+#endif
     if ((exc = exception_to_throw(args, nargs)) == NULL) {
         return NULL;
     }

@@ -166,7 +166,10 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
     hsize = header_size(size);
     write_header(header, first, size);
     /* A large payload goes out as it is, behind its header: on the socket
-       itself, or by writelines() unless that would join them anyway. */
+       itself, or by writelines() unless that would join them anyway -- through
+       connection._write_all(), which counts the bytes, and _writelines(), the
+       one place that checks what writelines() may not tell (CPython gh-127655:
+       see portside/asyncio/connection.py). */
     if (size >= st->copy_threshold) {
         if ((rc = write_header_and_payload(conn, st, header, hsize, data, size,
                                            first == 0x82 ? message : NULL)) != 0) {
@@ -187,12 +190,12 @@ send_fast(ConnectionObject *conn, speedups_state *st, PyObject *message)
             }
             PyList_SET_ITEM(frames, 0, frame);
             PyList_SET_ITEM(frames, 1, payload);
-            rc = call_method_void(st->str_writelines, conn->transport, frames, NULL, 1);
+            rc = call_method_void(st->str_write_all, (PyObject *)conn, frames, NULL, 1);
             Py_DECREF(frames);
             if (rc < 0) {
                 return -1;
             }
-            count_sent(conn, hsize + size);
+            count_sent(conn, 0); /* the message; _write_all() counted its bytes */
             return 1;
         }
     }

@@ -230,6 +230,10 @@ waiter_set_result(PyObject *self, PyObject *result)
     return schedule_callbacks(st, w) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
+/* Why a Future takes no StopIteration: it would end the coroutine awaiting it. */
+#define STOP_ITERATION_MESSAGE \
+    "StopIteration interacts badly with generators and cannot be raised into a Future"
+
 static PyObject *
 waiter_set_exception(PyObject *self, PyObject *exception)
 {
@@ -255,11 +259,22 @@ waiter_set_exception(PyObject *self, PyObject *exception)
         return NULL;
     }
     if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
+#if PY_VERSION_HEX >= 0x030D0000
+        /* 3.13 (gh-112182): a Future keeps a RuntimeError caused by it. */
+        PyObject *error = PyObject_CallFunction(PyExc_RuntimeError, "s", STOP_ITERATION_MESSAGE);
+        if (error == NULL) {
+            Py_DECREF(exc);
+            return NULL;
+        }
+        PyException_SetCause(error, Py_NewRef(exc));
+        PyException_SetContext(error, exc);
+        exc = error;
+#else
+        /* Before 3.13, set_exception() refuses it. */
         Py_DECREF(exc);
-        PyErr_SetString(PyExc_TypeError,
-                        "StopIteration interacts badly with generators and cannot be raised "
-                        "into a Future");
+        PyErr_SetString(PyExc_TypeError, STOP_ITERATION_MESSAGE);
         return NULL;
+#endif
     }
     w->exception = exc;
     w->state = WAITER_FINISHED;

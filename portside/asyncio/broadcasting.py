@@ -264,7 +264,7 @@ def _write_own_frame(
     # Context takeover (this connection's compressor), or a client (a mask
     # per frame): the protocol builds the frame.
     send = protocol.send_text if opcode == 0x1 else protocol.send_binary
-    connection.transport.writelines(send(payload))
+    connection._writelines(send(payload))  # see _writelines(): CPython gh-127655
 
 
 def _compressed_frame(

@@ -113,6 +113,7 @@ class ClientConnection(Connection):
 
 ProcessException = Callable[[Exception], Union[Exception, None]]
 
+
 class Connect:
     """What :func:`connect` returns: await it, use it with ``async with``, or iterate.
 

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine, Iterable
@@ -56,6 +57,16 @@ Sendable = Union[str, BytesLike]
 Fragments = Union[Iterable[Sendable], AsyncIterable[Sendable]]
 
 _arenas: WeakKeyDictionary[asyncio.AbstractEventLoop, Arena] = WeakKeyDictionary()
+
+# CPython gh-127655: on Python 3.12.0 to 3.12.8 and 3.13.0 to 3.13.1, what the
+# selector loop's socket transport cannot send at once in writelines() goes to
+# its buffer without _maybe_pause_protocol(): pause_writing() never comes, and
+# a peer that stops reading would make the buffer grow past write_limit without
+# bound. Fixed in 3.12.9 and 3.13.2. Connection._writelines() makes up for it on
+# the transports of this class (None on other releases).
+_WRITELINES_DOES_NOT_PAUSE: type | None = None
+if (3, 12) <= sys.version_info < (3, 12, 9) or (3, 13) <= sys.version_info < (3, 13, 2):
+    _WRITELINES_DOES_NOT_PAUSE = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
 
 
 def arena_for(loop: asyncio.AbstractEventLoop) -> Arena:
@@ -422,6 +433,12 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: D102
         self._lost = True
         self._unhook_transport()
+        if not self.transport.is_closing():
+            # Python 3.10's TLS transport warns that it was never closed (a
+            # ResourceWarning when collected) unless close() is called, even
+            # after the connection is lost, as when the peer closes first; 3.11
+            # marks it closed itself. Other transports are closing by now.
+            self.transport.close()
         protocol = self.protocol
         if not protocol.eof_rcvd:
             protocol.receive_eof()
@@ -488,13 +505,11 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             return
         else:
             raise TypeError(f"message has an unsupported type: {cls.__name__}")
-        transport = self.transport
         if len(frames) == 1:
-            transport.write(frames[0])
+            self.transport.write(frames[0])
             self.bytes_sent += len(frames[0])
         else:
-            transport.writelines(frames)
-            self.bytes_sent += sum(map(len, frames))
+            self._write_all(frames)  # counts the bytes
         self.messages_sent += 1
         if self._write_paused:
             await self._drain()
@@ -512,7 +527,8 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             else:
                 data = message.encode() if isinstance(message, str) else message
                 frames = protocol.send_binary(data)
-            self.transport.writelines(frames)
+            self._write_all(frames)
+            self.messages_sent += 1
             if self._write_paused:
                 await self._drain()
             return
@@ -540,9 +556,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
                 for item in message:
                     await self._send_fragment(item, text)
             if protocol._sending:
-                frames = protocol.send_continuation(b"", fin=True)
-                self.transport.writelines(frames)
-                self.bytes_sent += sum(map(len, frames))
+                self._write_all(protocol.send_continuation(b"", fin=True))
                 self.messages_sent += 1
         except BaseException:
             if protocol._sending and protocol.state is OPEN:
@@ -572,15 +586,33 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             frames = protocol.send_text(item, fin=False)
         else:
             frames = protocol.send_binary(item, fin=False)  # type: ignore[arg-type]
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(frames)
         if self._write_paused:
             await self._drain()
 
     def _write_all(self, frames: list[bytes]) -> None:
         if frames and not self._lost:
-            self.transport.writelines(frames)
+            self._writelines(frames)
             self.bytes_sent += sum(map(len, frames))
+
+    def _writelines(self, frames: list[bytes]) -> None:
+        # Every writelines() of a connection, the C accelerator's and
+        # broadcast()'s too, is here: write() pauses the protocol as it should
+        # on every release, writelines() not on all.
+        transport = self.transport
+        transport.writelines(frames)
+        if (
+            _WRITELINES_DOES_NOT_PAUSE is not None
+            and isinstance(transport, _WRITELINES_DOES_NOT_PAUSE)
+            and not self._write_paused
+        ):
+            # CPython gh-127655 (see above): check the buffer ourselves.
+            # Setting the limits again makes the transport compare its buffer
+            # with them and pause us, as writelines() should have; it then
+            # resumes us as the buffer drains.
+            limit = self.write_limit
+            if transport.get_write_buffer_size() > limit:
+                transport.set_write_buffer_limits(limit, limit // 4)
 
     def pause_writing(self) -> None:  # noqa: D102
         self._write_paused = True
@@ -648,8 +680,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             raise
         future: asyncio.Future[float] = self.loop.create_future()
         self._pings[payload] = (future, time.monotonic())
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(frames)
         return future
 
     async def pong(self, data: Data = b"") -> None:
@@ -659,9 +690,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
             ConnectionClosed: If the connection is closing or closed.
         """
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        frames = self.protocol.send_pong(payload)
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(self.protocol.send_pong(payload))
 
     def _on_pong(self, pong: Pong) -> None:
         now = time.monotonic()
@@ -699,9 +728,7 @@ class Connection(ConnectionBase, asyncio.BufferedProtocol):
         future.add_done_callback(_consume_exception)
         self._pings[payload] = (future, time.monotonic())
         self._keepalive_ping = payload
-        frames = self.protocol.send_ping(payload)
-        self.transport.writelines(frames)
-        self.bytes_sent += sum(map(len, frames))
+        self._write_all(self.protocol.send_ping(payload))
         if self.ping_timeout is not None:
             self._set_timer(self.ping_timeout, self._keepalive_timeout)
 

@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import collections.abc
 
-from ..protocol.speedups import WANTED
+from ..protocol.speedups import WANTED, load_accelerator
 from ._pyspeedups import ConnectionBase
 
 __all__ = ["IMPLEMENTATION", "ConnectionBase"]
 
 IMPLEMENTATION = "python"
 
-if WANTED:
-    try:
-        from . import _speedups  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-    else:  # pragma: no cover - depends on the build
-        # The C twin of the same class; type checkers see the Python one.
-        ConnectionBase = _speedups.ConnectionBase  # type: ignore[misc]
-        IMPLEMENTATION = "c"
-        # So that asyncio.create_task() and asyncio.iscoroutine() take it.
-        collections.abc.Coroutine.register(_speedups.Operation)
+_speedups = load_accelerator(f"{__package__}._speedups") if WANTED else None
+if _speedups is not None:  # pragma: no cover - depends on the build
+    # The C twin of the same class; type checkers see the Python one.
+    ConnectionBase = _speedups.ConnectionBase  # type: ignore[misc]
+    IMPLEMENTATION = "c"
+    # So that asyncio.create_task() and asyncio.iscoroutine() take it.
+    collections.abc.Coroutine.register(_speedups.Operation)

@@ -591,6 +591,8 @@ typedef struct {
 
 /* ReaderBase: the receive buffer and the fast path of the frame reader. */
 
+/* 3.12 names the member types Py_T_*, in Python.h; before, structmember.h has
+   them as T_*. */
 #if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>
 #define Py_T_INT T_INT
@@ -601,7 +603,8 @@ typedef struct {
 #endif
 
 /* Free-threaded builds lock the object for the duration of a method, as the
-   member descriptors do for each access; other builds have the GIL. */
+   member descriptors do for each access; other builds have the GIL. Critical
+   sections, and free-threaded builds, are 3.13's. */
 #if PY_VERSION_HEX < 0x030D0000
 #define Py_BEGIN_CRITICAL_SECTION(op) {
 #define Py_END_CRITICAL_SECTION() }
@@ -1151,9 +1154,11 @@ speedups_free(void *module)
 static PyModuleDef_Slot speedups_slots[] = {
     {Py_mod_exec, (void *)speedups_exec},
 #if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12: per-interpreter GILs, and the slot that allows them. */
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
+    /* 3.13: free-threaded builds, and the slot that says the GIL is not needed. */
     {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},

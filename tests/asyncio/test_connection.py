@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
+import pathlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 import portside
+import portside.asyncio.connection as connection_module
 from portside.protocol import State
 from portside.protocol.reader import READ_ROOM
 from tests.asyncio.helpers import RawClient, echo, running, url
@@ -195,11 +198,45 @@ async def test_read_limit_bounds_each_read() -> None:
             assert await ws.recv() == bytes(100_000)
 
 
+def watch_pause_writing(ws: Any) -> asyncio.Event:
+    """An event set when the transport calls ws.pause_writing()."""
+    paused = asyncio.Event()
+    pause_writing = ws.pause_writing
+
+    def pause() -> None:
+        pause_writing()
+        paused.set()
+
+    ws.pause_writing = pause
+    return paused
+
+
+async def first_of(*events: asyncio.Event) -> None:
+    """Wait until one of the events is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+async def let_ready_tasks_run() -> None:
+    """Give a task that is ready (a send() that does not wait) its turns."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_write_limit_makes_send_wait() -> None:
+    # A slow reader: it reads nothing until the server's send() waits, then all.
+    started = asyncio.Event()
     done = asyncio.Event()
+    paused: list[asyncio.Event] = []
 
     async def flood(ws: portside.ServerConnection) -> None:
+        paused.append(watch_pause_writing(ws))
         await ws.recv()
+        started.set()
         for _ in range(100):
             await ws.send(bytes(65536))
         done.set()
@@ -207,22 +244,170 @@ async def test_write_limit_makes_send_wait() -> None:
 
     async with running(flood, write_limit=65536) as server:
         raw = await RawClient.connect(server)
-        raw.transport.pause_reading()
-        raw.send(client_frame(TEXT, b"go"))
-        (connection,) = server.connections
-        while not connection._write_paused:
-            await asyncio.sleep(0.01)
-        # send() waits: the bytes buffered stay near write_limit, not 6.5 MB.
-        assert not done.is_set()
-        assert connection.transport.get_write_buffer_size() <= 65536 + 65536 + 14
-        raw.transport.resume_reading()
-        reading = asyncio.ensure_future(raw.read_until_closed())
-        await done.wait()
-        raw.send(client_frame(CLOSE, close_payload(1000)))
-        frames = await reading
-        assert [f[1:] for f in frames[:-1]] == [(BINARY, bytes(65536))] * 100
-        assert frames[-1][1] == CLOSE
-        await raw.close()
+        try:
+            raw.transport.pause_reading()
+            raw.send(client_frame(TEXT, b"go"))
+            await started.wait()
+            await first_of(paused[0], done)
+            (connection,) = server.connections
+            buffered = connection.transport.get_write_buffer_size()
+            assert not done.is_set(), f"100 sends, no wait, {buffered} bytes buffered"
+            await let_ready_tasks_run()
+            # send() waits: the bytes buffered stay near write_limit, not 6.5 MB.
+            assert not done.is_set()
+            assert connection._write_paused
+            assert buffered <= 65536 + 65536 + 14
+            raw.transport.resume_reading()
+            reading = asyncio.ensure_future(raw.read_until_closed())
+            await done.wait()
+            raw.send(client_frame(CLOSE, close_payload(1000)))
+            frames = await reading
+            assert [f[1:] for f in frames[:-1]] == [(BINARY, bytes(65536))] * 100
+            assert frames[-1][1] == CLOSE
+        finally:
+            # Even on failure: an unclosed StreamWriter warns when collected
+            # (3.12), in whichever test collects it.
+            await raw.close()
+
+
+def listener_with_small_buffers() -> socket.socket:
+    """A listening socket whose connections have small kernel send buffers.
+
+    What the kernel holds for a peer that does not read then stays small next
+    to what a test sends, so that the transport's own buffer is what grows.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return listener
+
+
+async def silent_peer(address: tuple[str, int]) -> socket.socket:
+    """A client that completes the opening handshake, then never reads."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, address)
+    request = (
+        f"GET / HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        # Byte by byte: nothing after the response's head is taken.
+        data = await loop.sock_recv(sock, 1)
+        assert data, response
+        response += data
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+# (message, how many, the largest write one send() makes): far more than the
+# kernel holds, in every shape the server writes: a frame with its payload
+# (write()), a header and a large payload (writelines()), fragments.
+FLOODS = [
+    pytest.param(b"x" * 1000, 2000, 1000 + 4, id="small-binary"),
+    pytest.param("x" * 1000, 2000, 1000 + 4, id="small-text"),
+    pytest.param(bytes(65536), 64, 65536 + 10, id="large-binary"),
+    pytest.param("é" * 32768, 64, 65536 + 10, id="large-text"),
+    pytest.param([bytes(16384)] * 4, 64, 16384 + 4, id="fragments"),
+]
+
+
+@pytest.mark.parametrize(("message", "count", "largest"), FLOODS)
+async def test_write_limit_bounds_the_buffer_for_a_peer_that_never_reads(
+    message: Any, count: int, largest: int
+) -> None:
+    await flood_a_silent_peer(message, count, largest)
+
+
+@pytest.mark.parametrize("workaround", [True, False])
+async def test_write_limit_holds_where_writelines_does_not_pause(
+    monkeypatch: pytest.MonkeyPatch, workaround: bool
+) -> None:
+    # CPython gh-127655, reproduced on any version: the selector transport's
+    # writelines() buffers without pausing the protocol. Where that can happen,
+    # the connection checks the buffer itself; without that, the limit fails.
+    if not isinstance(asyncio.get_running_loop(), asyncio.SelectorEventLoop):
+        pytest.skip("asyncio's selector loop only")
+    transport_class: Any = asyncio.selector_events._SelectorSocketTransport  # type: ignore[attr-defined]
+    writelines = transport_class.writelines
+
+    def writelines_without_pause(self: Any, list_of_data: Any) -> None:
+        self._maybe_pause_protocol = lambda: None
+        try:
+            writelines(self, list_of_data)
+        finally:
+            del self._maybe_pause_protocol
+
+    monkeypatch.setattr(transport_class, "writelines", writelines_without_pause)
+    monkeypatch.setattr(
+        connection_module, "_WRITELINES_DOES_NOT_PAUSE", transport_class if workaround else None
+    )
+    if workaround:
+        await flood_a_silent_peer(bytes(65536), 64, 65536 + 10)
+    else:
+        with pytest.raises(AssertionError, match="64 sends, no wait"):
+            await flood_a_silent_peer(bytes(65536), 64, 65536 + 10)
+
+
+def test_every_writelines_goes_through_one_method() -> None:
+    # Connection._writelines(), the one place that checks what writelines()
+    # may not tell (CPython gh-127655): the Python layer, broadcast() and the C
+    # accelerator (through _write_all()) all go through it.
+    package = pathlib.Path(connection_module.__file__).parent
+    callers = []
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Attribute) and node.attr == "writelines":
+                        callers.append((path.name, function.name))
+    assert callers == [("connection.py", "_writelines")]
+    for path in sorted(package.glob("_speedups_*.c")):
+        text = path.read_text()
+        # C reads the name to look the method up (writelines_joins()), never calls it.
+        assert "call_method_void(st->str_writelines" not in text, path.name
+        assert "call_method(st->str_writelines" not in text, path.name
+
+
+async def flood_a_silent_peer(message: Any, count: int, largest: int) -> None:
+    """Send to a peer that never reads: send() waits, the buffer stays bounded."""
+    limit = 65536
+    watching: asyncio.Future[asyncio.Event] = asyncio.get_running_loop().create_future()
+    finished = asyncio.Event()
+
+    async def flood(ws: portside.ServerConnection) -> None:
+        watching.set_result(watch_pause_writing(ws))
+        try:
+            for _ in range(count):
+                await ws.send(message)
+        except portside.ConnectionClosed:
+            pass  # the peer went away, at the end of the test
+        finally:
+            finished.set()
+
+    listener = listener_with_small_buffers()
+    options: dict[str, Any] = {"ping_interval": None, "write_limit": limit, "max_size": None}
+    async with portside.serve(flood, sock=listener, **options) as server:
+        peer = await silent_peer(listener.getsockname())
+        try:
+            await first_of(await watching, finished)
+            (connection,) = server.connections
+            buffered = connection.transport.get_write_buffer_size()
+            assert not finished.is_set(), f"{count} sends, no wait, {buffered} bytes buffered"
+            await let_ready_tasks_run()
+            assert not finished.is_set()
+            # Under the limit before the last write, which may take it over by
+            # one message (or fragment), frame header included.
+            assert buffered <= limit + largest
+            assert connection.transport.get_write_buffer_size() == buffered
+        finally:
+            peer.close()
+        await finished.wait()
 
 
 # Control frames.
@@ -518,17 +703,22 @@ async def test_fragments_wait_for_the_peer_to_read() -> None:
         ws = await portside.connect(
             "ws://localhost/", sock=client_sock, write_limit=65536, **options
         )
-        (connection,) = server.connections
-        connection.transport.pause_reading()
-        sending = asyncio.ensure_future(ws.send(chunks()))
-        while not ws._write_paused:
-            await asyncio.sleep(0.01)
-        assert not done.is_set()
-        assert ws.transport.get_write_buffer_size() <= 65536 + 65536 + 14
-        connection.transport.resume_reading()
-        await sending
-        assert await ws.recv() == bytes(64 * 65536)
-        await ws.close()
+        try:
+            (connection,) = server.connections
+            connection.transport.pause_reading()
+            paused = watch_pause_writing(ws)
+            sending = asyncio.ensure_future(ws.send(chunks()))
+            await first_of(paused, done)
+            assert not done.is_set()
+            await let_ready_tasks_run()
+            assert not done.is_set()
+            assert ws.transport.get_write_buffer_size() <= 65536 + 65536 + 14
+            connection.transport.resume_reading()
+            await sending
+            assert await ws.recv() == bytes(64 * 65536)
+            await ws.close()
+        finally:
+            ws.transport.abort()  # after a failure: nothing left for a later test's gc
 
 
 # Traffic counters, for access logs and metrics.

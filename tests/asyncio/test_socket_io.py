@@ -27,8 +27,9 @@ import pytest
 import portside
 from portside.asyncio.speedups import IMPLEMENTATION
 from tests.asyncio.helpers import RawClient, pair, running, url
+from tests.needs import needs_speedups
 
-needs_c = pytest.mark.skipif(IMPLEMENTATION != "c", reason="C accelerator not loaded")
+needs_c = needs_speedups(IMPLEMENTATION == "c")
 
 
 def hooked(ws: Any) -> bool:

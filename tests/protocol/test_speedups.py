@@ -1,7 +1,8 @@
 """The C accelerator and its pure-Python twin, run through the same cases.
 
 Every test taking the ``impl`` fixture runs once per implementation; the C one is
-skipped when the extension is not built. Expected values come from the small
+skipped when the extension is not built (failed under ``CI=true``: see
+``tests/needs.py``). Expected values come from the small
 reference encoder below, written independently of both implementations.
 """
 
@@ -10,10 +11,14 @@ from __future__ import annotations
 import array
 import gc
 import importlib
+import importlib.machinery
+import logging
 import os
+import pathlib
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Protocol, Union, cast
 
@@ -22,6 +27,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portside.protocol import _pyspeedups
+from portside.protocol.speedups import load_accelerator
+from tests.needs import needs_speedups
 
 Buffer = Union[bytes, bytearray, memoryview]
 Message = Union[bytes, str]
@@ -55,7 +62,7 @@ def load_c() -> ModuleType | None:
 C_MODULE = load_c()
 PY = cast(Speedups, _pyspeedups)
 C = cast(Speedups, C_MODULE)
-needs_c = pytest.mark.skipif(C_MODULE is None, reason="C accelerator not built")
+needs_c = needs_speedups(C_MODULE is not None)
 
 
 @pytest.fixture(
@@ -623,6 +630,102 @@ def test_no_speedups_environment_variable(value: str, expected: str) -> None:
     assert result.stdout.split() == [expected, str(expected == "python")]
 
 
+# load_accelerator: a missing extension says nothing, a broken one says why.
+
+
+@pytest.fixture
+def package(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
+    """An importable package, ``fake_accel``, for extensions made up by the test."""
+    directory = tmp_path / "fake_accel"
+    directory.mkdir()
+    (directory / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield directory
+    for name in [name for name in sys.modules if name.startswith("fake_accel")]:
+        del sys.modules[name]
+
+
+def test_load_accelerator_not_built(
+    package: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        assert load_accelerator("fake_accel._speedups") is None
+    assert caplog.records == []
+
+
+def test_load_accelerator_built_but_broken(
+    package: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A shared object the dynamic loader rejects, as one built for another
+    # Python or missing a symbol is.
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (package / f"_speedups{suffix}").write_bytes(b"not a shared object")
+    with caplog.at_level(logging.DEBUG):
+        assert load_accelerator("fake_accel._speedups") is None
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.name == "portside.protocol.speedups"
+    message = record.getMessage()
+    assert "fake_accel._speedups was built but does not import (ImportError: " in message
+    assert "pure-Python" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("import fake_accel_dependency_missing\n", "ModuleNotFoundError"),
+        ("raise SystemError('method indexes are out of date')\n", "SystemError"),
+    ],
+)
+def test_load_accelerator_fails_while_loading(
+    package: pathlib.Path, caplog: pytest.LogCaptureFixture, source: str, error: str
+) -> None:
+    # Found, but its initialization fails: a module it needs is missing (not
+    # the extension itself), or its own check.
+    (package / "_speedups.py").write_text(source)
+    with caplog.at_level(logging.DEBUG):
+        assert load_accelerator("fake_accel._speedups") is None
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert f"({error}: " in record.getMessage()
+
+
+def test_load_accelerator_loads(package: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    (package / "_speedups.py").write_text("LOADED = True\n")
+    with caplog.at_level(logging.DEBUG):
+        module = load_accelerator("fake_accel._speedups")
+    assert module is not None and module.LOADED
+    assert caplog.records == []
+
+
+def test_broken_accelerators_are_logged_once_at_import() -> None:
+    # Both extensions built, neither loads: portside runs pure Python and says
+    # so, once per extension, on stderr (logging's last resort).
+    code = (
+        "import importlib.abc, sys\n"
+        "class Broken(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.endswith('._speedups'):\n"
+        "            raise ImportError(f'{name}: undefined symbol: PyType_GetModuleByDef')\n"
+        "sys.meta_path.insert(0, Broken())\n"
+        "import portside\n"
+        "from portside.asyncio import speedups as a\n"
+        "from portside.protocol import speedups as p\n"
+        "print(p.IMPLEMENTATION, a.IMPLEMENTATION)\n"
+    )
+    env = dict(os.environ, PORTSIDE_NO_SPEEDUPS="")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["python", "python"]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    names = ["portside.protocol._speedups", "portside.asyncio._speedups"]
+    for line, name in zip(lines, names, strict=True):
+        assert f"the C accelerator {name} was built but does not import (ImportError: " in line
+        assert "undefined symbol: PyType_GetModuleByDef" in line
+
+
 # new_buffer.
 
 
@@ -647,7 +750,7 @@ def test_new_buffer_bad_size(impl: Speedups) -> None:
 
 PY_READER: type[Any] = _pyspeedups.ReaderBase
 C_READER: type[Any] | None = getattr(C_MODULE, "ReaderBase", None)
-needs_c_reader = pytest.mark.skipif(C_READER is None, reason="C ReaderBase not built")
+needs_c_reader = needs_speedups(C_READER is not None, "the C ReaderBase")
 
 # Reads land in the first VIEW bytes of a buffer of VIEW + SPARE bytes, as
 # connections with a smaller read_limit than the arena's do.
