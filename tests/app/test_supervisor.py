@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import os
 import signal
+import textwrap
 import time
 from pathlib import Path
 
@@ -673,10 +675,25 @@ async def test_worker_max_connections_served_recycles_by_draining(app_dir: Path)
 
 
 async def test_reload_on_a_source_change(app_dir: Path) -> None:
-    async with serving("echoapp:app", "--reload", "--app-dir", str(app_dir), cwd=app_dir) as server:
+    # Python caches bytecode here, as it does for users.
+    env = serve_env()
+    del env["PYTHONDONTWRITEBYTECODE"]
+    source = app_dir / "echoapp.py"
+    async with serving(
+        "echoapp:app", "--reload", "--app-dir", str(app_dir), cwd=app_dir, env=env
+    ) as server:
         await server.wait_line("--reload: (watching|polling)")
+        assert Path(importlib.util.cache_from_source(str(source))).exists()
+        # The worst case for that cache, which trusts a source file of the same
+        # size and the same modification time in whole seconds: "v1" becomes
+        # "v2" within the second of the first version.
+        before = source.stat().st_mtime_ns
+        second, fraction = divmod(before, 10**9)
+        edited = app_dir / "echoapp.new"
+        edited.write_text(textwrap.dedent(ECHO_APP.replace('"v1"', '"v2"')))
+        os.utime(edited, ns=(before, second * 10**9 + (fraction + 1) % 10**9))
         mark = len(server.lines)
-        write_module(app_dir, "echoapp", ECHO_APP.replace('"v1"', '"v2"'))
+        os.replace(edited, source)
         await server.wait_line("changed: .*echoapp.py: reloading", start=mark)
         await server.wait_line("rolling restart done", start=mark)
         async with portside.connect(server.url(), compression=None) as ws:
