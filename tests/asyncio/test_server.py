@@ -478,6 +478,36 @@ async def test_close_answers_handshakes_in_progress_with_503() -> None:
     await server.wait_closed()
 
 
+@pytest.mark.parametrize("finish_handshakes", [False, True])
+async def test_a_connection_accepted_as_the_server_closes_is_answered(
+    finish_handshakes: bool,
+) -> None:
+    # asyncio accepts a connection in one turn of the loop and attaches it to
+    # the server in the next; a close() in between used to leave it accepted
+    # and never served (CPython gh-109564): the client waited forever. Closed
+    # after each number of turns, the server answers every client (or resets
+    # it): none waits.
+    loop = asyncio.get_running_loop()
+    for turns in range(4):
+        async with running(echo) as server:
+            client = socket.socket()
+            client.setblocking(False)
+            # On loopback the kernel completes the TCP handshake at once: the
+            # server's socket is readable from the next turn on.
+            client.connect_ex(server.sockets[0].getsockname())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            server.close(finish_handshakes=finish_handshakes)
+            with client:
+                try:
+                    await loop.sock_sendall(client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = await asyncio.wait_for(loop.sock_recv(client, 1024), 5)
+                except ConnectionError:
+                    answer = b"reset"
+            assert answer.startswith((b"HTTP/1.1 503", b"HTTP/1.1 426", b"reset")), (turns, answer)
+            await server.wait_closed()
+
+
 async def test_handlers_still_running_are_cancelled_after_close_timeout() -> None:
     cancelled = asyncio.Event()
 
