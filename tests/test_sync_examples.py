@@ -20,6 +20,9 @@ EXAMPLES = ROOT / "examples" / "sync"
 PORT = 8765  # the examples' port
 TIMEOUT = 10.0
 
+# The examples are run as written, on 8765: test runs on one machine take turns.
+pytestmark = pytest.mark.portside_port(PORT)
+
 
 def port_accepts() -> bool:
     try:

@@ -5,7 +5,8 @@ Each side sends JSON objects, one per line, with an ``"event"`` key:
 - worker to supervisor: ``beat`` (the event loop turns), ``ready`` (accepting
   connections), ``fatal`` (``status``, ``message``: failed to start), ``recycle``
   (``cause``: a ``--worker-max-*`` limit was reached: please replace me),
-  ``draining``;
+  ``stop_request`` (SIGTERM or SIGINT reached the worker: please replace me,
+  then tell me to drain), ``draining`` (accepting stopped);
 - supervisor to worker: ``drain`` (``code``: close connections with it and
   exit), ``stop_now``, ``reopen_logs``.
 

@@ -207,7 +207,8 @@ class SupervisorMetrics:
 
         self.worker_restarts = Counter(
             PREFIX + "worker_restarts",
-            "Workers replaced, by cause (died, blocked, max_connections_served, max_rss, reload).",
+            "Workers replaced, by cause (died, exited, blocked, drain_timeout, signal, "
+            "max_connections_served, max_rss, reload).",
             ["cause"],
             registry=None,
         )

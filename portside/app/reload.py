@@ -6,6 +6,13 @@ reload is a rolling restart: the new worker must start (a syntax error leaves
 the old one running, and the next change tries again), and the old one drains,
 so a WebSocket left open cannot hold the reload up for longer than
 ``--graceful-timeout`` (uvicorn #2943).
+
+Before reporting a change, the bytecode cached for each changed file
+(``__pycache__/*.pyc``) is removed. Python trusts a cached file whose recorded
+source modification time (in whole seconds) and size match the source's, so a
+file saved twice within one second with the same size (an edit of one
+character, a generated file, a ``git checkout``) would otherwise come back as
+the old code in the new worker.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 
-__all__ = ["POLL_INTERVAL", "poll", "snapshot", "watch"]
+__all__ = ["POLL_INTERVAL", "forget_bytecode", "poll", "snapshot", "watch"]
 
 logger = logging.getLogger("portside.app")
 
@@ -54,14 +61,31 @@ def snapshot(directories: Iterable[str]) -> dict[str, int]:
     return found
 
 
+def forget_bytecode(paths: Iterable[str]) -> None:
+    """Remove the bytecode Python cached for each source file in ``paths``."""
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        for optimization in ("", 1, 2):
+            try:
+                os.unlink(importlib.util.cache_from_source(path, optimization=optimization))
+            except (OSError, NotImplementedError, ValueError):
+                continue  # none cached (or no cache at all)
+
+
 async def poll(
     directories: Iterable[str],
     on_change: Callable[[list[str]], None],
     interval: float = POLL_INTERVAL,
+    before: dict[str, int] | None = None,
 ) -> None:
-    """Scan ``directories`` every ``interval`` seconds; report changed files."""
+    """Scan ``directories`` every ``interval`` seconds; report changed files.
+
+    ``before`` is the first scan, if it was made already.
+    """
     directories = list(directories)
-    before = snapshot(directories)
+    if before is None:
+        before = snapshot(directories)
     while True:
         await asyncio.sleep(interval)
         after = snapshot(directories)
@@ -70,6 +94,7 @@ async def poll(
         )
         before = after
         if changed:
+            forget_bytecode(changed)
             on_change(changed)
 
 
@@ -77,10 +102,12 @@ async def watch(directories: Iterable[str], on_change: Callable[[list[str]], Non
     """Report changes to Python files under ``directories`` until cancelled."""
     directories = [os.path.abspath(d) for d in directories]
     if importlib.util.find_spec("watchfiles") is None:
+        # The first scan before saying so: a change made after the line counts.
+        before = snapshot(directories)
         logger.info(
             "--reload: polling %s (install watchfiles to be told at once)", ", ".join(directories)
         )
-        await poll(directories, on_change)
+        await poll(directories, on_change, before=before)
         return
     import watchfiles
 
@@ -96,4 +123,6 @@ async def watch(directories: Iterable[str], on_change: Callable[[list[str]], Non
             watching = True
             logger.info("--reload: watching %s", ", ".join(directories))
         if changes:
-            on_change(sorted({path for _, path in changes}))
+            changed = sorted({path for _, path in changes})
+            forget_bytecode(changed)
+            on_change(changed)

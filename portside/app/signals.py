@@ -6,7 +6,8 @@ signal handlers trivial (nothing can interleave with the code they interrupt) an
 makes the behaviour readable from :data:`SIGNAL_ACTIONS` alone.
 
 Where ``loop.add_signal_handler`` is missing (Windows), handlers installed with
-``signal.signal`` hand the action to the loop with ``call_soon_threadsafe``.
+``signal.signal`` hand the action to the loop with ``call_soon_threadsafe``. The
+supervisor always installs them that way: see :class:`SignalQueue`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ class SignalQueue:
     ``interrupt`` comes out as ``stop`` the first time and ``stop_now`` after.
     Outside the main thread, no handler can be installed: :attr:`installed` is
     false and the queue only holds what :meth:`put` puts in it.
+
+    The supervisor's handlers are installed with ``signal.signal`` (not
+    ``loop.add_signal_handler``), so that a signal's action is queued before
+    the supervisor handles anything a worker sent after that signal: Python runs
+    such a handler at once (before ``epoll`` is retried, or at the next
+    bytecode), whereas the loop's handlers wait for a turn of the loop. A signal
+    sent to the whole process group (Ctrl-C, systemd's ``KillMode``) reaches the
+    supervisor before any worker can react to it, so ``stop`` comes out of the
+    queue before the stop request of a worker that got the same signal (and
+    that worker is drained, not replaced).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, role: str) -> None:
@@ -69,7 +80,7 @@ class SignalQueue:
         self._interrupted = False
         self._installed: list[signal.Signals] = []
         self._previous: dict[signal.Signals, Any] = {}
-        self._with_loop = True
+        self._with_loop = role != "supervisor"
         self.installed = threading.current_thread() is threading.main_thread()
         if not self.installed:
             return

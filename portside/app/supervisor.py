@@ -18,11 +18,17 @@ their exits. In short:
   drains with ``--restart-close-code`` (1012). If the new one fails to start,
   the restart stops there and the old workers keep serving.
 - SIGTTIN, SIGTTOU: one worker more, one fewer. SIGUSR1: reopen log files.
-- A worker that dies is replaced (at once, then with exponential backoff if
-  its slot keeps failing); one blocked longer than ``--timeout`` is killed and
-  replaced; five crashes within a minute stop the server (status 1).
+- A worker that exits without being asked to (it crashed, was killed, or
+  exited 0 of its own accord) is replaced: at once, then with exponential
+  backoff if its slot keeps losing its worker, and while a slot waits for its
+  next worker its socket is closed, so that no connection waits in a queue
+  nobody serves. One blocked longer than ``--timeout`` is killed and replaced.
+  Five failures (a status other than 0, or a signal) within a minute stop the
+  server (status 1); a clean exit does not count.
 - A worker that reaches ``--worker-max-connections-served`` or
   ``--worker-max-rss`` asks to be replaced, and is, as in a rolling restart.
+  So is a worker sent SIGTERM or SIGINT on its own (not with its process
+  group): it asks, and drains once its successor is ready.
 """
 
 from __future__ import annotations
@@ -130,6 +136,9 @@ class WorkerHandle:
         self.kill_reason: str | None = None
         self.drain_deadline: float | None = None
         self.replaced_by: WorkerHandle | None = None
+        # The supervisor asked it to go for good, and its slot is seen to (a
+        # successor serves it, or it was closed): its exit is no loss.
+        self.retired = False
         self.channel: Channel | None = None
 
     @property
@@ -154,11 +163,18 @@ class WorkerHandle:
             self.fatal = (int(message.get("status", EXIT_FAILED)), str(message.get("message")))
         elif event == "recycle":
             self.supervisor.recycle(self, str(message.get("cause", "recycle")))
+        elif event == "stop_request":
+            # Queued after this loop turn: a signal that reached the supervisor
+            # too is queued first (see SignalQueue), and wins.
+            loop.call_soon(self.supervisor.enqueue, f"worker_stop:{self.pid}")
         elif event == "draining":
             if self.state != "gone":
                 self.state = "draining"
             if not self.not_accepting.done():
                 self.not_accepting.set_result(None)
+            if self.drain_deadline is None:
+                # Stopped accepting without being asked to.
+                loop.call_soon(self.supervisor.enqueue, f"worker_draining:{self.pid}")
 
     def on_eof(self) -> None:
         self.supervisor.reap()
@@ -180,6 +196,11 @@ class WorkerHandle:
             self.state = "draining"
         self.send("drain", code=code)
 
+    def retire(self, code: int) -> None:
+        """Drain it for good: its slot is seen to, its exit needs no successor."""
+        self.retired = True
+        self.drain(code)
+
     def kill(self, reason: str) -> None:
         if self.kill_reason is None:
             self.kill_reason = reason
@@ -199,7 +220,8 @@ class Supervisor:
         self.workers: list[WorkerHandle] = []
         self.stopping = False
         self.crashes: collections.deque[float] = collections.deque()
-        self.slot_failures: dict[int, int] = {}
+        # Unrequested exits in a row per slot, for the backoff.
+        self.slot_exits: dict[int, int] = {}
         self.reload_again = False
         self.restarting: asyncio.Task[None] | None = None
         self.replace_lock: asyncio.Lock | None = None
@@ -410,7 +432,6 @@ class Supervisor:
 
     def worker_exited(self, worker: WorkerHandle, status: int) -> None:
         """A worker is gone: account for it, and replace it or stop, as the case may be."""
-        previous = worker.state
         worker.state = "gone"
         self.workers.remove(worker)
         if self.done is not None and self.done.done():
@@ -433,58 +454,95 @@ class Supervisor:
             if not self.workers:
                 self.finish(EXIT_OK)
             return
-        if previous == "draining" or (worker.drain_deadline is not None and not never_ready):
+        if worker.retired:
             if status == 0:
                 logger.info("%s drained and exited", worker)
             else:
                 logger.warning("%s %s while draining", worker, how)
             return
-        if never_ready and worker.fatal is not None:
-            fatal_status, message = worker.fatal
-            if worker.purpose in ("boot", "respawn"):
-                self.fail(fatal_status, message)
+        if never_ready and worker.purpose != "respawn":
+            if worker.purpose == "boot":
+                # Start-up failed: stop with the worker's error (or how it ended).
+                self.fail(*(worker.fatal or (EXIT_FAILED, f"{worker} {how} while starting")))
+                return
+            if worker.purpose == "scale":
+                self.abandon_slot(worker.slot)
+            # A successor (reload, recycle, signal) that failed: replace() sees to it.
+            if worker.fatal is not None:
+                logger.error("%s failed to start: %s", worker, worker.fatal[1])
             else:
-                logger.error("%s failed to start: %s", worker, message)
+                logger.error("%s %s before it was ready", worker, how)
             return
-        if never_ready and worker.purpose in ("reload", "recycle", "scale"):
-            logger.error("%s %s before it was ready", worker, how)
+        if never_ready and worker.fatal is not None:
+            self.fail(*worker.fatal)  # the replacement of a worker cannot start
             return
-        self.crashed(worker, how)
+        self.unrequested_exit(worker, status, how)
 
-    def crashed(self, worker: WorkerHandle, how: str) -> None:
-        """A worker died unexpectedly: replace it with backoff, or stop after too many crashes."""
+    def unrequested_exit(self, worker: WorkerHandle, status: int, how: str) -> None:
+        """A worker exited without being asked to: replace it, with backoff.
+
+        A failure (a status other than 0, a signal) counts toward the crash
+        limit; a clean exit (status 0: the process chose to stop) does not, but
+        takes the same backoff, so that a worker that keeps exiting cannot spin.
+        """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        cause = worker.kill_reason or "died"
-        if worker.kill_reason != "blocked":
-            logger.error("%s %s", worker, how)
-        self.crashes.append(now)
-        while self.crashes and self.crashes[0] < now - CRASH_WINDOW:
-            self.crashes.popleft()
-        if len(self.crashes) >= CRASH_LIMIT:
-            self.fail(
-                EXIT_FAILED,
-                f"{len(self.crashes)} worker crashes within {CRASH_WINDOW:g} s "
-                f"(last: {worker} {how})",
-            )
-            return
+        if status != 0:
+            cause = worker.kill_reason or "died"
+            if worker.kill_reason != "blocked":
+                logger.error("%s %s", worker, how)
+            self.crashes.append(now)
+            while self.crashes and self.crashes[0] < now - CRASH_WINDOW:
+                self.crashes.popleft()
+            if len(self.crashes) >= CRASH_LIMIT:
+                self.fail(
+                    EXIT_FAILED,
+                    f"{len(self.crashes)} worker crashes within {CRASH_WINDOW:g} s "
+                    f"(last: {worker} {how})",
+                )
+                return
+        elif worker.drain_deadline is not None:
+            cause = "signal"
+            logger.info("%s drained and exited", worker)
+        else:
+            cause = "exited"
+            logger.warning("%s exited with status 0 without being asked to", worker)
         if worker.replaced_by is not None:
             return  # its successor is on its way
         if now - worker.started_at > CRASH_WINDOW:
-            self.slot_failures[worker.slot] = 0
-        failures = self.slot_failures.get(worker.slot, 0) + 1
-        self.slot_failures[worker.slot] = failures
-        delay = 0.0 if failures == 1 else min(BACKOFF_FIRST * 2 ** (failures - 2), BACKOFF_MAX)
+            self.slot_exits[worker.slot] = 0
+        exits = self.slot_exits.get(worker.slot, 0) + 1
+        self.slot_exits[worker.slot] = exits
+        delay = 0.0 if exits == 1 else min(BACKOFF_FIRST * 2 ** (exits - 2), BACKOFF_MAX)
         if self.metrics is not None:
             self.metrics.worker_restarts.labels(cause).inc()
         if delay:
-            logger.info("replacing it in %.1f s", delay)
+            # Nobody accepts from the slot's socket until then: close it (the
+            # connections it holds are reset) rather than let them wait.
+            assert self.listeners is not None
+            self.listeners.release_slot(worker.slot)
+            logger.info("replacing it in %.1f s (its socket closed meanwhile)", delay)
         self.respawns[worker.slot] = loop.call_later(delay, self._respawn, worker.slot)
 
     def _respawn(self, slot: int) -> None:
         self.respawns.pop(slot, None)
-        if not self.stopping:
+        if self.stopping:
+            return
+        try:
             self.spawn(slot, "respawn")
+        except BindError as exc:
+            self.fail(EXIT_FAILED, f"cannot listen again for a new worker: {exc}")
+
+    def abandon_slot(self, slot: int) -> None:
+        """A worker added by SIGTTIN failed to start: close its slot's socket."""
+        assert self.listeners is not None
+        self.target_count -= 1
+        if not any(w.slot == slot and not w.retired for w in self.workers):
+            self.listeners.release_slot(slot)
+
+    def find(self, pid: str) -> WorkerHandle | None:
+        """The worker whose process id is ``pid`` (a string), if it is still there."""
+        return next((w for w in self.workers if str(w.pid) == pid), None)
 
     async def watch_workers(self) -> None:
         """Kill workers that stopped beating or outlived their drain; reap the dead."""
@@ -520,11 +578,20 @@ class Supervisor:
         assert self.signals is not None
         while True:
             action = await self.signals.get()
-            handler = getattr(self, f"handle_{action}", None)
+            name, _, argument = action.partition(":")
+            handler = getattr(self, f"handle_{name}", None)
             if handler is None:  # pragma: no cover - the table and the handlers match
                 logger.warning("no handler for %s", action)
                 continue
-            handler()
+            if argument:
+                handler(argument)
+            else:
+                handler()
+
+    def enqueue(self, action: str) -> None:
+        """Queue an action from a worker's message, behind the signals received so far."""
+        if self.signals is not None:
+            self.signals.put(action)
 
     def handle_reap(self) -> None:
         """SIGCHLD: collect the workers that exited."""
@@ -580,11 +647,15 @@ class Supervisor:
         """SIGTTIN: one worker more."""
         if self.stopping or not self.booted:
             return
-        used = {worker.slot for worker in self.workers if worker.drain_deadline is None}
+        used = {w.slot for w in self.workers if w.drain_deadline is None} | set(self.respawns)
         slot = next(slot for slot in range(len(used) + 1) if slot not in used)
+        try:
+            self.spawn(slot, "scale")
+        except BindError as exc:
+            logger.error("SIGTTIN: %s", exc)
+            return
         self.target_count += 1
         logger.info("SIGTTIN: one more worker, slot %d (%d in all)", slot, self.target_count)
-        self.spawn(slot, "scale")
 
     def handle_remove_worker(self) -> None:
         """SIGTTOU: one worker fewer (never fewer than one)."""
@@ -597,9 +668,32 @@ class Supervisor:
         worker = max(serving, key=lambda w: w.slot)
         self.target_count -= 1
         logger.info("SIGTTOU: one worker fewer: draining %s", worker)
-        worker.drain(1001)
+        worker.retire(1001)
+        # Its socket goes once the worker stops accepting (it holds the last
+        # descriptor): from then on the kernel spreads connections over the others.
         assert self.listeners is not None
         self.listeners.release_slot(worker.slot)
+
+    def handle_worker_stop(self, pid: str) -> None:
+        """A worker got SIGTERM or SIGINT on its own: replace it, then drain it."""
+        worker = self.find(pid)
+        if worker is None or self.stopping:
+            return  # a stop drains it anyway
+        if worker.drain_deadline is not None or worker.replaced_by is not None:
+            return  # on its way out already
+        logger.info("%s got a stop signal: replacing it", worker)
+        self.spawn_task(self.replace(worker, "signal"))
+
+    def handle_worker_draining(self, pid: str) -> None:
+        """A worker stopped accepting without being asked to: its slot needs a worker now."""
+        worker = self.find(pid)
+        if worker is None or self.stopping or worker.drain_deadline is not None:
+            return
+        if worker.replaced_by is not None:
+            return  # replace() drains it, or sees to the slot, once its successor is ready
+        logger.warning("%s stopped accepting without being asked to: replacing it", worker)
+        worker.replaced_by = self.spawn(worker.slot, "respawn")
+        worker.retire(1001)
 
     def handle_reopen_logs(self) -> None:
         """SIGUSR1: reopen the log file here and in every worker."""
@@ -640,43 +734,39 @@ class Supervisor:
         self.spawn_task(self.replace(worker, cause))
 
     async def replace(self, old: WorkerHandle, cause: str) -> bool:
-        """A worker reached a ``--worker-max-*`` limit: replace it."""
-        """Replace each worker in turn; stop at the first successor that fails."""
-        """SIGUSR1: reopen the log file here and in every worker."""
-        """SIGTTOU: one worker fewer (never fewer than one)."""
-        """SIGTTIN: one worker more."""
-        """SIGHUP (or --reload): a rolling restart, or another one after it."""
-        """SIGQUIT, second SIGINT: workers cancel their handlers now."""
-        """SIGTERM, first SIGINT: drain every worker, then exit 0."""
-        """SIGCHLD: collect the workers that exited."""
-        """The one loop that runs the actions signals enqueue."""
-        """A worker died unexpectedly: replace it with backoff, or stop after too many crashes."""
-        """A worker is gone: account for it, and replace it or stop, as the case may be."""
-        """Start a worker process for ``slot``."""
-        """``--reload``: files changed; enqueue a rolling restart."""
-        """Start the first workers; once all are ready, announce it."""
-        """End :meth:`main` with ``status``."""
-        """Run ``coro`` as a task that fails the server if it raises."""
-        """Close the listening sockets; remove the metrics directory this run created."""
-        """Start, serve, stop; return the exit status."""
-        """Start a successor for ``old``; once it is ready, drain ``old``."""
+        """Start a successor for ``old``; once it is ready, drain ``old``.
+
+        ``cause`` is ``reload``, ``signal`` (``old`` got SIGTERM or SIGINT on
+        its own) or the ``--worker-max-*`` limit ``old`` reached. Returns
+        whether the successor started.
+        """
         assert self.replace_lock is not None
         async with self.replace_lock:
             if self.stopping or old.state == "gone" or old.drain_deadline is not None:
                 return True
             new = self.spawn(old.slot, "reload" if cause == "reload" else "recycle")
             old.replaced_by = new
-            if not await new.ready:
+            started = await new.ready
+            if self.stopping:
+                return started  # everything drains anyway
+            if not started:
                 old.replaced_by = None
-                if old.state == "gone" and not self.stopping:
+                if old.state == "gone":
                     # It died meanwhile and was not replaced, counting on this one.
                     loop = asyncio.get_running_loop()
                     self.respawns[old.slot] = loop.call_later(0, self._respawn, old.slot)
+                elif cause == "signal":
+                    # It was told to stop: it does, and its slot closes until
+                    # its exit is handled as any other (replaced, with backoff).
+                    logger.error("%s drains without a successor", old)
+                    old.drain(1001)
+                    assert self.listeners is not None
+                    self.listeners.release_slot(old.slot)
                 return False
             if self.metrics is not None:
                 self.metrics.worker_restarts.labels(cause).inc()
             logger.info("%s drains, replaced by %s (%s)", old, new, cause)
-            old.drain(self.config.workers.restart_close_code)
+            old.retire(self.config.workers.restart_close_code)
             # Once it stopped accepting, new connections go to the new code only.
             try:
                 await asyncio.wait_for(

@@ -12,9 +12,17 @@ worker loads the code as it is on disk now), with:
 The worker loads ``MODULE:ATTR``, runs the startup hooks, serves, says
 ``ready``, and sends a ``beat`` from its event loop every ``min(1, timeout/4)``
 seconds: a loop blocked for longer than ``--timeout`` misses its beats and the
-supervisor kills it. It drains on SIGTERM or SIGINT (close code 1001), on the
-supervisor's ``drain`` (with the code given, 1012 in a rolling restart) or when
-the supervisor is gone, then runs the shutdown hooks and exits 0.
+supervisor kills it. It drains on the supervisor's ``drain`` (with the code
+given: 1001 on a stop, 1012 in a rolling restart) or when the supervisor is
+gone, then runs the shutdown hooks and exits 0.
+
+SIGTERM or SIGINT sent to the worker alone does not make it stop accepting at
+once: it asks the supervisor (``stop_request``), which starts a successor in
+its slot and, once the successor is ready, tells this worker to drain, so that
+its slot's queue of connections always has a worker accepting from it. Sent to
+the whole process group, the same signal reaches the supervisor, which drains
+every worker. Without an answer within ``--timeout`` (or without a
+supervisor), the worker drains with 1001 on its own.
 
 Exit statuses: 0 after a drain; 2 when ``MODULE:ATTR`` cannot be loaded or a
 setting is wrong; 3 when a startup hook raised or serving failed.
@@ -87,6 +95,10 @@ class Worker:
         if workers.max_rss_mib is not None:
             self.max_rss = workers.max_rss_mib + random.randint(0, workers.max_rss_jitter_mib)
         self.recycling = False
+        self.supervisor_alive = True
+        # Set once a stop signal was passed on to the supervisor: the drain
+        # that comes after --timeout if the supervisor does not answer.
+        self.unanswered: asyncio.TimerHandle | None = None
 
     def on_message(self, message: dict[str, Any]) -> None:
         assert self.actions is not None
@@ -98,7 +110,22 @@ class Worker:
 
     def on_eof(self) -> None:
         assert self.actions is not None
+        self.supervisor_alive = False
         self.actions.put("supervisor_gone")
+
+    def stop_signal(self, server: AppServer) -> None:
+        """SIGTERM or SIGINT: ask the supervisor for a successor, or drain if there is none."""
+        assert self.actions is not None
+        assert self.channel is not None
+        if server.draining or self.unanswered is not None:
+            return  # on its way out already
+        if not self.supervisor_alive:
+            server.drain(1001)
+            return
+        self.channel.send("stop_request")
+        self.unanswered = asyncio.get_running_loop().call_later(
+            self.config.workers.timeout, self.actions.put, "stop_unanswered"
+        )
 
     async def heartbeat(self) -> None:
         assert self.channel is not None
@@ -140,6 +167,8 @@ class Worker:
             return await self.serve()
         finally:
             beating.cancel()
+            if self.unanswered is not None:
+                self.unanswered.cancel()
             self.actions.close()
             self.channel.close()
 
@@ -182,10 +211,19 @@ class Worker:
                 getting.cancel()
                 break
             action = getting.result()
-            if action in ("stop", "supervisor_gone"):
-                if action == "supervisor_gone":
-                    logger.warning("the supervisor is gone: draining")
+            if action == "stop":
+                self.stop_signal(server)
+            elif action == "supervisor_gone":
+                logger.warning("the supervisor is gone: draining")
                 server.drain(1001)
+            elif action == "stop_unanswered":
+                if not server.draining:
+                    logger.warning(
+                        "the supervisor did not answer a stop signal within %g s (--timeout): "
+                        "draining",
+                        config.workers.timeout,
+                    )
+                    server.drain(1001)
             elif action.startswith("drain:"):
                 server.drain(int(action.partition(":")[2]))
             elif action == "stop_now":

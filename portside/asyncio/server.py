@@ -649,7 +649,7 @@ class Server:
                 self._hurry.set_result(None)
 
     async def _close(self, close_connections: bool, spread: float) -> None:
-        self.server.close()
+        await self._stop_accepting()
         spreading: asyncio.Task[None] | None = None
         if close_connections:
             opened = []
@@ -694,6 +694,24 @@ class Server:
             self._open_sweep = None
         self._opening.clear()
         self._closed.set_result(None)
+
+    async def _stop_accepting(self) -> None:
+        """Stop accepting connections, and serve those accepted so far.
+
+        asyncio's selector loop accepts a connection in one turn and attaches
+        it to the server in a task one turn later: ``asyncio.Server.close()``
+        in between leaves it accepted and never served, its client waiting
+        forever (CPython gh-109564; gh-155934 closes it instead, on recent
+        releases). So the listening sockets stop being read first, and the
+        accepts under way complete (one turn: removing a reader cancels its
+        callback if it is due in this turn), before they close.
+        """
+        loop = self.loop
+        if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+            for sock in self.server.sockets:
+                loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0)
+        self.server.close()
 
     async def _until_deadline(self, pending: set[asyncio.Future[Any]]) -> set[asyncio.Future[Any]]:
         """Wait for ``pending`` until the deadline of close() (which may move); the rest."""

@@ -1,7 +1,9 @@
 """HTTP/1.1 requests and responses, as much as the opening handshake needs.
 
 Parsing follows RFC 7230, with limits so that a hostile peer cannot make the
-parser buffer without bound.
+parser buffer without bound. HTTP/1.0 requests are read too, so that
+``process_request`` can answer them (health checks, such as HAProxy's default
+``option httpchk``); the WebSocket handshake itself needs HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -70,15 +72,22 @@ class Request:
         path: The request target, such as ``/chat?room=1``.
         headers: The request headers.
         method: The request method; the server only accepts ``GET``.
+        http_version: ``"HTTP/1.1"``, or ``"HTTP/1.0"`` for a request the
+            parser read as such (which the server answers with 505 unless
+            ``process_request`` answers it).
     """
 
     path: str
     headers: Headers
     method: str = "GET"
+    # A class attribute, not a field: building a request costs nothing more,
+    # and the parser sets it on HTTP/1.0 requests only.
+    http_version = "HTTP/1.1"
 
     def serialize(self) -> bytes:
         """Return the request as bytes, ready to write."""
-        return f"{self.method} {self.path} HTTP/1.1\r\n{self.headers}".encode("latin-1")
+        line = f"{self.method} {self.path} {self.http_version}\r\n"
+        return f"{line}{self.headers}".encode("latin-1")
 
 
 @dataclass
@@ -106,6 +115,43 @@ class Response:
         """Return the response as bytes, ready to write."""
         head = f"HTTP/1.1 {self.status_code} {self.reason_phrase}\r\n{self.headers}"
         return head.encode("latin-1") + self.body
+
+    def for_http10(self) -> Response:
+        """This response as an HTTP/1.0 client can read it: a copy, if it must change.
+
+        ``Connection: close`` (the server closes after it), and no
+        ``Transfer-Encoding``: a chunked body is decoded, with its length in
+        ``Content-Length``. The status line stays ``HTTP/1.1``, as RFC 9110 2.5
+        wants (the highest version the server speaks, of the request's major
+        version).
+        """
+        headers = self.headers
+        if headers.get_all("Connection") == ["close"] and "Transfer-Encoding" not in headers:
+            return self
+        headers = headers.copy()
+        if "Connection" in headers:
+            del headers["Connection"]
+        headers["Connection"] = "close"
+        body = self.body
+        if "Transfer-Encoding" in headers:
+            # RFC 9112 6.1: a server MUST NOT send Transfer-Encoding in a
+            # response to an HTTP/1.0 request.
+            codings = ",".join(headers.get_all("Transfer-Encoding")).lower()
+            del headers["Transfer-Encoding"]
+            if codings.rsplit(",", 1)[-1].strip() == "chunked":
+                parser = ResponseParser()
+                try:
+                    decoded = parser.feed(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+                    )
+                except InvalidMessage:
+                    decoded = None
+                if decoded is not None:
+                    body = decoded.body
+            if "Content-Length" in headers:
+                del headers["Content-Length"]
+            headers["Content-Length"] = str(len(body))
+        return Response(self.status_code, self.reason_phrase, headers, body)
 
 
 class _HeadParser:
@@ -210,9 +256,9 @@ class RequestParser(_HeadParser):
         method, target, version = parts
         if not version.startswith(b"HTTP/"):
             raise _invalid(f"invalid request line: {first[:100]!r}")
-        if version != b"HTTP/1.1":
-            # RFC 6455 4.1: the handshake MUST be HTTP/1.1 or higher; portside
-            # speaks HTTP/1.1.
+        if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+            # portside speaks HTTP/1.1, and reads HTTP/1.0 requests for
+            # process_request; the handshake needs 1.1 (ServerProtocol.accept).
             cause = InvalidProtocol(version[:20].decode("latin-1"))
             raise _invalid(f"unsupported HTTP version: {version[:20]!r}", 505, cause)
         try:
@@ -228,7 +274,10 @@ class RequestParser(_HeadParser):
         length = headers.get_all("Content-Length")
         if headers.get_all("Transfer-Encoding") or (length and length != ["0"]):
             raise _invalid("request bodies are not supported")
-        return Request(path, headers, method.decode("ascii", "replace"))
+        request = Request(path, headers, method.decode("ascii", "replace"))
+        if version != b"HTTP/1.1":
+            request.http_version = "HTTP/1.0"
+        return request
 
 
 class ResponseParser(_HeadParser):

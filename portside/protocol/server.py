@@ -14,6 +14,7 @@ from ..exceptions import (
     InvalidMessage,
     InvalidMethod,
     InvalidOrigin,
+    InvalidProtocol,
     InvalidUpgrade,
     InvalidVersion,
 )
@@ -198,12 +199,20 @@ class ServerProtocol(Protocol):
         return Response(status.value, status.phrase, headers, body)
 
     def send_response(self, response: Response) -> bytes:
-        """Return the response as bytes; a ``101`` opens the connection."""
-        self.response = response
+        """Return the response as bytes; a ``101`` opens the connection.
+
+        Any other response to an HTTP/1.0 request is sent as such a client can
+        read it (see :meth:`Response.for_http10`); :attr:`response` is what was sent.
+        """
         if response.status_code == 101:
+            self.response = response
             self.state = transition(self.state, Transition.ACCEPT)
             self.deflate = self._codec
         else:
+            request = self.request
+            if request is not None and request.http_version == "HTTP/1.0":
+                response = response.for_http10()
+            self.response = response
             self.state = transition(self.state, Transition.REJECT)
             self._reading = False
         return response.serialize()
@@ -212,6 +221,10 @@ class ServerProtocol(Protocol):
         # RFC 6455 4.2.1 lists what the server checks, in this order.
         if request.method != "GET":
             raise InvalidMethod(request.method)
+        if request.http_version != "HTTP/1.1":
+            # RFC 6455 4.1: "the HTTP version MUST be at least 1.1" (and RFC
+            # 9110 7.8: a server ignores Upgrade in an HTTP/1.0 request).
+            raise InvalidProtocol(request.http_version)
         headers = request.headers
         _single(headers, "Host")
         values = headers.get_all("Upgrade")

@@ -85,6 +85,48 @@ async def test_health_and_readiness_answer_and_the_app_comes_first() -> None:
         assert (await get(address, "/healthz"))[0] == 200
 
 
+async def test_endpoints_answer_http10_checks() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def http10(address: str, path: str) -> tuple[int, bytes, bytes]:
+        # As HAProxy's default option httpchk sends it: no Host header.
+        host, port = address.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), head, body
+
+    async with app_server(portside.App(echo), metrics=True) as (server, address):
+        status, head, body = await http10(address, "/healthz")
+        assert (status, body) == (200, b"OK\n")
+        assert b"Connection: close" in head
+        assert (await http10(address, "/readyz"))[0] == 200
+        # Anything else over HTTP/1.0 is a WebSocket handshake, which needs 1.1.
+        assert (await http10(address, "/chat"))[0] == 505
+        status, head, body = await http10(address, "/metrics")
+        assert status == 200
+        assert b"Connection: close" in head
+        assert b"Transfer-Encoding" not in head
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+        }
+        # The health checks are not failed handshakes; the refused upgrade is.
+        failures = {k: v for k, v in samples.items() if k[0] == "portside_handshake_failures_total"}
+        assert failures == {
+            ("portside_handshake_failures_total", (("reason", "invalid_protocol"),)): 1
+        }
+        # Draining: a check made now (a client that connected just before
+        # accepting stopped) is answered too.
+        server.drain()
+        status, _, body = await http10(address, "/readyz")
+        assert (status, body.startswith(b"not ready")) == (503, True)
+
+
 async def test_readiness_checks() -> None:
     state = {"redis": False}
     app = portside.App(echo)

@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -85,6 +85,37 @@ async def proxy(command: list[str]) -> AsyncIterator[asyncio.subprocess.Process]
                 await process.wait()
 
 
+async def check_status(stats: Path) -> tuple[str, str, str] | None:
+    """The backend server's status, check status and check code, from HAProxy's stats
+    socket; ``None`` until its first check is done."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(stats))
+    except OSError:
+        return None  # not listening yet
+    writer.write(b"show stat\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    header, *rows = [line for line in text.splitlines() if line]
+    names = header.lstrip("# ").split(",")
+    for row in rows:
+        fields = dict(zip(names, row.split(","), strict=False))
+        if fields["svname"] == "chat1" and fields["check_status"] not in ("", "INI"):
+            return fields["status"], fields["check_status"], fields["check_code"]
+    return None
+
+
+async def eventually_async(
+    probe: Callable[[], Awaitable[tuple[str, str, str] | None]], timeout: float
+) -> tuple[str, str, str]:
+    """Ask ``probe`` until it answers, for what nothing announces (HAProxy's checks)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (answer := await probe()) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no answer within {timeout} s")
+        await asyncio.sleep(0.1)
+    return answer
+
+
 async def drain_goes_through(server: ServeProcess, url: str) -> None:
     """Echo through the proxy, then SIGTERM portside: the client gets 1001."""
     clients = [await portside.connect(url, compression=None) for _ in range(8)]
@@ -140,27 +171,22 @@ async def test_haproxy_as_documented(app_dir: Path) -> None:
         block = block.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
         block = block.replace("bind :80", f"bind 127.0.0.1:{port}")
         config = app_dir / "haproxy.cfg"
-        config.write_text(f"global\n    pidfile {app_dir}/haproxy.pid\n\n{block}")
+        stats = app_dir / "haproxy.sock"
+        config.write_text(
+            f"global\n    pidfile {app_dir}/haproxy.pid\n    stats socket {stats}\n\n{block}"
+        )
         haproxy = shutil.which("haproxy")
         assert haproxy is not None
         async with proxy([haproxy, "-db", "-f", str(config)]) as process:
             await wait_port(port, process)
-
-            # Wait until HAProxy's check found the server up (its /readyz said 200).
-            async def up() -> None:
-                while True:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.write(b"GET /readyz HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
-                    answer = await reader.read()
-                    writer.close()
-                    if answer.startswith(b"HTTP/1.1 200"):
-                        return
-                    await asyncio.sleep(0.1)
-
-            await asyncio.wait_for(up(), 10)
+            # HAProxy's own check, as configured (an HTTP/1.0 GET /readyz), found
+            # portside ready: what its stats socket says of the server.
+            status = await eventually_async(lambda: check_status(stats), timeout=10)
+            assert status == ("UP", "L7OK", "200"), status
             await drain_goes_through(server, f"ws://127.0.0.1:{port}/")
             # portside's log has no line about HAProxy's checks.
             assert "readyz" not in server.text()
+            assert "handshake failed" not in server.text()
 
 
 @needs(

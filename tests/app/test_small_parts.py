@@ -100,13 +100,32 @@ async def test_reload_polling_reports_changed_files(tmp_path: Path) -> None:
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / "pyvenv.cfg").write_text("")
     (tmp_path / "venv" / "lib.py").write_text("")
-    assert set(reload.snapshot([str(tmp_path)])) == {str(tmp_path / "app.py")}
+    before = reload.snapshot([str(tmp_path)])
+    assert set(before) == {str(tmp_path / "app.py")}
     changes: asyncio.Queue[list[str]] = asyncio.Queue()
-    task = asyncio.ensure_future(reload.poll([str(tmp_path)], changes.put_nowait, 0.02))
-    await asyncio.sleep(0.05)
+    task = asyncio.ensure_future(
+        reload.poll([str(tmp_path)], changes.put_nowait, 0.02, before=before)
+    )
     (tmp_path / "new.py").write_text("y = 2\n")
     assert await asyncio.wait_for(changes.get(), 5) == [str(tmp_path / "new.py")]
     task.cancel()
+
+
+def test_reload_forgets_the_bytecode_of_changed_files(tmp_path: Path) -> None:
+    import importlib.util
+    import py_compile
+
+    source = tmp_path / "app.py"
+    source.write_text("x = 1\n")
+    other = tmp_path / "other.py"
+    other.write_text("y = 1\n")
+    for path in (source, other):
+        py_compile.compile(str(path))
+    cached = [Path(importlib.util.cache_from_source(str(path))) for path in (source, other)]
+    assert all(path.exists() for path in cached)
+    reload.forget_bytecode([str(source), str(tmp_path / "gone.py"), str(tmp_path / "data.txt")])
+    assert not cached[0].exists()
+    assert cached[1].exists()
 
 
 async def test_reload_polls_without_watchfiles(
@@ -120,7 +139,7 @@ async def test_reload_polls_without_watchfiles(
     )
     polled = []
 
-    async def fake_poll(directories: list[str], on_change: Any) -> None:
+    async def fake_poll(directories: list[str], on_change: Any, before: Any) -> None:
         polled.append(directories)
 
     monkeypatch.setattr(reload, "poll", fake_poll)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import os
 import signal
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.app.helpers import (
     ServeProcess,
     eventually,
     greeting,
+    listening_sockets,
     read,
     serve_env,
     serving,
@@ -76,6 +79,63 @@ class Pinger:
                 await asyncio.sleep(0.01)  # pace: about 100 messages per second per client
         except portside.ConnectionClosed:
             pass
+
+
+class Churn:
+    """New connections without a pause, a few at a time: each a handshake, the
+    greeting, an echo and a close.
+
+    A handshake that fails, or does not complete within ``open_timeout`` (a
+    connection left in an accept queue nobody serves), is a failure; a
+    connection closed with 1001 or 1012 after its handshake was drained, which
+    is the documented behaviour of a worker that goes.
+    """
+
+    def __init__(self, server: ServeProcess, lanes: int = 4, open_timeout: float = 3.0) -> None:
+        self.url = server.url()
+        self.lanes = lanes
+        self.open_timeout = open_timeout
+        self.served: list[int] = []  # the pid of each connection that completed
+        self.failures: list[str] = []
+        self.stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._lane()) for _ in range(self.lanes)]
+
+    async def _lane(self) -> None:
+        while not self.stopping:
+            try:
+                ws = await portside.connect(
+                    self.url, compression=None, open_timeout=self.open_timeout
+                )
+            except Exception as exc:
+                self.failures.append(f"handshake: {exc!r}")
+                continue
+            try:
+                _, pid = await greeting(ws)
+                await ws.send("ping")
+                assert await ws.recv() == "ping"
+                await ws.close()
+            except portside.ConnectionClosed:
+                if ws.close_code not in (1001, 1012):
+                    self.failures.append(f"closed with {ws.close_code}")
+                continue
+            self.served.append(pid)
+            for waiter in [w for w in self._waiters if w[0] <= len(self.served)]:
+                self._waiters.remove(waiter)
+                waiter[1].set_result(None)
+
+    async def more(self, count: int) -> None:
+        """Wait until ``count`` more connections completed."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((len(self.served) + count, future))
+        await future
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await asyncio.gather(*self._tasks)
 
 
 async def test_sigterm_drains_four_workers_with_1001_and_exits_0(app_dir: Path) -> None:
@@ -209,6 +269,131 @@ async def test_kill_9_of_a_worker_is_replaced_within_a_second_and_spares_the_oth
                 seen.add((await greeting(ws))[1])
         for ws in clients:
             await ws.close()
+
+
+async def test_a_worker_sent_sigterm_alone_is_replaced_and_no_connection_waits(
+    app_dir: Path,
+) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        held = await portside.connect(server.url(), compression=None)
+        _, victim = await greeting(held)
+        (other,) = set(server.pids) - {victim}
+        churn = Churn(server)
+        churn.start()
+        await churn.more(20)
+        mark = len(server.lines)
+        # An operator, a script or a stray signal: SIGTERM to one worker only.
+        os.kill(victim, signal.SIGTERM)
+        await server.wait_line(rf"worker {victim} \(slot \d\) got a stop signal", start=mark)
+        match = await server.wait_line(
+            rf"worker {victim} \(slot \d\) drains, replaced by worker (\d+)", start=mark
+        )
+        newcomer = int(match.group(1))
+        await server.wait_line(rf"worker {victim} \(slot \d\) drained and exited", start=mark)
+        after = len(churn.served)
+        await churn.more(100)
+        await churn.stop()
+        # During the replacement and after it, every handshake completed in time...
+        assert churn.failures == []
+        # ...and both slots serve: the victim's by its successor.
+        assert set(churn.served[after:]) == {other, newcomer}
+        await held.wait_closed()
+        assert held.close_code == 1012
+        assert "without being asked" not in server.text()
+
+
+async def test_a_signal_to_the_process_group_drains_every_worker_and_replaces_none(
+    app_dir: Path,
+) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        clients = [await portside.connect(server.url(), compression=None) for _ in range(10)]
+        for ws in clients:
+            await greeting(ws)
+        # Ctrl-C in a terminal: SIGINT to the supervisor and its workers at once.
+        os.killpg(server.pid, signal.SIGINT)
+        assert await server.wait(15) == 0
+        for ws in clients:
+            await ws.wait_closed()
+            assert ws.close_code == 1001
+        assert "stopping: draining 2 workers" in server.text()
+        assert "replac" not in server.text()
+        assert " ready" not in server.text()
+
+
+async def test_a_slot_waiting_for_its_next_worker_has_no_socket(app_dir: Path) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        assert listening_sockets(server.port) == 2
+        first, victim = server.pids
+        mark = len(server.lines)
+        os.kill(victim, signal.SIGKILL)
+        # The first loss of a slot: its successor starts at once and takes over
+        # the socket with the connections queued there.
+        match = await server.wait_line(r"worker (\d+) \(slot 1\) ready", start=mark)
+        assert "replacing it in" not in server.text()
+        assert listening_sockets(server.port) == 2
+        mark = len(server.lines)
+        os.kill(int(match.group(1)), signal.SIGKILL)
+        # The second, within a minute: backoff, and no socket meanwhile, so that
+        # the kernel sends every connection to the other worker.
+        await server.wait_line(r"replacing it in 0\.5 s \(its socket closed", start=mark)
+        assert listening_sockets(server.port) == 1
+        for _ in range(5):
+            async with portside.connect(server.url(), compression=None, open_timeout=3) as ws:
+                assert (await greeting(ws))[1] == first
+        await server.wait_line(r"worker (\d+) \(slot 1\) ready", start=mark)
+        assert listening_sockets(server.port) == 2
+
+
+async def test_a_worker_that_exits_0_on_its_own_is_replaced_not_counted_as_a_crash(
+    tmp_path: Path,
+) -> None:
+    write_module(
+        tmp_path,
+        "leaving",
+        """
+        import os
+        import portside
+
+        async def handler(ws):
+            await ws.send(str(os.getpid()))
+            if ws.path == "/leave":
+                os._exit(0)
+            async for message in ws:
+                await ws.send(message)
+        """,
+    )
+    async with serving("leaving:handler", "--metrics-path", "/metrics", cwd=tmp_path) as server:
+        (first,) = server.pids
+        mark = len(server.lines)
+        ws = await portside.connect(server.url("/leave"))
+        assert int(await ws.recv()) == first
+        await ws.wait_closed()
+        await server.wait_line(
+            rf"WARNING .*worker {first} \(slot 0\) exited with status 0 without being asked to",
+            start=mark,
+        )
+        match = await server.wait_line(r"worker (\d+) \(slot 0\) ready", start=mark)
+        async with portside.connect(server.url()) as fresh:
+            assert int(await fresh.recv()) == int(match.group(1))
+        samples = await scrape(server)
+        assert samples[("portside_worker_restarts_total", (("cause", "exited"),))] == 1
+        assert " ERROR " not in server.text()
+
+
+async def test_a_worker_sent_sigterm_whose_successor_cannot_start(app_dir: Path) -> None:
+    async with serving("echoapp:app", "--workers", "2", cwd=app_dir) as server:
+        victim = server.pids[1]
+        write_module(app_dir, "echoapp", "raise ImportError('half-deployed')\n")
+        mark = len(server.lines)
+        os.kill(victim, signal.SIGTERM)
+        await server.wait_line("failed to start: importing 'echoapp' failed", start=mark)
+        # It was told to stop: it drains anyway, and its slot's socket closes.
+        await server.wait_line(rf"worker {victim} \(slot 1\) drains without a successor")
+        await server.wait_line(rf"worker {victim} \(slot 1\) drained and exited", start=mark)
+        # Its exit is then handled as any other: the replacement cannot start
+        # either, and the server stops with its error, as after a crash.
+        assert await server.wait(20) == 2
+        assert "ERROR portside.app: importing 'echoapp' failed" in server.text()
 
 
 async def test_an_import_error_is_one_line_and_status_2(tmp_path: Path) -> None:
@@ -420,9 +605,12 @@ async def test_sigttin_and_sigttou_add_and_remove_a_worker(app_dir: Path) -> Non
         while added not in seen:
             async with portside.connect(server.url(), compression=None) as ws:
                 seen.add((await greeting(ws))[1])
+        assert listening_sockets(server.port) == 2
         mark = len(server.lines)
         server.signal(signal.SIGTTOU)
         await server.wait_line(rf"worker {added} \(slot 1\) drained and exited", start=mark)
+        # Its slot's socket is gone with it: no connection waits there.
+        assert listening_sockets(server.port) == 1
         # Only one worker is left: a second SIGTTOU is refused.
         server.signal(signal.SIGTTOU)
         await server.wait_line("only one worker left", start=mark)
@@ -440,6 +628,23 @@ async def test_a_rolling_restart_that_fails_keeps_the_old_workers(app_dir: Path)
                 version, pid = await greeting(ws)
                 assert version == "v1"
                 assert pid in server.pids
+
+
+async def test_a_worker_added_by_sigttin_that_fails_to_start_leaves_no_socket(
+    app_dir: Path,
+) -> None:
+    async with serving("echoapp:app", cwd=app_dir) as server:
+        write_module(app_dir, "echoapp", "raise ImportError('half-deployed')\n")
+        mark = len(server.lines)
+        server.signal(signal.SIGTTIN)
+        await server.wait_line(r"\(slot 1\) failed to start: importing 'echoapp'", start=mark)
+        assert listening_sockets(server.port) == 1
+        write_module(app_dir, "echoapp", ECHO_APP)
+        mark = len(server.lines)
+        server.signal(signal.SIGTTIN)
+        await server.wait_line(r"SIGTTIN: one more worker, slot 1 \(2 in all\)", start=mark)
+        await server.wait_line(r"\(slot 1\) ready", start=mark)
+        assert listening_sockets(server.port) == 2
 
 
 async def test_worker_max_connections_served_recycles_by_draining(app_dir: Path) -> None:
@@ -470,10 +675,25 @@ async def test_worker_max_connections_served_recycles_by_draining(app_dir: Path)
 
 
 async def test_reload_on_a_source_change(app_dir: Path) -> None:
-    async with serving("echoapp:app", "--reload", "--app-dir", str(app_dir), cwd=app_dir) as server:
+    # Python caches bytecode here, as it does for users.
+    env = serve_env()
+    del env["PYTHONDONTWRITEBYTECODE"]
+    source = app_dir / "echoapp.py"
+    async with serving(
+        "echoapp:app", "--reload", "--app-dir", str(app_dir), cwd=app_dir, env=env
+    ) as server:
         await server.wait_line("--reload: (watching|polling)")
+        assert Path(importlib.util.cache_from_source(str(source))).exists()
+        # The worst case for that cache, which trusts a source file of the same
+        # size and the same modification time in whole seconds: "v1" becomes
+        # "v2" within the second of the first version.
+        before = source.stat().st_mtime_ns
+        second, fraction = divmod(before, 10**9)
+        edited = app_dir / "echoapp.new"
+        edited.write_text(textwrap.dedent(ECHO_APP.replace('"v1"', '"v2"')))
+        os.utime(edited, ns=(before, second * 10**9 + (fraction + 1) % 10**9))
         mark = len(server.lines)
-        write_module(app_dir, "echoapp", ECHO_APP.replace('"v1"', '"v2"'))
+        os.replace(edited, source)
         await server.wait_line("changed: .*echoapp.py: reloading", start=mark)
         await server.wait_line("rolling restart done", start=mark)
         async with portside.connect(server.url(), compression=None) as ws:

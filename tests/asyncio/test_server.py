@@ -478,6 +478,36 @@ async def test_close_answers_handshakes_in_progress_with_503() -> None:
     await server.wait_closed()
 
 
+@pytest.mark.parametrize("finish_handshakes", [False, True])
+async def test_a_connection_accepted_as_the_server_closes_is_answered(
+    finish_handshakes: bool,
+) -> None:
+    # asyncio accepts a connection in one turn of the loop and attaches it to
+    # the server in the next; a close() in between used to leave it accepted
+    # and never served (CPython gh-109564): the client waited forever. Closed
+    # after each number of turns, the server answers every client (or resets
+    # it): none waits.
+    loop = asyncio.get_running_loop()
+    for turns in range(4):
+        async with running(echo) as server:
+            client = socket.socket()
+            client.setblocking(False)
+            # On loopback the kernel completes the TCP handshake at once: the
+            # server's socket is readable from the next turn on.
+            client.connect_ex(server.sockets[0].getsockname())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            server.close(finish_handshakes=finish_handshakes)
+            with client:
+                try:
+                    await loop.sock_sendall(client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = await asyncio.wait_for(loop.sock_recv(client, 1024), 5)
+                except ConnectionError:
+                    answer = b"reset"
+            assert answer.startswith((b"HTTP/1.1 503", b"HTTP/1.1 426", b"reset")), (turns, answer)
+            await server.wait_closed()
+
+
 async def test_handlers_still_running_are_cancelled_after_close_timeout() -> None:
     cancelled = asyncio.Event()
 
@@ -1004,3 +1034,69 @@ async def test_normalize_process_request_takes_both_forms() -> None:
     assert response is not None and response.body == b"modern\n"
     with pytest.raises(TypeError, match="process_request returned int"):
         await normalize_process_request(wrong)(None, request)  # type: ignore[arg-type]
+
+
+# HTTP/1.0: process_request may answer it; the upgrade needs HTTP/1.1.
+
+HTTP10_UPGRADE = (
+    b"GET /chat HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def exchange(server: portside.Server, request: bytes) -> tuple[list[bytes], bytes]:
+    """Send ``request`` as it is; return the head's lines and the body once the server closes."""
+    host, port = server.sockets[0].getsockname()[:2]
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n"), body
+
+
+def health_check(
+    connection: portside.ServerConnection, request: portside.Request
+) -> portside.Response | None:
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    if request.path == "/chunked":
+        headers = portside.Headers([("Transfer-Encoding", "chunked")])
+        return portside.Response(200, "OK", headers, b"2\r\nOK\r\n0\r\n\r\n")
+    return None
+
+
+async def test_http10_requests_reach_process_request(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running(echo, process_request=health_check) as server:
+        # HAProxy's default check: HTTP/1.0, no Host header.
+        head, body = await exchange(server, b"OPTIONS / HTTP/1.0\r\n\r\n")
+        assert head[0] == b"HTTP/1.1 405 Method Not Allowed"
+        head, body = await exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert head[0] == b"HTTP/1.1 200 OK"  # RFC 9110 2.5: the server's version
+        assert b"Connection: close" in head
+        assert body == b"OK\n"
+        # Never chunked for an HTTP/1.0 client: decoded, with its length.
+        head, body = await exchange(server, b"GET /chunked HTTP/1.0\r\n\r\n")
+        assert head[1:] == [b"Connection: close", b"Content-Length: 2"]
+        assert body == b"OK"
+        # process_request returned None: the upgrade needs HTTP/1.1.
+        head, body = await exchange(server, HTTP10_UPGRADE)
+        assert head[0] == b"HTTP/1.1 505 HTTP Version Not Supported"
+        assert b"Connection: close" in head
+        assert b"expected HTTP/1.1: HTTP/1.0" in body
+        async with portside.connect(url(server)) as ws:
+            await ws.send("still 1.1")
+            assert await ws.recv() == "still 1.1"
+    failures = [r.getMessage() for r in caplog.records if "handshake failed" in r.getMessage()]
+    assert len(failures) == 2  # the 405 and the 505; the health checks are not failures
+    assert "unsupported protocol; expected HTTP/1.1: HTTP/1.0" in failures[1]
+
+
+async def test_an_http10_upgrade_gets_505_without_process_request() -> None:
+    async with running(echo) as server:
+        head, _ = await exchange(server, HTTP10_UPGRADE)
+        assert head[0] == b"HTTP/1.1 505 HTTP Version Not Supported"
+        head, _ = await exchange(server, b"GET / HTTP/1.0\r\n\r\n")
+        assert head[0] == b"HTTP/1.1 505 HTTP Version Not Supported"

@@ -59,6 +59,51 @@ def test_request_round_trip() -> None:
     assert parsed == request
 
 
+def test_http10_requests_are_read() -> None:
+    # For process_request (health checks); the handshake itself needs 1.1.
+    parsed = RequestParser().feed(b"GET /healthz HTTP/1.0\r\nUser-Agent: check\r\n\r\n")
+    assert parsed is not None
+    assert (parsed.method, parsed.path, parsed.http_version) == ("GET", "/healthz", "HTTP/1.0")
+    assert parsed.headers["User-Agent"] == "check"
+    assert parsed.serialize().startswith(b"GET /healthz HTTP/1.0\r\n")
+    fresh = RequestParser().feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert fresh is not None
+    assert fresh.http_version == "HTTP/1.1"
+    assert Request("/", Headers()).http_version == "HTTP/1.1"
+
+
+def test_responses_for_http10_clients() -> None:
+    ok = Response(200, "OK", Headers([("Connection", "close"), ("Content-Length", "3")]), b"OK\n")
+    assert ok.for_http10() is ok
+    # Keep-alive (or nothing) becomes close: the server closes after it.
+    kept = Response(200, "OK", Headers([("Connection", "keep-alive"), ("X", "1")]), b"hi")
+    adapted = kept.for_http10()
+    assert adapted.headers.get_all("Connection") == ["close"]
+    assert adapted.headers["X"] == "1"
+    assert kept.headers["Connection"] == "keep-alive"  # a copy: a Response may be shared
+    assert adapted.serialize().startswith(b"HTTP/1.1 200 OK\r\n")  # RFC 9110 2.5
+    bare = Response(204, "No Content", Headers())
+    assert bare.for_http10().headers.get_all("Connection") == ["close"]
+    # No chunking: the body is decoded and sent with its length.
+    chunked = Response(
+        200,
+        "OK",
+        Headers([("Transfer-Encoding", "chunked"), ("Content-Length", "99")]),
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    plain = chunked.for_http10()
+    assert "Transfer-Encoding" not in plain.headers
+    assert plain.body == b"hello world"
+    assert plain.headers.get_all("Content-Length") == ["11"]
+    # A body that is not valid chunked encoding goes as it is.
+    broken = Response(200, "OK", Headers([("Transfer-Encoding", "chunked")]), b"zz\r\n")
+    assert broken.for_http10().body == b"zz\r\n"
+    assert broken.for_http10().headers["Content-Length"] == "4"
+    gzip = Response(200, "OK", Headers([("Transfer-Encoding", "gzip")]), b"\x1f\x8b")
+    assert gzip.for_http10().body == b"\x1f\x8b"
+    assert "Transfer-Encoding" not in gzip.for_http10().headers
+
+
 def status_of(data: bytes) -> int:
     with pytest.raises(InvalidMessage) as info:
         RequestParser().feed(data)
@@ -68,7 +113,8 @@ def status_of(data: bytes) -> int:
 @pytest.mark.parametrize(
     ("data", "status"),
     [
-        (b"GET / HTTP/1.0\r\n\r\n", 505),
+        (b"GET / HTTP/0.9\r\n\r\n", 505),
+        (b"GET / HTTP/1.2\r\n\r\n", 505),
         (b"GET / HTTP/2\r\n\r\n", 505),
         (b"GET /\r\n\r\n", 400),
         (b"GET  / HTTP/1.1\r\n\r\n", 400),
@@ -311,9 +357,9 @@ def test_limits_name_websockets_exceptions_as_the_cause() -> None:
     assert isinstance(cause_of(RequestParser(), header), HeaderLineTooLong)
     many = b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * (MAX_HEADERS + 1) + b"\r\n"
     assert isinstance(cause_of(RequestParser(), many), TooManyHeaders)
-    cause = cause_of(RequestParser(), b"GET / HTTP/1.0\r\n\r\n")
+    cause = cause_of(RequestParser(), b"GET / HTTP/2.0\r\n\r\n")
     assert isinstance(cause, InvalidProtocol)
-    assert cause.protocol == "HTTP/1.0"
+    assert cause.protocol == "HTTP/2.0"
     assert all(issubclass(cls, SecurityError) for cls in (RequestLineTooLong, TooManyHeaders))
 
 

@@ -8,10 +8,11 @@ from portside.exceptions import (
     InvalidMessage,
     InvalidMethod,
     InvalidOrigin,
+    InvalidProtocol,
     InvalidUpgrade,
     InvalidVersion,
 )
-from portside.protocol import Deflate, Headers, Request, ServerProtocol, State
+from portside.protocol import Deflate, Headers, Request, Response, ServerProtocol, State
 from portside.protocol.handshake import accept_key
 from tests.framing import client_frame
 
@@ -116,6 +117,52 @@ def test_method_not_allowed() -> None:
     assert response.headers["Allow"] == "GET"
     assert isinstance(server.handshake_exc, InvalidMethod)
     assert server.handshake_exc.method == "POST"
+
+
+def http10_upgrade() -> bytes:
+    """A WebSocket upgrade request, complete but for its version: HTTP/1.0."""
+    return request().serialize().replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+
+
+def test_an_http10_upgrade_is_refused_with_505() -> None:
+    server = ServerProtocol()
+    parsed = server.receive_request(http10_upgrade())
+    assert parsed is not None
+    assert parsed.http_version == "HTTP/1.0"
+    response = server.accept(parsed)
+    assert response.status_code == 505
+    assert isinstance(server.handshake_exc, InvalidProtocol)
+    assert server.handshake_exc.protocol == "HTTP/1.0"
+    data = server.send_response(response)
+    assert data.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
+    assert b"\r\nConnection: close\r\n" in data
+    assert server.state is State.CLOSED
+
+
+def test_an_http10_request_can_be_answered_with_http10_rules() -> None:
+    # What process_request does for a health check: answer before accept().
+    server = ServerProtocol()
+    parsed = server.receive_request(b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert parsed is not None
+    answer = Response(
+        200, "OK", Headers([("Transfer-Encoding", "chunked")]), b"2\r\nOK\r\n0\r\n\r\n"
+    )
+    data = server.send_response(answer)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 200 OK",
+        b"Connection: close",
+        b"Content-Length: 2",
+    ]
+    assert body == b"OK"
+    assert server.response is not answer  # what was sent; the answer is left as it was
+    assert server.response is not None and server.response.body == b"OK"
+    assert answer.headers["Transfer-Encoding"] == "chunked"
+    # The same answer to an HTTP/1.1 request goes as it is.
+    other = ServerProtocol()
+    assert other.receive_request(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n") is not None
+    assert other.send_response(answer) == answer.serialize()
+    assert other.response is answer
 
 
 def test_repeated_key() -> None:

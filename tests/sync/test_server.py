@@ -581,3 +581,53 @@ def test_connection_state_after_the_handler() -> None:
             ws.recv(timeout=TIMEOUT)
     assert connections[0].state is CLOSED
     assert connections[0].wait_closed(TIMEOUT)
+
+
+# HTTP/1.0: process_request may answer it; the upgrade needs HTTP/1.1.
+
+HTTP10_UPGRADE = (
+    "GET /chat HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def health_check(connection: ServerConnection, request: Request) -> Response | None:
+    if request.path == "/healthz":
+        return connection.respond(http.HTTPStatus.OK, "OK\n")
+    if request.path == "/chunked":
+        headers = Headers([("Transfer-Encoding", "chunked")])
+        return Response(200, "OK", headers, b"2\r\nOK\r\n0\r\n\r\n")
+    return None
+
+
+def test_http10_requests_reach_process_request(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "portside.server")
+    with running(process_request=health_check) as server:
+        # HAProxy's default check: HTTP/1.0, no Host header.
+        status, head, _ = http_request(server, "OPTIONS / HTTP/1.0\r\n\r\n")
+        assert status == 405
+        status, head, body = http_request(server, "GET /healthz HTTP/1.0\r\n\r\n")
+        assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"  # RFC 9110 2.5
+        assert b"Connection: close" in head
+        assert body == b"OK\n"
+        # Never chunked for an HTTP/1.0 client: decoded, with its length.
+        _, head, body = http_request(server, "GET /chunked HTTP/1.0\r\n\r\n")
+        assert head.split(b"\r\n")[1:] == [b"Connection: close", b"Content-Length: 2"]
+        assert body == b"OK"
+        # process_request returned None: the upgrade needs HTTP/1.1.
+        status, head, body = http_request(server, HTTP10_UPGRADE)
+        assert head.split(b"\r\n")[0] == b"HTTP/1.1 505 HTTP Version Not Supported"
+        assert b"Connection: close" in head
+        assert b"expected HTTP/1.1: HTTP/1.0" in body
+        with connect(url(server)) as ws:
+            ws.send("still 1.1")
+            assert ws.recv(timeout=TIMEOUT) == "still 1.1"
+    failures = [r.getMessage() for r in caplog.records if "handshake failed" in r.getMessage()]
+    assert len(failures) == 2  # the 405 and the 505; the health checks are not failures
+    assert "unsupported protocol; expected HTTP/1.1: HTTP/1.0" in failures[1]
+
+
+def test_an_http10_upgrade_gets_505_without_process_request() -> None:
+    with running() as server:
+        assert http_request(server, HTTP10_UPGRADE)[0] == 505
+        assert http_request(server, "GET / HTTP/1.0\r\n\r\n")[0] == 505
