@@ -53,7 +53,13 @@ _HEADER_LINE = re.compile(
 _HEADER_PAIR = _HEADER_LINE.pattern.decode("latin-1") + "\r\n"
 _HEADER_BLOCK = re.compile(f"(?:{_HEADER_PAIR})*")
 _HEADER_PAIRS = re.compile(_HEADER_PAIR)
-_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: (.*))?")
+# RFC 9110 5.6.2: token = 1*tchar, the characters of a method (9.1) and of a
+# field name (5.1, _HEADER_LINE above).
+_TOKEN = re.compile(rb"[-!#$%&\'*+.^_`|~0-9a-zA-Z]+")
+# RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ],
+# where reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ): no control
+# character. The space after the code is optional here, as most clients take it.
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 
 
 def _invalid(message: str, status: int = 400, cause: Exception | None = None) -> InvalidMessage:
@@ -254,6 +260,9 @@ class RequestParser(_HeadParser):
         if len(parts) != 3:
             raise _invalid(f"invalid request line: {first[:100]!r}")
         method, target, version = parts
+        # RFC 9110 9.1: the method is a token (GET is, and comes first).
+        if method != b"GET" and _TOKEN.fullmatch(method) is None:
+            raise _invalid(f"invalid request method: {method[:20]!r}")
         if not version.startswith(b"HTTP/"):
             raise _invalid(f"invalid request line: {first[:100]!r}")
         if version != b"HTTP/1.1" and version != b"HTTP/1.0":
@@ -274,7 +283,7 @@ class RequestParser(_HeadParser):
         length = headers.get_all("Content-Length")
         if headers.get_all("Transfer-Encoding") or (length and length != ["0"]):
             raise _invalid("request bodies are not supported")
-        request = Request(path, headers, method.decode("ascii", "replace"))
+        request = Request(path, headers, "GET" if method == b"GET" else method.decode("ascii"))
         if version != b"HTTP/1.1":
             request.http_version = "HTTP/1.0"
         return request

@@ -328,6 +328,24 @@ async def test_garbage_gets_400_and_one_log_line(caplog: pytest.LogCaptureFixtur
     assert "Traceback" not in caplog.text
 
 
+async def test_method_that_is_not_a_token_gets_400_and_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # RFC 9110 9.1: a method is a token (fuzzing/regressions/http/non-ascii-method).
+    caplog.set_level(logging.INFO, "portside.server")
+    async with running() as server:
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"G\xffT / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    lines = [r.getMessage() for r in caplog.records if "invalid request method" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    assert "Traceback" not in caplog.text
+
+
 async def until_no_connections(server: portside.Server) -> None:
     async def poll() -> None:
         while server.connections:

@@ -236,6 +236,27 @@ def test_other_methods_are_parsed() -> None:
     assert request.method == "POST"
 
 
+@pytest.mark.parametrize("method", [b"M-SEARCH", b"X_1.~!#$%&'*+^`|", b"get"])
+def test_any_token_is_a_method(method: bytes) -> None:
+    # RFC 9110 9.1: a method is a token, case-sensitive.
+    request = RequestParser().feed(method + b" / HTTP/1.1\r\n\r\n")
+    assert request is not None
+    assert request.method == method.decode()
+    assert request.serialize() == method + b" / HTTP/1.1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "method",
+    [b"G\xffT", b"GE(T", b"G\x00T", b"GET\t", b"G:T", b"G/T", b'"GET"', b"\x7f", b"\xc3\xa9"],
+)
+def test_a_method_that_is_not_a_token_is_a_400(method: bytes) -> None:
+    # Found by fuzzing/http.py (fuzzing/regressions/http/non-ascii-method): the
+    # method was decoded with replacement characters, and serialize() failed.
+    with pytest.raises(InvalidMessage, match="invalid request method") as info:
+        RequestParser().feed(method + b" / HTTP/1.1\r\n\r\n")
+    assert info.value.status == 400
+
+
 # Responses.
 
 
@@ -303,6 +324,20 @@ def test_response_without_reason_phrase() -> None:
     response = ResponseParser().feed(b"HTTP/1.1 204\r\n\r\n")
     assert response is not None
     assert (response.status_code, response.reason_phrase) == (204, "")
+
+
+def test_reason_phrase_takes_visible_characters_spaces_tabs_and_obs_text() -> None:
+    # RFC 9112 4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
+    response = ResponseParser().feed(b"HTTP/1.1 204 I'm a\tteapot \xe9 \r\n\r\n")
+    assert response is not None
+    assert response.reason_phrase == "I'm a\tteapot \xe9 "
+    assert response.serialize() == b"HTTP/1.1 204 I'm a\tteapot \xe9 \r\n\r\n"
+
+
+@pytest.mark.parametrize("reason", [b"O\x00K", b"OK\x7f", b"\x1b[31mOK", b"O\rK"])
+def test_reason_phrase_with_a_control_character_is_invalid(reason: bytes) -> None:
+    with pytest.raises(InvalidMessage, match="invalid status line"):
+        ResponseParser().feed(b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_truncated_response() -> None:
