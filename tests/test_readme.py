@@ -7,6 +7,7 @@ clients talk to them; signals are real.
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 import re
 import signal
@@ -15,6 +16,9 @@ import sys
 import pytest
 
 import portside
+from tests.hub.redis_server import REASON as NEEDS_REDIS
+from tests.hub.redis_server import REDIS_SERVER, redis_server
+from tests.needs import needs
 from tests.programs import free_port, http_get, on_port, server_program
 
 README = pathlib.Path(__file__).parent.parent / "README.md"
@@ -27,6 +31,7 @@ KINDS = {
     "threading client": "from portside.sync.client import connect",
     "health check": "process_request=health_check",
     "graceful shutdown": "add_signal_handler(",
+    "pub/sub through Redis": "portside.Hub(",
 }
 
 
@@ -36,8 +41,8 @@ def python_blocks() -> list[str]:
 
 def kinds_of(block: str) -> list[str]:
     kinds = [kind for kind, marker in KINDS.items() if marker in block]
-    if kinds == ["echo server", "health check"]:
-        return ["health check"]  # a server too, with its health check
+    if len(kinds) == 2 and kinds[0] == "echo server":
+        return kinds[1:]  # a server too, with its health check or its hub
     return kinds
 
 
@@ -99,3 +104,32 @@ async def test_graceful_shutdown() -> None:
                 await ws.recv()
             assert ws.close_code == 1001
         assert await process.wait() == 0
+
+
+@needs(REDIS_SERVER, NEEDS_REDIS)
+async def test_pub_sub_through_redis() -> None:
+    port = free_port()
+    async with redis_server() as redis:
+        source = on_port(block("pub/sub through Redis"), port)
+        assert "redis://localhost:6379/0" in source
+        source = source.replace("redis://localhost:6379/0", redis.url)
+        async with (
+            server_program(source, port, "hub.py"),
+            portside.connect(f"ws://localhost:{port}/") as alice,
+            portside.connect(f"ws://localhost:{port}/") as bob,
+        ):
+
+            async def next_data(ws: portside.ClientConnection) -> object:
+                # The hub's JSON envelope (docs/hub.md): skip the other kinds.
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame["type"] == "message":
+                        return frame["data"]
+
+            # Each is subscribed once its first message comes back to it.
+            for ws, name in ((alice, "alice"), (bob, "bob")):
+                await ws.send(f"{name} is here")
+                while await next_data(ws) != f"{name} is here":
+                    pass
+            await alice.send("hello through Redis")
+            assert await next_data(bob) == "hello through Redis"
