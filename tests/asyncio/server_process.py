@@ -26,6 +26,7 @@ import pathlib
 import resource
 import ssl
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -131,6 +132,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    # A transport or a socket left open warns when it is collected (as the test
+    # suite's filterwarnings = error would make it fail): in the log, for the
+    # tests to see. Exceptions ignored in __del__ go to stderr, in the log too.
+    warnings.simplefilter("always", ResourceWarning)
+    logging.captureWarnings(True)
     if os.environ.get("PORTSIDE_TEST_LOOP") == "uvloop":
         import uvloop
 
