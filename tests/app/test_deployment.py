@@ -87,7 +87,12 @@ async def proxy(command: list[str]) -> AsyncIterator[asyncio.subprocess.Process]
 
 async def check_status(stats: Path) -> tuple[str, str, str] | None:
     """The backend server's status, check status and check code, from HAProxy's stats
-    socket; ``None`` until its first check is done."""
+    socket; ``None`` until its first check is done.
+
+    While a check runs, HAProxy reports the last one's status prefixed with
+    ``"* "`` (its management guide, "show stat"): ``"* INI"`` is the first check
+    running, no answer yet; ``"* L7OK"`` a later one, after one that passed.
+    """
     try:
         reader, writer = await asyncio.open_unix_connection(str(stats))
     except OSError:
@@ -99,8 +104,9 @@ async def check_status(stats: Path) -> tuple[str, str, str] | None:
     names = header.lstrip("# ").split(",")
     for row in rows:
         fields = dict(zip(names, row.split(","), strict=False))
-        if fields["svname"] == "chat1" and fields["check_status"] not in ("", "INI"):
-            return fields["status"], fields["check_status"], fields["check_code"]
+        check = fields["check_status"].removeprefix("* ")
+        if fields["svname"] == "chat1" and check not in ("", "INI"):
+            return fields["status"], check, fields["check_code"]
     return None
 
 
