@@ -24,6 +24,7 @@ import logging
 import os
 import pathlib
 import resource
+import socket
 import ssl
 import sys
 import warnings
@@ -96,6 +97,11 @@ async def serve(args: argparse.Namespace) -> None:
         options["ssl"] = context
     loop = asyncio.get_running_loop()
     async with portside.serve(HANDLERS[args.handler], "127.0.0.1", 0, **options) as server:
+        if args.sndbuf is not None:
+            # Set on the listening socket, inherited by those it accepts (Linux),
+            # which then keep this size instead of growing with TCP autotuning.
+            for sock in server.sockets:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf)
         if args.address_space_headroom is not None:
             # RLIMIT_AS counts virtual memory: the allocations that exceed it fail
             # with MemoryError, as they do on a host whose memory ran out.
@@ -124,6 +130,12 @@ def main() -> None:
     parser.add_argument("--handler", choices=sorted(HANDLERS), default="echo")
     parser.add_argument("--options", default="{}", help="keyword arguments of serve(), JSON")
     parser.add_argument("--tls", action="store_true", help="serve wss:// with localhost.pem")
+    parser.add_argument(
+        "--sndbuf",
+        type=int,
+        metavar="BYTES",
+        help="SO_SNDBUF of the connections (the kernel doubles it)",
+    )
     parser.add_argument(
         "--address-space-headroom",
         type=int,
@@ -190,15 +202,21 @@ class ServerProcess:
         *,
         tls: bool = False,
         address_space_headroom: int | None = None,
+        sndbuf: int | None = None,
         **options: Any,
     ) -> AsyncIterator[ServerProcess]:
-        """Start a server with these ``serve()`` options; stop it on exit."""
+        """Start a server with these ``serve()`` options; stop it on exit.
+
+        ``sndbuf`` fixes the send buffer of its connections (``SO_SNDBUF``).
+        """
         command = [sys.executable, "-m", "tests.asyncio.server_process", "--handler", handler]
         command += ["--options", json.dumps(options)]
         if tls:
             command.append("--tls")
         if address_space_headroom is not None:
             command += ["--address-space-headroom", str(address_space_headroom)]
+        if sndbuf is not None:
+            command += ["--sndbuf", str(sndbuf)]
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,

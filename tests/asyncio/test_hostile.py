@@ -273,18 +273,37 @@ async def test_slow_readers_memory_is_bounded() -> None:
     # 1,000 peers that never read, each with a handler sending as fast as it
     # can: each holds write_limit in its transport at most.
     peers, write_limit = 1000, 16_384
-    async with ServerProcess.run("push", write_limit=write_limit) as server:
+    # The kernel's send buffers fixed at 32 KiB: left to TCP autotuning, each
+    # takes about 2.8 MiB on loopback before the transport buffers a byte, and
+    # the handlers push gigabytes, 1 KiB at a time, before the last peer is
+    # paused (minutes on a loaded machine, and how many fit depends on the
+    # TCP memory of every other process). That memory is the kernel's, not the
+    # server's RSS, which is what this test measures.
+    # No keepalive: a peer that never reads never answers a ping either, and on
+    # a loaded machine the first peers could be closed (1011, 40 s after they
+    # connected) before the last ones are paused.
+    async with ServerProcess.run(
+        "push", write_limit=write_limit, ping_interval=None, sndbuf=16_384
+    ) as server:
         await warm_up(server)
         rss_before, _ = await server.memory()
-        writers = [(await slow_reader(server.port))[1] for _ in range(peers)]
-        stats = await server.wait_for_stats("write_paused", peers, timeout=90)
-        rss_after, _ = await server.memory()
-        per_peer = (rss_after - rss_before) * 1024 / peers
-        assert stats["write_buffered"] <= peers * (write_limit + 1024 + 14)
-        # The buffered bytes, plus a connection's own objects (~20 KiB).
-        assert per_peer < write_limit + 1024 + 48 * 1024, f"{per_peer:.0f} bytes per slow reader"
-        for writer in writers:
-            writer.transport.abort()
+        writers: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(peers):
+                writers.append((await slow_reader(server.port))[1])
+            stats = await server.wait_for_stats("write_paused", peers, timeout=90)
+            rss_after, _ = await server.memory()
+            per_peer = (rss_after - rss_before) * 1024 / peers
+            assert stats["write_buffered"] <= peers * (write_limit + 1024 + 14)
+            # The buffered bytes, plus a connection's own objects (~20 KiB).
+            assert per_peer < write_limit + 1024 + 48 * 1024, (
+                f"{per_peer:.0f} bytes per slow reader"
+            )
+        finally:
+            # Even when an assertion failed: a thousand sockets left to the
+            # garbage collector would fail the tests that run after this one.
+            for writer in writers:
+                writer.transport.abort()
         await server.wait_for_stats("connections", 0, inverse=True)
 
 
@@ -325,13 +344,15 @@ async def test_fast_sender_pauses_reading_at_max_queue() -> None:
 @not_under_sanitizer("ASan keeps freed memory in quarantine: RSS is not the server's")
 async def test_fast_senders_memory_is_bounded() -> None:
     peers, max_queue, size = 1000, 2, 4000
+    # No keepalive: these peers never read, so never answer a ping (see above).
     async with ServerProcess.run(
-        "idle", max_queue=max_queue, read_limit=4096, close_timeout=0.5
+        "idle", max_queue=max_queue, read_limit=4096, close_timeout=0.5, ping_interval=None
     ) as server:
         await warm_up(server)
         rss_before, _ = await server.memory()
         frame = client_frame(BINARY, bytes(size))
-        writers = [(await raw_connect(server.port))[1] for _ in range(peers)]
+        writers: list[asyncio.StreamWriter] = []
+        flooding: list[asyncio.Task[None]] = []
 
         async def flood(writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError):
@@ -339,17 +360,21 @@ async def test_fast_senders_memory_is_bounded() -> None:
                     writer.write(frame)
                     await writer.drain()
 
-        flooding = [asyncio.create_task(flood(writer)) for writer in writers]
-        stats = await server.wait_for_stats("reading_paused", peers, timeout=90)
-        rss_after, _ = await server.memory()
-        per_peer = (rss_after - rss_before) * 1024 / peers
-        assert stats["queued"] == peers * max_queue
-        # The queued messages, plus a connection's own objects (~20 KiB).
-        assert per_peer < max_queue * size + 48 * 1024, f"{per_peer:.0f} bytes per fast sender"
-        for task in flooding:
-            task.cancel()
-        for writer in writers:
-            writer.transport.abort()
+        try:
+            for _ in range(peers):
+                writers.append((await raw_connect(server.port))[1])
+            flooding = [asyncio.create_task(flood(writer)) for writer in writers]
+            stats = await server.wait_for_stats("reading_paused", peers, timeout=90)
+            rss_after, _ = await server.memory()
+            per_peer = (rss_after - rss_before) * 1024 / peers
+            assert stats["queued"] == peers * max_queue
+            # The queued messages, plus a connection's own objects (~20 KiB).
+            assert per_peer < max_queue * size + 48 * 1024, f"{per_peer:.0f} bytes per fast sender"
+        finally:
+            for task in flooding:
+                task.cancel()
+            for writer in writers:
+                writer.transport.abort()
 
 
 # Stalled TLS: no ClientHello, or a handshake that stops halfway.
