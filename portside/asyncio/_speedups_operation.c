@@ -325,6 +325,7 @@ exception_to_throw(PyObject *const *args, Py_ssize_t nargs)
                      "not %.200s", Py_TYPE(type)->tp_name);
         return NULL;
     }
+    /* ccoverage: unreachable: it fails on what is not a traceback, refused above */
     if (traceback != Py_None && PyException_SetTraceback(exc, traceback) < 0) {
         Py_DECREF(exc);
         return NULL;
@@ -655,6 +656,7 @@ PyObject *
 connection_anext(PyObject *self)
 {
     PyObject *module = PyType_GetModuleByDef(Py_TYPE(self), &speedups_module);
+    /* ccoverage: unreachable: the slot of ConnectionBase, called on its instances only */
     if (module == NULL) {
         return NULL;
     }
