@@ -144,9 +144,10 @@ async def test_unawaited_operations_warn_as_coroutines_do() -> None:
 def old_throw_signature(nargs: int) -> contextlib.AbstractContextManager[object]:
     """What throw(type, value[, traceback]) warns, as a coroutine's does.
 
-    Python 3.12 deprecates that signature: a DeprecationWarning, then the throw.
+    Python 3.12 deprecates that signature: a DeprecationWarning, then the throw
+    (not for more than 3 arguments, refused before).
     """
-    if nargs > 1 and sys.version_info >= (3, 12):
+    if 1 < nargs <= 3 and sys.version_info >= (3, 12):
         return pytest.warns(DeprecationWarning, match=r"\(type, exc, tb\) signature")
     return contextlib.nullcontext()
 
@@ -725,16 +726,17 @@ async def test_throw_argument_errors() -> None:
     # checks them before anything else; a Python coroutine hands them to the
     # future it awaits, whose error then ends it.)
     async with pair() as (server_ws, client):
-        for args, expected in [
-            ((), TypeError),
-            ((KeyError, None, None, None), TypeError),
-            ((KeyError, None, "not a traceback"), TypeError),
-            ((NotAnInstance,), TypeError),
-            ((Unconstructible,), ZeroDivisionError),
-        ]:
+        cases: list[tuple[tuple[Any, ...], type[BaseException], str | None]] = [
+            ((), TypeError, "throw expected at least 1 argument, got 0"),
+            ((KeyError, None, None, None), TypeError, "throw expected at most 3 arguments, got 4"),
+            ((KeyError, None, "not a traceback"), TypeError, None),
+            ((NotAnInstance,), TypeError, None),
+            ((Unconstructible,), ZeroDivisionError, None),
+        ]
+        for args, expected, message in cases:
             operation: Any = client.recv()
             step(operation)
-            with pytest.raises(expected), old_throw_signature(len(args)):
+            with pytest.raises(expected, match=message), old_throw_signature(len(args)):
                 operation.throw(*args)
             operation.close()
             assert client._waiter is None
