@@ -18,6 +18,7 @@ import portside
 from portside.app.appserver import AppServer, DrainSettings, StartupError, failure_reason
 from portside.app.config import Endpoints, build, defaults
 from portside.app.health import is_endpoint
+from tests.asyncio.helpers import Stubborn
 
 
 def listening() -> socket.socket:
@@ -230,21 +231,13 @@ async def test_serving_fails_cleanly() -> None:
 
 
 async def test_stop_now_cancels_handlers() -> None:
-    cancelled = asyncio.Event()
-
-    async def stubborn(ws: portside.ServerConnection) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stubborn = Stubborn()
     async with app_server(portside.App(stubborn), drain=DrainSettings(60, 0)) as (server, address):
         ws = await portside.connect(f"ws://{address}/")
         server.drain()
         await ws.wait_closed()
         server.stop_now()
-        await cancelled.wait()
+        await stubborn.cancelled.wait()
 
 
 async def test_app_options_and_explicit_settings() -> None:
