@@ -33,17 +33,23 @@ def on_port(source: str, port: int) -> str:
     return source.replace(str(PORT), str(port))
 
 
+async def send_raw(host: str, port: int, data: bytes) -> bytes:
+    """Send ``data`` as it is to ``host:port``; return all the server sends until it closes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return response
+
+
 async def http_get(port: int, path: str) -> tuple[bytes, bytes]:
     """GET ``path`` from the server on ``port`` of localhost; return the head and the body.
 
     The request asks the server to close the connection, which ends the body.
     """
-    reader, writer = await asyncio.open_connection("localhost", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
+    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    head, _, body = (await send_raw("localhost", port, request.encode())).partition(b"\r\n\r\n")
     return head, body
 
 

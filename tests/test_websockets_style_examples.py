@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.headers import build_authorization_basic
 from websockets.version import version as websockets_version
 
-from tests.programs import PORT, run_program
+from tests.programs import PORT, run_program, send_raw
 
 ROOT = pathlib.Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "websockets_style"
@@ -132,11 +132,9 @@ async def test_tls_client() -> None:
 
 async def test_health_check() -> None:
     async with example("health_check_server.py"):
-        reader, writer = await asyncio.open_connection("localhost", PORT)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        response = await reader.read()
-        writer.close()
-        await writer.wait_closed()
+        response = await send_raw(
+            "localhost", PORT, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
         assert response.startswith(b"HTTP/1.1 200 OK\r\n")
         assert response.endswith(b"\r\n\r\nOK\n")
         async with connect(URI) as websocket:

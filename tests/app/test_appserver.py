@@ -19,6 +19,7 @@ from portside.app.appserver import AppServer, DrainSettings, StartupError, failu
 from portside.app.config import Endpoints, build, defaults
 from portside.app.health import is_endpoint
 from tests.asyncio.helpers import Stubborn
+from tests.programs import send_raw
 
 
 def listening() -> socket.socket:
@@ -49,15 +50,16 @@ async def app_server(app: portside.App, **kwargs: Any) -> AsyncIterator[tuple[Ap
         await server.shutdown()
 
 
-async def get(address: str, path: str, method: str = "GET") -> tuple[int, bytes, bytes]:
+async def send(address: str, request: str) -> tuple[int, bytes, bytes]:
+    """Send ``request`` to ``address`` (``host:port``); return (status, head, body)."""
     host, port = address.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
+    data = await send_raw(host, int(port), request.encode())
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), head, body
+
+
+async def get(address: str, path: str, method: str = "GET") -> tuple[int, bytes, bytes]:
+    return await send(address, f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
 async def echo(ws: portside.ServerConnection) -> None:
@@ -91,14 +93,7 @@ async def test_endpoints_answer_http10_checks() -> None:
 
     async def http10(address: str, path: str) -> tuple[int, bytes, bytes]:
         # As HAProxy's default option httpchk sends it: no Host header.
-        host, port = address.split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), head, body
+        return await send(address, f"GET {path} HTTP/1.0\r\n\r\n")
 
     async with app_server(portside.App(echo), metrics=True) as (server, address):
         status, head, body = await http10(address, "/healthz")

@@ -27,19 +27,15 @@ from portside.asyncio.server import (
 )
 from tests.asyncio.helpers import RawClient, Stubborn, echo, running, url
 from tests.framing import client_frame, close_payload
+from tests.programs import send_raw
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
 
 
-async def send_raw(server: portside.Server, data: bytes) -> bytes:
+async def send_to(server: portside.Server, data: bytes) -> bytes:
     """Send ``data`` as it is; return all the server sends until it closes."""
     host, port = server.sockets[0].getsockname()[:2]
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(data)
-    answer = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    return answer
+    return await send_raw(host, port, data)
 
 
 async def http_get(
@@ -47,7 +43,7 @@ async def http_get(
 ) -> tuple[int, bytes, bytes]:
     """Plain HTTP request; return (status, head, body)."""
     host = server.sockets[0].getsockname()[0]
-    data = await send_raw(server, f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = await send_to(server, f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), head, body
 
@@ -324,7 +320,7 @@ async def test_other_methods_get_405() -> None:
 async def test_garbage_gets_400_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "portside.server")
     async with running() as server:
-        data = await send_raw(server, b"\x16\x03\x01 not http\r\n\r\n")
+        data = await send_to(server, b"\x16\x03\x01 not http\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert "invalid HTTP request" in caplog.text
     assert "Traceback" not in caplog.text
@@ -336,7 +332,7 @@ async def test_method_that_is_not_a_token_gets_400_and_one_log_line(
     # RFC 9110 9.1: a method is a token (fuzzing/regressions/http/non-ascii-method).
     caplog.set_level(logging.INFO, "portside.server")
     async with running() as server:
-        data = await send_raw(server, b"G\xffT / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+        data = await send_to(server, b"G\xffT / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     lines = [r.getMessage() for r in caplog.records if "invalid request method" in r.getMessage()]
     assert len(lines) == 1, caplog.text
@@ -1037,7 +1033,7 @@ HTTP10_UPGRADE = (
 
 async def exchange(server: portside.Server, request: bytes) -> tuple[list[bytes], bytes]:
     """Send ``request`` as it is; return the head's lines and the body once the server closes."""
-    head, _, body = (await send_raw(server, request)).partition(b"\r\n\r\n")
+    head, _, body = (await send_to(server, request)).partition(b"\r\n\r\n")
     return head.split(b"\r\n"), body
 
 
