@@ -8,6 +8,7 @@ machine (CI runs the suite on several Pythons at once) do not meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import socket
 import sys
@@ -51,6 +52,20 @@ async def http_get(port: int, path: str) -> tuple[bytes, bytes]:
     request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     head, _, body = (await send_raw("localhost", port, request.encode())).partition(b"\r\n\r\n")
     return head, body
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (IPv4 and IPv6), from /proc."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    count += 1
+    return count
 
 
 async def port_accepts(port: int) -> bool:

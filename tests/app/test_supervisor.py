@@ -23,14 +23,13 @@ from tests.app.helpers import (
     ServeProcess,
     eventually,
     greeting,
-    listening_sockets,
     read,
     serve_env,
     serving,
     start_serve,
     write_module,
 )
-from tests.programs import send_raw
+from tests.programs import listening_sockets, send_raw
 
 pytestmark = pytest.mark.slow
 
