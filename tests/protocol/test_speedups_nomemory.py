@@ -78,7 +78,7 @@ def _allocator_functions() -> tuple[Any, Any]:
     return get_allocator, set_allocator
 
 
-def _failing_objects_only() -> Callable[[], None]:
+def failing_objects_only() -> Callable[[], None]:
     """What makes the next set_nomemory() fail object allocations only.
 
     _testcapi.set_nomemory() hooks the three memory domains, and when its
@@ -122,7 +122,7 @@ def fail_each_allocation(
     # No garbage collection meanwhile: callbacks that others registered in
     # gc.callbacks would meet the failing allocation instead. No tracing
     # either: coverage's C tracer crashes when an allocation of its own fails.
-    unhook = _failing_objects_only() if objects_only else None
+    unhook = failing_objects_only() if objects_only else None
     enabled = gc.isenabled()
     gc.disable()
     trace = sys.gettrace()
