@@ -99,11 +99,8 @@ async def check_status(stats: Path) -> tuple[str, str, str] | None:
     names = header.lstrip("# ").split(",")
     for row in rows:
         fields = dict(zip(names, row.split(","), strict=False))
-        # While a check runs, HAProxy shows the last one's status after "* "
-        # ("* INI" during the first: none done yet, the server still "UP 1/3").
-        check = fields["check_status"].removeprefix("* ")
-        if fields["svname"] == "chat1" and check not in ("", "INI"):
-            return fields["status"], check, fields["check_code"]
+        if fields["svname"] == "chat1" and fields["check_status"] not in ("", "INI"):
+            return fields["status"], fields["check_status"], fields["check_code"]
     return None
 
 
