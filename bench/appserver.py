@@ -473,50 +473,41 @@ def main() -> int:
     launcher = Launcher(sys.executable, pin=False, log_dir=log_dir)
     report: dict[str, dict[str, Samples]] = {}
     try:
-        if "echo" in rows:
-            print("echo: 256 B, 64 connections, --workers 2", file=sys.stderr)
-            report["echo"] = {}
-            run_rounds(
-                rounds,
+        # Each row: its title, the contenders (name, --workers), the measurement,
+        # and what the measurement's second number is.
+        plans: dict[
+            str, tuple[str, list[tuple[str, int]], Callable[[Server], tuple[float, float]], str]
+        ] = {
+            "echo": (
+                "echo: 256 B, 64 connections, --workers 2",
                 [(name, 2) for name in servers],
                 lambda server: measure_echo(launcher, server, warmup, duration),
-                log_dir,
-                report["echo"],
                 "cpu",
-            )
-        if "handshakes" in rows:
-            print("handshakes: 50 at a time, --workers 2", file=sys.stderr)
-            report["handshakes"] = {}
-            run_rounds(
-                rounds,
+            ),
+            "handshakes": (
+                "handshakes: 50 at a time, --workers 2",
                 [(name, 2) for name in servers],
                 lambda server: measure_handshakes(launcher, server, warmup, duration),
-                log_dir,
-                report["handshakes"],
                 "failures",
-            )
-        if "workers" in rows:
-            print("workers: portside's CPU per message, --workers 1 and 2", file=sys.stderr)
-            report["workers"] = {}
-            run_rounds(
-                rounds,
+            ),
+            "workers": (
+                "workers: portside's CPU per message, --workers 1 and 2",
                 [("portside", 1), ("portside", 2), ("portside-again", 1), ("portside-again", 2)],
                 lambda server: measure_echo(launcher, server, warmup, duration),
-                log_dir,
-                report["workers"],
                 "cpu",
-            )
-        if "storm" in rows:
-            print(f"storm: {args.storm_clients} clients at once, --workers 2", file=sys.stderr)
-            report["storm"] = {}
-            run_rounds(
-                rounds,
+            ),
+            "storm": (
+                f"storm: {args.storm_clients} clients at once, --workers 2",
                 [("portside", 2), ("portside-again", 2)],
                 lambda server: measure_storm(server, args.storm_clients),
-                log_dir,
-                report["storm"],
                 "failures",
-            )
+            ),
+        }
+        for row, (title, contenders, measure, second) in plans.items():
+            if row in rows:
+                print(title, file=sys.stderr)
+                report[row] = {}
+                run_rounds(rounds, contenders, measure, log_dir, report[row], second)
         if "instructions" in rows:
             print("instructions: per message in the workers, under callgrind", file=sys.stderr)
             report["instructions"] = {}

@@ -205,20 +205,20 @@ class Server:
         assert self.process.stdout is not None
         self.port = json.loads(self.process.stdout.readline())["port"]
 
-    def stats(self) -> dict[str, int]:
+    def _ask(self, command: str) -> dict[str, int]:
+        """Send ``command`` on the server's stdin; return the stats it answers with."""
         assert self.process.stdin is not None
         assert self.process.stdout is not None
-        self.process.stdin.write("stats\n")
+        self.process.stdin.write(f"{command}\n")
         stats: dict[str, int] = json.loads(self.process.stdout.readline())
         return stats
 
+    def stats(self) -> dict[str, int]:
+        return self._ask("stats")
+
     def stats_trimmed(self) -> dict[str, int]:
         """The stats after a garbage collection and malloc_trim(0)."""
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("trim\n")
-        stats: dict[str, int] = json.loads(self.process.stdout.readline())
-        return stats
+        return self._ask("trim")
 
     def stop(self) -> None:
         assert self.process.stdin is not None

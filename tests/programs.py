@@ -8,6 +8,7 @@ machine (CI runs the suite on several Pythons at once) do not meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 import socket
 import sys
@@ -33,18 +34,38 @@ def on_port(source: str, port: int) -> str:
     return source.replace(str(PORT), str(port))
 
 
+async def send_raw(host: str, port: int, data: bytes) -> bytes:
+    """Send ``data`` as it is to ``host:port``; return all the server sends until it closes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return response
+
+
 async def http_get(port: int, path: str) -> tuple[bytes, bytes]:
     """GET ``path`` from the server on ``port`` of localhost; return the head and the body.
 
     The request asks the server to close the connection, which ends the body.
     """
-    reader, writer = await asyncio.open_connection("localhost", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-    response = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = response.partition(b"\r\n\r\n")
+    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    head, _, body = (await send_raw("localhost", port, request.encode())).partition(b"\r\n\r\n")
     return head, body
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on ``port`` (IPv4 and IPv6), from /proc."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    count += 1
+    return count
 
 
 async def port_accepts(port: int) -> bool:

@@ -4,7 +4,6 @@ run as a real process against a websockets 17.4 peer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import os
 import pathlib
@@ -22,7 +21,7 @@ from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.headers import build_authorization_basic
 from websockets.version import version as websockets_version
 
-from tests.programs import PORT, run_program
+from tests.programs import PORT, listening_sockets, run_program, send_raw
 
 ROOT = pathlib.Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "websockets_style"
@@ -132,11 +131,9 @@ async def test_tls_client() -> None:
 
 async def test_health_check() -> None:
     async with example("health_check_server.py"):
-        reader, writer = await asyncio.open_connection("localhost", PORT)
-        writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        response = await reader.read()
-        writer.close()
-        await writer.wait_closed()
+        response = await send_raw(
+            "localhost", PORT, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
         assert response.startswith(b"HTTP/1.1 200 OK\r\n")
         assert response.endswith(b"\r\n\r\nOK\n")
         async with connect(URI) as websocket:
@@ -178,19 +175,6 @@ async def test_reuse_port_with_two_processes() -> None:
         finally:
             second.kill()
             await second.wait()
-
-
-def listening_sockets(port: int) -> int:
-    """How many TCP sockets listen on ``port`` (IPv4 and IPv6), from /proc."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(table) as lines:
-            next(lines)
-            for line in lines:
-                local, state = line.split()[1], line.split()[3]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
-                    count += 1
-    return count
 
 
 async def test_unix_server(tmp_path: pathlib.Path) -> None:

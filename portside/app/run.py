@@ -222,16 +222,7 @@ class Runner:
             await server.start(self._sockets)
             self._ready.set()
             closed: asyncio.Task[None] | None = None
-            while True:
-                getting = asyncio.ensure_future(actions.get())
-                waiting: set[asyncio.Future[Any]] = {getting}
-                if closed is not None:
-                    waiting.add(closed)
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if closed is not None and closed in done:
-                    getting.cancel()
-                    break
-                action = getting.result()
+            while (action := await actions.get_until(closed)) is not None:
                 if action == "stop":
                     server.drain(1001)
                 elif action.startswith("drain:"):

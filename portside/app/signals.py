@@ -121,6 +121,22 @@ class SignalQueue:
         """The next action."""
         return await self.queue.get()
 
+    async def get_until(self, closed: asyncio.Future[Any] | None) -> str | None:
+        """The next action, or ``None`` once ``closed`` (if any) is done.
+
+        What a process's dispatching loop waits on while its server drains:
+        ``closed`` is the server's ``wait_closed()``, and ``None`` ends the loop.
+        """
+        getting = asyncio.ensure_future(self.get())
+        waiting: set[asyncio.Future[Any]] = {getting}
+        if closed is not None:
+            waiting.add(closed)
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if closed is not None and closed in done:
+            getting.cancel()
+            return None
+        return getting.result()
+
     def close(self) -> None:
         """Remove the handlers; restore what was there before."""
         for signum in self._installed:

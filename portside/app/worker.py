@@ -201,16 +201,7 @@ class Worker:
             return self.fatal(EXIT_STARTUP, str(exc), exc.details)
         self.channel.send("ready")
         closed: asyncio.Task[None] | None = None
-        while True:
-            getting = asyncio.ensure_future(self.actions.get())
-            waiting: set[asyncio.Future[Any]] = {getting}
-            if closed is not None:
-                waiting.add(closed)
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if closed is not None and closed in done:
-                getting.cancel()
-                break
-            action = getting.result()
+        while (action := await self.actions.get_until(closed)) is not None:
             if action == "stop":
                 self.stop_signal(server)
             elif action == "supervisor_gone":

@@ -312,6 +312,7 @@ PyObject *take_exception(void);
 PyObject *await_self(PyObject *self);
 int attribute_is(PyObject *obj, PyObject *name, PyObject *expected);
 int attribute_truth(PyObject *obj, PyObject *name);
+int optional_attribute(PyObject *obj, PyObject *name, PyObject **value);
 int has_attribute(PyObject *obj, PyObject *name);
 int no_arguments(const char *name, Py_ssize_t nargs, PyObject *kwnames);
 

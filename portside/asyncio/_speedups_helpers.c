@@ -97,13 +97,12 @@ attribute_truth(PyObject *obj, PyObject *name)
     return take_truth(PyObject_GetAttr(obj, name));
 }
 
-/* 1 if obj has the attribute, 0 if not, -1 on error. */
+/* obj.<name> in *value (a new reference) and 1; 0 and *value NULL if obj has no
+   such attribute (AttributeError); -1 on another error. */
 int
-has_attribute(PyObject *obj, PyObject *name)
+optional_attribute(PyObject *obj, PyObject *name, PyObject **value)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value != NULL) {
-        Py_DECREF(value);
+    if ((*value = PyObject_GetAttr(obj, name)) != NULL) {
         return 1;
     }
     if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
@@ -111,6 +110,16 @@ has_attribute(PyObject *obj, PyObject *name)
         return 0;
     }
     return -1;
+}
+
+/* 1 if obj has the attribute, 0 if not, -1 on error. */
+int
+has_attribute(PyObject *obj, PyObject *name)
+{
+    PyObject *value;
+    int rc = optional_attribute(obj, name, &value);
+    Py_XDECREF(value);
+    return rc;
 }
 
 /* 0 if a METH_METHOD method got no arguments, else -1 with TypeError. */

@@ -168,6 +168,7 @@ connection_buffer_updated_impl(ConnectionObject *self, speedups_state *st, PyObj
     if (PyLong_CheckExact(nbytes)) {
         int overflow;
         long long received = PyLong_AsLongLongAndOverflow(nbytes, &overflow);
+        /* ccoverage: unreachable: an exact int converts, or sets overflow */
         if (received == -1 && PyErr_Occurred()) {
             return NULL;
         }

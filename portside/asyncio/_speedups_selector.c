@@ -88,12 +88,41 @@ selector_can_send_now(speedups_state *st, PyObject *transport)
     return rc;
 }
 
+#define GET_BUFFER_FAILED "Fatal error: protocol.get_buffer() call failed."
+#define READ_FAILED "Fatal read error on socket transport"
+
+/*
+ * The error the transport's read meets with a buffer from get_buffer() that
+ * cannot be written into, and which of the two messages above it logs:
+ * len(buffer) failing, or 0, is get_buffer()'s failure; else the buffer goes
+ * to socket.recv_into(), which refuses it with a TypeError, a read error.
+ */
+static const char *
+unwritable_buffer(PyObject *buffer)
+{
+    Py_ssize_t size;
+
+    PyErr_Clear();
+    if ((size = PyObject_Size(buffer)) < 0) {
+        return GET_BUFFER_FAILED;
+    }
+    if (size == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+        return GET_BUFFER_FAILED;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "recv_into() argument 'buffer' must be read-write bytes-like object, not %.200s",
+                 Py_TYPE(buffer)->tp_name);
+    return READ_FAILED;
+}
+
 PyObject *
 connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
                       PyObject *const *Py_UNUSED(args), Py_ssize_t nargs, PyObject *kwnames)
 {
     speedups_state *st = PyType_GetModuleState(defining_class);
     PyObject *transport, *dict, *buffer, *nbytes, *result;
+    const char *failed = GET_BUFFER_FAILED;
     Py_buffer view;
     Py_ssize_t received;
     int lost, error;
@@ -124,6 +153,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
     }
     buffer = call_method(st->str_get_buffer, (PyObject *)self, st->minus_one, NULL, 1);
     if (buffer != NULL && PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE) < 0) {
+        failed = unwritable_buffer(buffer);
         Py_CLEAR(buffer);
     }
     if (buffer != NULL && view.len == 0) {
@@ -132,7 +162,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
         PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
     }
     if (buffer == NULL) {
-        result = fatal_error(st, transport, "Fatal error: protocol.get_buffer() call failed.");
+        result = fatal_error(st, transport, failed);
         Py_DECREF(transport);
         return result;
     }
@@ -153,7 +183,7 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
         else {
             errno = error;
             PyErr_SetFromErrno(PyExc_OSError);
-            result = fatal_error(st, transport, "Fatal read error on socket transport");
+            result = fatal_error(st, transport, READ_FAILED);
         }
     }
     else if (received == 0) {
@@ -189,8 +219,8 @@ connection_read_ready(ConnectionObject *self, PyTypeObject *defining_class,
 PyObject *
 hook_selector_transport(ConnectionObject *self, speedups_state *st, PyObject *transport)
 {
-    PyObject *current, *own, *fd, *hook;
-    int same;
+    PyObject *current = NULL, *own = NULL, *fd = NULL, *hook;
+    int same, overflow;
     long number;
 
     if (st->selector_transport == NULL ||
@@ -213,28 +243,22 @@ hook_selector_transport(ConnectionObject *self, speedups_state *st, PyObject *tr
             }
         }
     }
-    /* Reading into get_buffer(): _read_ready_cb is _read_ready__get_buffer. */
-    if ((current = PyObject_GetAttr(transport, st->str_read_ready_cb)) == NULL) {
-        return NULL;
+    /* Reading into get_buffer(): _read_ready_cb is _read_ready__get_buffer; the
+       socket's descriptor in _sock_fd. Without them, the transport is another
+       Python's too, and left alone. */
+    if ((same = optional_attribute(transport, st->str_read_ready_cb, &current)) > 0 &&
+        (same = optional_attribute(transport, st->str_get_buffer_cb, &own)) > 0 &&
+        (same = PyObject_RichCompareBool(current, own, Py_EQ)) > 0) {
+        same = optional_attribute(transport, st->str_sock_fd, &fd);
     }
-    if ((own = PyObject_GetAttr(transport, st->str_get_buffer_cb)) == NULL) {
-        Py_DECREF(current);
-        return NULL;
-    }
-    same = PyObject_RichCompareBool(current, own, Py_EQ);
-    Py_DECREF(current);
-    Py_DECREF(own);
+    Py_XDECREF(current);
+    Py_XDECREF(own);
     if (same <= 0) {
         return same < 0 ? NULL : Py_NewRef(Py_False);
     }
-    if ((fd = PyObject_GetAttr(transport, st->str_sock_fd)) == NULL) {
-        return NULL;
-    }
-    number = PyLong_Check(fd) ? PyLong_AsLong(fd) : -1;
+    /* An int's value, without error; -1 with overflow set if it does not fit. */
+    number = PyLong_Check(fd) ? PyLong_AsLongAndOverflow(fd, &overflow) : -1;
     Py_DECREF(fd);
-    if (number == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     if (number < 0 || number > INT_MAX) {
         Py_RETURN_FALSE;
     }

@@ -54,6 +54,7 @@ send_masked(ConnectionObject *conn, speedups_state *st, PyObject *protocol, unsi
         Py_DECREF(payload);
         return -1;
     }
+    /* ccoverage: unreachable: 0x81 and 0x82 are CPython's preallocated small ints */
     if ((opcode = PyLong_FromLong(first)) == NULL) {
         Py_DECREF(payload);
         Py_DECREF(mask);

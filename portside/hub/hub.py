@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Literal, Union
 
 from ..asyncio.connection import Connection
+from ..protocol.options import logger_option
 from ..protocol.state import OPEN
 from .backends.base import Backend, History
 from .backends.memory import MemoryBackend
@@ -191,13 +192,11 @@ class Hub:
             backend = MemoryBackend()
         elif not isinstance(backend, Backend):
             raise TypeError(f"backend must be a portside.hub Backend, not {type(backend).__name__}")
-        if isinstance(logger, str) or logger is None:
-            logger = logging.getLogger(logger or "portside.hub")
         self.backend = backend
         self.envelope = envelope
         self.slow_consumer = slow_consumer
         self.on_gap = on_gap
-        self.logger = logger
+        self.logger = logger_option(logger or None, "portside.hub")  # "" too: the default
         self.metrics = HubMetrics()
         self._history = history
         self._topics: dict[str, _Topic] = {}
@@ -645,11 +644,7 @@ class Hub:
             # served with the others.
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
-                    # What waits in the outbox was skipped for it: not for it.
-                    self._flush()
-                    del state.lagging[connection]
-                    state.live.add(connection)
-                    self._tell(state, connection, lag)
+                    self._resume(state, connection, lag)
                 elif position is not None:
                     lag.skip(position)
                     self.metrics.skipped += 1
@@ -774,16 +769,21 @@ class Hub:
         for state in list(self._topics.values()):
             for connection, lag in list(state.lagging.items()):
                 if writable(connection):
-                    self._flush()
-                    del state.lagging[connection]
-                    state.live.add(connection)
-                    self._tell(state, connection, lag)
+                    self._resume(state, connection, lag)
                 else:
                     waiting = True
         if waiting and not self._closed:
             self._lag_sweep = asyncio.get_running_loop().call_later(
                 LAG_SWEEP_INTERVAL, self._sweep_lagging
             )
+
+    def _resume(self, state: _Topic, connection: Connection, lag: _Lag) -> None:
+        """Serve a skipped subscriber that has room again, after telling it what it missed."""
+        # What waits in the outbox was skipped for it: not for it.
+        self._flush()
+        del state.lagging[connection]
+        state.live.add(connection)
+        self._tell(state, connection, lag)
 
     def _tell(self, state: _Topic, connection: Connection, lag: _Lag) -> None:
         """Tell ``connection`` what it missed."""

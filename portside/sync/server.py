@@ -317,7 +317,9 @@ class Server:
         progress with HTTP 503 and closes open connections with ``code``
         (1001, going away) so that handlers blocked in ``recv()`` get
         :class:`~portside.ConnectionClosedOK`; then waits until every handler
-        returned. Calling it again waits for the first call to finish.
+        returned (but the calling one). Calling it again waits for the first
+        call to finish and for every handler, including one that made the
+        first call; from a handler, calling it again returns at once.
 
         Args:
             close_connections: ``False`` only stops accepting connections and
@@ -332,11 +334,17 @@ class Server:
             if first:
                 self._close_code = code
                 self._close_reason = reason
+        current = threading.current_thread()
         if not first:
-            if self._shutdown_thread is not threading.current_thread():
+            with self._lock:
+                in_a_handler = current in self._threads
+            if current is not self._shutdown_thread and not in_a_handler:
+                # The first call waits for every handler but the thread that
+                # made it, which may be one: wait for that one too.
                 self._shutdown_done.wait()
+                self._join_handlers(current)
             return
-        self._shutdown_thread = threading.current_thread()
+        self._shutdown_thread = current
         self.logger.info("server closing")
         self._waker.wake()
         if serving:
@@ -351,7 +359,15 @@ class Server:
                 connection.transport.shutdown_read()
             for connection in opened:
                 connection._start_close(code, reason)
-        current = threading.current_thread()
+        self._join_handlers(current)
+        self._waker.close()
+        self.logger.info("server closed")
+        self._shutdown_done.set()
+
+    _shutdown_thread: threading.Thread | None = None
+
+    def _join_handlers(self, current: threading.Thread) -> None:
+        """Wait until every handler thread but ``current`` returned."""
         while True:
             with self._lock:
                 threads = [thread for thread in self._threads if thread is not current]
@@ -359,11 +375,6 @@ class Server:
                 break
             for thread in threads:
                 thread.join()
-        self._waker.close()
-        self.logger.info("server closed")
-        self._shutdown_done.set()
-
-    _shutdown_thread: threading.Thread | None = None
 
     # Connection tracking, called by the connections' threads.
 

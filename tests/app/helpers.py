@@ -196,20 +196,6 @@ def read(path: Path) -> str:
         return ""
 
 
-def listening_sockets(port: int) -> int:
-    """How many TCP sockets listen on ``port`` (IPv4 and IPv6), from /proc."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                local, state = fields[1], fields[3]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
-                    count += 1
-    return count
-
-
 async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> object:
     """Poll ``condition`` until it is true, for what no event tells (a file's contents)."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -18,6 +18,8 @@ import portside
 from portside.app.appserver import AppServer, DrainSettings, StartupError, failure_reason
 from portside.app.config import Endpoints, build, defaults
 from portside.app.health import is_endpoint
+from tests.asyncio.helpers import Stubborn
+from tests.programs import send_raw
 
 
 def listening() -> socket.socket:
@@ -48,15 +50,16 @@ async def app_server(app: portside.App, **kwargs: Any) -> AsyncIterator[tuple[Ap
         await server.shutdown()
 
 
-async def get(address: str, path: str, method: str = "GET") -> tuple[int, bytes, bytes]:
+async def send(address: str, request: str) -> tuple[int, bytes, bytes]:
+    """Send ``request`` to ``address`` (``host:port``); return (status, head, body)."""
     host, port = address.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
+    data = await send_raw(host, int(port), request.encode())
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), head, body
+
+
+async def get(address: str, path: str, method: str = "GET") -> tuple[int, bytes, bytes]:
+    return await send(address, f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
 async def echo(ws: portside.ServerConnection) -> None:
@@ -90,14 +93,7 @@ async def test_endpoints_answer_http10_checks() -> None:
 
     async def http10(address: str, path: str) -> tuple[int, bytes, bytes]:
         # As HAProxy's default option httpchk sends it: no Host header.
-        host, port = address.split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), head, body
+        return await send(address, f"GET {path} HTTP/1.0\r\n\r\n")
 
     async with app_server(portside.App(echo), metrics=True) as (server, address):
         status, head, body = await http10(address, "/healthz")
@@ -230,21 +226,13 @@ async def test_serving_fails_cleanly() -> None:
 
 
 async def test_stop_now_cancels_handlers() -> None:
-    cancelled = asyncio.Event()
-
-    async def stubborn(ws: portside.ServerConnection) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stubborn = Stubborn()
     async with app_server(portside.App(stubborn), drain=DrainSettings(60, 0)) as (server, address):
         ws = await portside.connect(f"ws://{address}/")
         server.drain()
         await ws.wait_closed()
         server.stop_now()
-        await cancelled.wait()
+        await stubborn.cancelled.wait()
 
 
 async def test_app_options_and_explicit_settings() -> None:

@@ -23,13 +23,13 @@ from tests.app.helpers import (
     ServeProcess,
     eventually,
     greeting,
-    listening_sockets,
     read,
     serve_env,
     serving,
     start_serve,
     write_module,
 )
+from tests.programs import listening_sockets, send_raw
 
 pytestmark = pytest.mark.slow
 
@@ -516,10 +516,7 @@ async def scrape(server: ServeProcess) -> dict[tuple[str, tuple[tuple[str, str],
     """GET /metrics, parsed with prometheus_client's own parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = await reader.read()
-    writer.close()
+    data = await send_raw("127.0.0.1", server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert b"Content-Type: text/plain; version=" in head

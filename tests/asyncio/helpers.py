@@ -17,6 +17,20 @@ async def echo(ws: portside.ServerConnection) -> None:
         await ws.send(message)
 
 
+class Stubborn:
+    """A handler that waits until it is cancelled; ``cancelled`` is set when it is."""
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+
+    async def __call__(self, ws: portside.ServerConnection) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
 def url(server: portside.Server, path: str = "/") -> str:
     host, port = server.sockets[0].getsockname()[:2]
     return f"ws://{host}:{port}{path}"

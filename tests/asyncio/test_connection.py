@@ -19,7 +19,7 @@ import portside.asyncio.connection as connection_module
 from portside.protocol import State
 from portside.protocol.reader import READ_ROOM
 from tests.asyncio.helpers import RawClient, echo, running, url
-from tests.framing import client_frame, close_payload, server_frame
+from tests.framing import client_frame, close_payload, server_frame, upgrade_response
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
 
@@ -644,18 +644,7 @@ async def test_subclasses_of_str_and_bytes_are_sent() -> None:
 async def test_client_closes_tcp_when_the_server_does_not() -> None:
     # A server that answers the Close frame but keeps the TCP connection open.
     async def lingering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await reader.readuntil(b"\r\n\r\n")
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key")
-        )
-        from portside.protocol.handshake import accept_key
-
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
-        )
+        writer.write(upgrade_response(await reader.readuntil(b"\r\n\r\n")))
         await reader.readexactly(2 + 4 + 2)  # the client's masked Close frame, code only
         writer.write(b"\x88\x02\x03\xe8")
         await reader.read()  # until the client gives up and closes

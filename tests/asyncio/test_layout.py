@@ -92,3 +92,30 @@ async def test_read_ready_callback_replaced(monkeypatch: pytest.MonkeyPatch) -> 
         (connection,) = server.connections
         assert connection._direct_io == 0
         assert ws._direct_io == 0
+
+
+async def test_read_ready_callback_renamed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A transport that keeps its read callback under another name, as another
+    # Python's might: left alone, with the debug line, not an error.
+    original = Transport.set_protocol
+
+    def set_protocol(self: Any, protocol: Any) -> None:
+        original(self, protocol)
+        self._read_callback = self.__dict__.pop("_read_ready_cb")
+
+    def read_ready(self: Any) -> None:
+        self._read_callback()
+
+    monkeypatch.setattr(Transport, "set_protocol", set_protocol)
+    monkeypatch.setattr(Transport, "_read_ready", read_ready)
+    monkeypatch.setattr(connection_module, "_transport_noted", False)
+    caplog.set_level(logging.DEBUG, "portside")
+    async with running(echo) as server, portside.connect(url(server)) as ws:
+        await ws.send("hello")
+        assert await ws.recv() == "hello"
+        (connection,) = server.connections
+        assert connection._direct_io == 0
+        assert ws._direct_io == 0
+    assert "not laid out as the C accelerator expects" in caplog.text

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import gc
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, cast
 
 import pytest
@@ -143,9 +144,10 @@ async def test_unawaited_operations_warn_as_coroutines_do() -> None:
 def old_throw_signature(nargs: int) -> contextlib.AbstractContextManager[object]:
     """What throw(type, value[, traceback]) warns, as a coroutine's does.
 
-    Python 3.12 deprecates that signature: a DeprecationWarning, then the throw.
+    Python 3.12 deprecates that signature: a DeprecationWarning, then the throw
+    (not for more than 3 arguments, refused before).
     """
-    if nargs > 1 and sys.version_info >= (3, 12):
+    if 1 < nargs <= 3 and sys.version_info >= (3, 12):
         return pytest.warns(DeprecationWarning, match=r"\(type, exc, tb\) signature")
     return contextlib.nullcontext()
 
@@ -404,17 +406,20 @@ async def test_messages_of_one_read_are_all_queued_before_recv_resumes() -> None
         assert [await client.recv(), await client.recv()] == ["b", "c"]
 
 
-async def test_protocol_subclasses_take_the_general_path() -> None:
+class Server(ServerProtocol):
+    __slots__ = ()
+
+
+class Client(ClientProtocol):
+    __slots__ = ()
+
+
+@pytest.mark.parametrize("compression", ["deflate", None])
+async def test_protocol_subclasses_take_the_general_path(compression: str | None) -> None:
     # The C send() and recv() read the slots of ServerProtocol and ClientProtocol
     # directly; any other class goes through attribute lookups, with the same
     # outcome.
-    class Server(ServerProtocol):
-        __slots__ = ()
-
-    class Client(ClientProtocol):
-        __slots__ = ()
-
-    async with pair() as (server_ws, client):
+    async with pair(compression=compression) as (server_ws, client):
         server_ws.protocol.__class__ = Server
         client.protocol.__class__ = Client
         for message in ("text", b"binary", b"x" * 5000):
@@ -425,6 +430,23 @@ async def test_protocol_subclasses_take_the_general_path() -> None:
         await server_ws.close()
         with pytest.raises(portside.ConnectionClosedOK):
             await server_ws.send("closed")
+
+
+async def test_protocol_state_missing_fails_send() -> None:
+    # Read by name from a protocol of another class: an AttributeError, as the
+    # Python send() raises.
+    async with pair(compression=None) as (server_ws, client):
+        protocol = server_ws.protocol
+        protocol.__class__ = Server
+        state = protocol.state
+        del protocol.state
+        try:
+            with pytest.raises(AttributeError, match="state"):
+                await server_ws.send("x")
+        finally:
+            protocol.state = state
+        await server_ws.send("restored")
+        assert await client.recv() == "restored"
 
 
 async def test_an_overridden_buffer_updated_is_called() -> None:
@@ -630,3 +652,318 @@ async def test_recv_leaves_no_waiter_to_the_garbage_collector() -> None:
             gc.set_debug(0)
             gc.garbage.clear()
         assert left == []
+
+
+# The rarer rules of coroutines and futures, which the C Operation and Waiter
+# follow as Python's coroutines and asyncio's futures do.
+
+
+async def test_a_running_operation_cannot_be_reentered() -> None:
+    # The message's fragments come from a generator, which the operation is
+    # running when it steps, throws into or closes that very operation.
+    async with pair() as (server_ws, client):
+        outcomes: list[str] = []
+
+        def fragments() -> Iterator[str]:
+            calls: list[tuple[str, Callable[[], object]]] = [
+                ("send", lambda: operation.send(None)),
+                ("throw", lambda: operation.throw(KeyError("into itself"))),
+                ("close", lambda: operation.close()),
+            ]
+            for name, call in calls:
+                with pytest.raises(ValueError, match="already executing"):
+                    call()
+                outcomes.append(name)
+            yield "whole"
+
+        operation = server_ws.send(fragments())
+        await operation
+        assert outcomes == ["send", "throw", "close"]
+        assert await client.recv() == "whole"
+
+
+async def test_an_operation_stepped_as_an_iterator() -> None:
+    # What a generator-based coroutine does with an awaitable: __await__(),
+    # then __next__() on what it returns.
+    async with pair() as (server_ws, client):
+        await server_ws.send("queued")
+        await client.send("ready")
+        assert await server_ws.recv() == "ready"
+        iterator: Any = client.recv().__await__()
+        with pytest.raises(StopIteration) as info:
+            next(iterator)
+        assert info.value.value == "queued"
+        iterator = client.recv().__await__()
+        future = next(iterator)
+        assert asyncio.isfuture(future)
+        future._asyncio_future_blocking = False  # as a task would leave it
+        # A future yields itself once; stepped again while pending, it says
+        # it was not awaited as a future should be.
+        future_iterator = future.__await__()
+        assert next(future_iterator) is future
+        with pytest.raises(RuntimeError, match="await wasn't used with future"):
+            next(future_iterator)
+        await server_ws.send("late")
+        future._asyncio_future_blocking = False
+        await future
+        with pytest.raises(StopIteration) as info:
+            next(iterator)
+        assert info.value.value == "late"
+
+
+class Unconstructible(Exception):
+    def __init__(self) -> None:
+        raise ZeroDivisionError
+
+
+class NotAnInstance(Exception):
+    def __new__(cls, *args: Any) -> Any:
+        return 42
+
+
+async def test_throw_argument_errors() -> None:
+    # A TypeError for each, or the constructor's exception. (The C operation
+    # checks them before anything else; a Python coroutine hands them to the
+    # future it awaits, whose error then ends it.)
+    async with pair() as (server_ws, client):
+        cases: list[tuple[tuple[Any, ...], type[BaseException], str | None]] = [
+            ((), TypeError, "throw expected at least 1 argument, got 0"),
+            ((KeyError, None, None, None), TypeError, "throw expected at most 3 arguments, got 4"),
+            ((KeyError, None, "not a traceback"), TypeError, None),
+            ((NotAnInstance,), TypeError, None),
+            ((Unconstructible,), ZeroDivisionError, None),
+        ]
+        for args, expected, message in cases:
+            operation: Any = client.recv()
+            step(operation)
+            with pytest.raises(expected, match=message), old_throw_signature(len(args)):
+                operation.throw(*args)
+            operation.close()
+            assert client._waiter is None
+        await server_ws.send("still open")
+        assert await client.recv() == "still open"
+
+
+class Stuck:
+    """An awaitable that waits until it is thrown into or closed."""
+
+    def __init__(self, close_error: BaseException | None = None) -> None:
+        self.close_error = close_error
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> None:
+        return None  # what the operation yields: stepped by hand, never by a task
+
+    def send(self, value: Any) -> None:
+        return None
+
+    def throw(self, *args: Any) -> None:
+        raise args[-1] if isinstance(args[-1], BaseException) else args[0]
+
+    def close(self) -> None:
+        if self.close_error is not None:
+            raise self.close_error
+
+
+async def test_an_exception_thrown_into_a_send_that_catches_it() -> None:
+    # The message's async iterator catches what is thrown where it waits, and
+    # waits again (the operation's throw() returns what it awaits), then ends
+    # the message (throw() raises StopIteration: the send is over).
+    async with pair(compression=None) as (server_ws, client):
+
+        async def fragments() -> AsyncIterator[str]:
+            yield "first"
+            with contextlib.suppress(KeyError):
+                await Stuck()
+            try:
+                await Stuck()
+            except KeyError:
+                return
+
+        operation: Any = server_ws.send(fragments())
+        assert step(operation) is None
+        assert operation.throw(KeyError("caught")) is None
+        with pytest.raises(StopIteration):
+            operation.throw(KeyError("caught and done"))
+        with pytest.raises(RuntimeError, match="cannot reuse"):
+            step(operation)
+        assert await client.recv() == "first"
+
+
+async def test_closing_a_send_in_progress() -> None:
+    # Abandoned halfway, a fragmented message fails the connection (RFC 6455
+    # 5.4: it cannot be finished); an awaitable that fails to close makes
+    # close() raise.
+    async with pair(compression=None) as (server_ws, client):
+
+        async def fragments(stuck: Stuck) -> AsyncIterator[str]:
+            yield "first"
+            await stuck
+
+        operation: Any = server_ws.send(fragments(Stuck()))
+        step(operation)
+        operation.close()
+        operation.close()  # again: nothing to do
+        with pytest.raises(portside.ConnectionClosedError) as info:
+            await client.recv()
+        assert info.value.code == 1011
+
+    async with pair(compression=None) as (server_ws, client):
+
+        class Fragments:
+            def __aiter__(self) -> Fragments:
+                return self
+
+            def __anext__(self) -> Stuck:
+                return Stuck(close_error=KeyError("refused"))
+
+        operation = server_ws.send(Fragments())
+        step(operation)
+        with pytest.raises(KeyError, match="refused"):
+            operation.close()
+        await server_ws.send("still open")
+        assert await client.recv() == "still open"
+
+
+async def test_warning_about_an_unawaited_operation_that_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With warnings as errors, the warning is reported as unraisable, with the
+    # operation, which the report may keep alive: it is not warned about twice.
+    async with pair() as (server_ws, client):
+        reports: list[Any] = []
+        monkeypatch.setattr(sys, "unraisablehook", reports.append)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            forget(server_ws.send("lost"))
+            (report,) = reports
+            assert isinstance(report.exc_value, RuntimeWarning)
+            assert "was never awaited" in str(report.exc_value)
+            assert report.object is not None
+            reports.clear()
+            del report
+            gc.collect()
+            assert reports == []
+        await server_ws.send("after")
+        assert await client.recv() == "after"
+
+
+class RaisingEquality:
+    """A callback that cannot be compared with another."""
+
+    def __call__(self, future: Any) -> None:
+        pass
+
+    def __eq__(self, other: object) -> bool:
+        raise ZeroDivisionError
+
+    __hash__ = object.__hash__
+
+
+async def test_the_future_recv_waits_on_refuses_what_a_future_refuses() -> None:
+    async with pair() as (server_ws, client):
+        operation, future = await waiting_future(client)
+        with pytest.raises(TypeError):
+            future.cancel("one", "two")
+        with pytest.raises(TypeError):
+            future.cancel(message="keyword")
+        with pytest.raises(ZeroDivisionError):
+            future.set_exception(Unconstructible)
+        with pytest.raises(TypeError, match="invalid exception object"):
+            future.set_exception("not an exception")
+        # The attribute a task reads, by a name that is not the interned one.
+        name = "".join(["_asyncio_future", "_blocking"])
+        assert getattr(future, name) is False
+        with pytest.raises(AttributeError):
+            delattr(future, name)
+        with pytest.raises(ZeroDivisionError):
+            setattr(future, name, BadTruth())
+        setattr(future, name, 1)
+        assert getattr(future, name) is True
+        future._asyncio_future_blocking = False
+        # remove_done_callback() compares callbacks with ==, which may raise.
+        first = RaisingEquality()
+        future.add_done_callback(first)
+        with pytest.raises(ZeroDivisionError):
+            future.remove_done_callback(print)
+        assert future.remove_done_callback(first) == 1
+        future.add_done_callback(print)
+        future.add_done_callback(first)
+        with pytest.raises(ZeroDivisionError):
+            future.remove_done_callback(repr)
+        assert not future.done()
+        operation.close()
+        await server_ws.send("kept")
+        assert await client.recv() == "kept"
+
+
+async def test_a_result_set_on_the_future_recv_waits_on() -> None:
+    async with pair() as (server_ws, client):
+        operation, future = await waiting_future(client)
+        future.set_result("set by hand")
+        with pytest.raises(StopIteration) as info:
+            step(operation)
+        assert info.value.value == "set by hand"
+        await server_ws.send("next")
+        assert await client.recv() == "next"
+
+
+class BadTruth:
+    def __bool__(self) -> bool:
+        raise ZeroDivisionError
+
+
+async def test_client_masks_that_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A client's frame takes the protocol's next mask (RFC 6455 5.3): what goes
+    # wrong there fails send(), and nothing is written.
+    async with pair(compression=None) as (server_ws, client):
+
+        def no_mask(self: ClientProtocol) -> bytes:
+            raise KeyError("no mask")
+
+        def short_mask(self: ClientProtocol) -> bytes:
+            return b"abc"
+
+        monkeypatch.setattr(ClientProtocol, "_next_mask", no_mask)
+        with pytest.raises(KeyError, match="no mask"):
+            await client.send("text")
+        monkeypatch.setattr(ClientProtocol, "_next_mask", short_mask)
+        with pytest.raises(ValueError, match="4 bytes"):
+            await client.send(b"binary")
+        monkeypatch.undo()
+        await client.send("masked")
+        assert await server_ws.recv() == "masked"
+
+
+class FailingTransport(asyncio.Transport):
+    """A transport whose writes fail."""
+
+    def write(self, data: Any) -> None:
+        raise KeyError("write")
+
+    def writelines(self, list_of_data: Any) -> None:
+        raise KeyError("writelines")
+
+    def is_closing(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("size", [10, 5000], ids=["small", "large"])
+async def test_a_failing_write_fails_send(size: int) -> None:
+    async with pair(compression=None) as (server_ws, client):
+        for connection in (server_ws, client):
+            transport = connection.transport
+            connection.transport = FailingTransport()
+            try:
+                for message in ("x" * size, b"x" * size):
+                    with pytest.raises(KeyError, match="write"):
+                        await connection.send(message)
+            finally:
+                connection.transport = transport
+        await server_ws.send("written")
+        assert await client.recv() == "written"

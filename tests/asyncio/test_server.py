@@ -25,22 +25,25 @@ from portside.asyncio.server import (
     normalize_process_request,
     process_request_is_legacy,
 )
-from tests.asyncio.helpers import RawClient, echo, running, url
+from tests.asyncio.helpers import RawClient, Stubborn, echo, running, url
 from tests.framing import client_frame, close_payload
+from tests.programs import send_raw
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
+
+
+async def send_to(server: portside.Server, data: bytes) -> bytes:
+    """Send ``data`` as it is; return all the server sends until it closes."""
+    host, port = server.sockets[0].getsockname()[:2]
+    return await send_raw(host, port, data)
 
 
 async def http_get(
     server: portside.Server, path: str, method: str = "GET"
 ) -> tuple[int, bytes, bytes]:
     """Plain HTTP request; return (status, head, body)."""
-    host, port = server.sockets[0].getsockname()[:2]
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
+    host = server.sockets[0].getsockname()[0]
+    data = await send_to(server, f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), head, body
 
@@ -317,12 +320,7 @@ async def test_other_methods_get_405() -> None:
 async def test_garbage_gets_400_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "portside.server")
     async with running() as server:
-        host, port = server.sockets[0].getsockname()[:2]
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"\x16\x03\x01 not http\r\n\r\n")
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
+        data = await send_to(server, b"\x16\x03\x01 not http\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert "invalid HTTP request" in caplog.text
     assert "Traceback" not in caplog.text
@@ -334,12 +332,7 @@ async def test_method_that_is_not_a_token_gets_400_and_one_log_line(
     # RFC 9110 9.1: a method is a token (fuzzing/regressions/http/non-ascii-method).
     caplog.set_level(logging.INFO, "portside.server")
     async with running() as server:
-        host, port = server.sockets[0].getsockname()[:2]
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(b"G\xffT / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
-        data = await reader.read()
-        writer.close()
-        await writer.wait_closed()
+        data = await send_to(server, b"G\xffT / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     lines = [r.getMessage() for r in caplog.records if "invalid request method" in r.getMessage()]
     assert len(lines) == 1, caplog.text
@@ -527,20 +520,12 @@ async def test_a_connection_accepted_as_the_server_closes_is_answered(
 
 
 async def test_handlers_still_running_are_cancelled_after_close_timeout() -> None:
-    cancelled = asyncio.Event()
-
-    async def stubborn(ws: portside.ServerConnection) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stubborn = Stubborn()
     server = await portside.serve(stubborn, "127.0.0.1", 0, close_timeout=0.05, ping_interval=None)
     ws = await portside.connect(url(server))
     server.close()
     await server.wait_closed()
-    assert cancelled.is_set()
+    assert stubborn.cancelled.is_set()
     await ws.wait_closed()
     assert ws.close_code == 1001
 
@@ -896,47 +881,31 @@ async def test_close_frames_spread_over_time() -> None:
 
 
 async def test_graceful_timeout_is_separate_from_close_timeout() -> None:
-    cancelled = asyncio.Event()
-
-    async def stubborn(ws: portside.ServerConnection) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stubborn = Stubborn()
     loop = asyncio.get_running_loop()
     server = await portside.serve(stubborn, "127.0.0.1", 0, close_timeout=20, ping_interval=None)
     ws = await portside.connect(url(server))
     start = loop.time()
     server.close(graceful_timeout=0.1)
     await server.wait_closed()
-    assert cancelled.is_set()
+    assert stubborn.cancelled.is_set()
     assert loop.time() - start < 5
     await ws.wait_closed()
     assert ws.close_code == 1001
 
 
 async def test_a_second_close_can_only_bring_the_deadline_nearer() -> None:
-    cancelled = asyncio.Event()
-
-    async def stubborn(ws: portside.ServerConnection) -> None:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
+    stubborn = Stubborn()
     server = await portside.serve(stubborn, "127.0.0.1", 0, ping_interval=None)
     ws = await portside.connect(url(server))
     server.close(graceful_timeout=math.inf)
     await ws.wait_closed()  # the client answered the Close; the handler runs on
     server.close(graceful_timeout=60)  # farther than now + 0: ignored...
     await asyncio.sleep(0)
-    assert not cancelled.is_set()
+    assert not stubborn.cancelled.is_set()
     server.close(graceful_timeout=0)  # ...this one stops it now
     await server.wait_closed()
-    assert cancelled.is_set()
+    assert stubborn.cancelled.is_set()
 
 
 async def test_max_connections_refuses_newcomers_with_503_and_retry_after() -> None:
@@ -1064,13 +1033,7 @@ HTTP10_UPGRADE = (
 
 async def exchange(server: portside.Server, request: bytes) -> tuple[list[bytes], bytes]:
     """Send ``request`` as it is; return the head's lines and the body once the server closes."""
-    host, port = server.sockets[0].getsockname()[:2]
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(request)
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = (await send_to(server, request)).partition(b"\r\n\r\n")
     return head.split(b"\r\n"), body
 
 

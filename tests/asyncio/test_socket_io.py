@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 import portside
+from portside.asyncio import speedups
 from portside.asyncio.speedups import IMPLEMENTATION
 from tests.asyncio.helpers import RawClient, pair, running, url
 from tests.needs import needs_speedups
@@ -166,8 +167,15 @@ async def test_sending_after_a_reset_from_the_peer_ends_in_connection_closed() -
     assert errors == []
 
 
-async def test_frames_after_a_partial_write_arrive_in_order() -> None:
-    big = bytes(range(256)) * 16384  # 4 MiB
+@pytest.mark.parametrize(
+    "big",
+    [bytes(range(256)) * 16384, "abcdefgh" * 524288],  # 4 MiB
+    ids=["bytes", "text"],
+)
+async def test_frames_after_a_partial_write_arrive_in_order(big: bytes | str) -> None:
+    # The socket takes part of the frame: the rest of a bytes payload is a
+    # view of it, that of a text's a copy, and either goes to write().
+    payload = big.encode() if isinstance(big, str) else big
     buffered: list[int] = []
 
     async def handler(ws: portside.ServerConnection) -> None:
@@ -180,9 +188,9 @@ async def test_frames_after_a_partial_write_arrive_in_order() -> None:
     async with running(handler, compression=None, write_limit=2**26) as server:
         raw = await RawClient.connect(server)
         header = await raw.reader.readexactly(10)
-        assert header[:2] == b"\x82\x7f"
-        assert struct.unpack("!Q", header[2:])[0] == len(big)
-        assert await raw.reader.readexactly(len(big)) == big
+        assert header[:2] == (b"\x81\x7f" if isinstance(big, str) else b"\x82\x7f")
+        assert struct.unpack("!Q", header[2:])[0] == len(payload)
+        assert await raw.reader.readexactly(len(payload)) == payload
         assert await raw.reader.readexactly(7) == b"\x82\x05after"
         assert await raw.reader.readexactly(12) == b"\x81\x0atext after"
         await raw.close()
@@ -230,18 +238,56 @@ async def test_a_failing_buffer_updated_is_a_fatal_error() -> None:
     assert isinstance(errors[0]["exception"], ValueError)
 
 
-async def test_an_empty_buffer_is_a_fatal_error() -> None:
+class Unsized:
+    """Not a buffer, and without a length."""
+
+
+GET_BUFFER_FAILED = "Fatal error: protocol.get_buffer() call failed."
+READ_FAILED = "Fatal read error on socket transport"
+
+
+@pytest.mark.parametrize(
+    ("buffer", "message", "error"),
+    [
+        (bytearray(), GET_BUFFER_FAILED, RuntimeError),
+        (b"", GET_BUFFER_FAILED, RuntimeError),
+        (Unsized(), GET_BUFFER_FAILED, TypeError),
+        (b"read-only", READ_FAILED, TypeError),
+        ("not a buffer", READ_FAILED, TypeError),
+    ],
+    ids=["empty", "empty-read-only", "unsized", "read-only", "str"],
+)
+async def test_an_unusable_buffer_is_a_fatal_error(buffer: Any, message: str, error: Any) -> None:
+    # As the selector transport reads: len(buffer) first, which must be more
+    # than 0, then socket.recv_into(buffer), which takes a writable buffer.
     if not on_selector_loop():
         pytest.skip("the selector transport's error handling")
     with loop_errors() as errors:
         async with pair() as (server_ws, client):
-            server_ws.get_buffer = lambda sizehint: bytearray()  # type: ignore[method-assign]
+            server_ws.get_buffer = lambda sizehint: buffer  # type: ignore[method-assign]
             await client.send("x")
             await server_ws.wait_closed()
-    assert [context["message"] for context in errors] == [
-        "Fatal error: protocol.get_buffer() call failed."
-    ]
-    assert isinstance(errors[0]["exception"], RuntimeError)
+    assert [context["message"] for context in errors] == [message]
+    assert type(errors[0]["exception"]) is error
+
+
+async def test_an_overridden_buffer_updated_is_called_on_each_read() -> None:
+    # The connection reading its socket itself calls buffer_updated() in C
+    # directly unless a subclass overrides it.
+    if not on_selector_loop():
+        pytest.skip("uvloop's transport binds buffer_updated() when the connection starts")
+    reads: list[int] = []
+    async with pair(compression=None) as (server_ws, client):
+
+        class Counting(type(server_ws)):  # type: ignore[misc]
+            def buffer_updated(self, nbytes: int) -> None:
+                reads.append(nbytes)
+                super().buffer_updated(nbytes)
+
+        server_ws.__class__ = Counting
+        await client.send("counted")
+        assert await server_ws.recv() == "counted"
+        assert reads == [2 + 4 + 7]  # header, mask, payload
 
 
 @needs_c
@@ -377,3 +423,121 @@ async def test_a_frame_to_a_full_socket_is_buffered_whole() -> None:
         assert await raw.reader.readexactly(10) == b"\x81\x7f" + (65536).to_bytes(8, "big")
         assert await raw.reader.readexactly(65536) == text.encode()
         await raw.close()
+
+
+@needs_c
+async def test_hook_declines_a_transport_without_its_private_state() -> None:
+    # A selector transport of another Python, without the attributes the hook
+    # reads, or with a descriptor it cannot use: left to its own methods.
+    if not on_selector_loop():
+        pytest.skip("asyncio's selector loop only")
+    async with pair(compression=None) as (server_ws, client):
+        transport: Any = server_ws.transport
+        server_ws._unhook_transport()
+        for name, value in [
+            ("_read_ready_cb", None),
+            ("_sock_fd", None),
+            ("_sock_fd", -1),
+            ("_sock_fd", 2**100),
+            ("_sock_fd", "3"),
+        ]:
+            original = transport.__dict__.pop(name)
+            if value is not None:
+                setattr(transport, name, value)
+            try:
+                assert server_ws._hook_transport() is False, (name, value)
+            finally:
+                setattr(transport, name, original)
+        assert server_ws._hook_transport() is True
+        await client.send("hooked again")
+        assert await server_ws.recv() == "hooked again"
+
+
+class StandIn:
+    """What the hook reads of uvloop's socket transports, failing where told.
+
+    uvloop's own transports answer these calls without fail; this stand-in,
+    named as uvloop names its TCP transport, takes the paths where they would
+    not, on a real socket.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: Any = sock
+        self.closing: Any = False
+        self.buffered: Any = 0
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> Any:
+        assert name == "socket"
+        if isinstance(self.sock, BaseException):
+            raise self.sock
+        return self.sock
+
+    def is_closing(self) -> Any:
+        if isinstance(self.closing, BaseException):
+            raise self.closing
+        return self.closing
+
+    def get_write_buffer_size(self) -> Any:
+        if isinstance(self.buffered, BaseException):
+            raise self.buffered
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+UvloopStandIn: Any = type("uvloop.loop.TCPTransport", (StandIn,), {})
+
+
+class Descriptor:
+    def __init__(self, fileno: Any) -> None:
+        self.value = fileno
+
+    def fileno(self) -> Any:
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value
+
+
+@needs_c
+def test_uvloop_transport_hook_and_writes() -> None:
+    base: Any = speedups.ConnectionBase
+    left, right = socket.socketpair()
+    with left, right:
+        connection = base()
+        transport = UvloopStandIn(left)
+        connection.transport = transport
+        # No socket, or none of a usable descriptor: not hooked.
+        unusable: list[Any] = [None, Descriptor(-1), Descriptor(2**40), Descriptor("3")]
+        for sock in unusable:
+            transport.sock = sock
+            assert connection._hook_transport() is False
+            assert connection._direct_io == 0
+        for sock in (KeyError("get_extra_info"), Descriptor(KeyError("fileno"))):
+            transport.sock = sock
+            with pytest.raises(KeyError):
+                connection._hook_transport()
+            assert connection._direct_io == 0
+        transport.sock = left
+        assert connection._hook_transport() is True
+        assert connection._direct_io == 2
+        # Written on the socket itself while the transport would send at once;
+        # else by write(); an error from the transport's answers goes on.
+        connection._write_frame(b"direct")
+        assert right.recv(100) == b"direct"
+        transport.closing = True
+        connection._write_frame(b"closing")
+        transport.closing, transport.buffered = False, 10
+        connection._write_frame(b"buffered")
+        assert transport.written == [b"closing", b"buffered"]
+        for failing in ("closing", "buffered"):
+            setattr(transport, failing, KeyError(failing))
+            with pytest.raises(KeyError, match=failing):
+                connection._write_frame(b"lost")
+            setattr(transport, failing, 0)
+        assert transport.written == [b"closing", b"buffered"]
+        connection._unhook_transport()
+        assert connection._direct_io == 0
+        connection._write_frame(b"unhooked")
+        assert transport.written[-1] == b"unhooked"

@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, cast
 
@@ -784,3 +784,223 @@ def test_the_header_lists_every_c_file() -> None:
     assert len(sources) > 5
     listed = sorted(re.findall(r"^ \*   (_speedups_\w+\.c) ", header, re.MULTILINE))
     assert listed == sources
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [("_receive_handshake", 1), ("_enqueue", 1), ("_on_event", 2), ("_write_all", 1)],
+)
+def test_base_methods_check_their_arguments(base: type[Any], name: str, arguments: int) -> None:
+    method = getattr(base(), name)
+    with pytest.raises(TypeError):
+        method()
+    with pytest.raises(TypeError):
+        method(*range(arguments + 1))
+    with pytest.raises(NotImplementedError):
+        method(*range(arguments))
+
+
+def test_transport_methods_check_their_arguments(base: type[Any]) -> None:
+    log: list[Any] = []
+    connection = new_connection(base)
+    connection.transport = FakeTransport(log)
+    calls: list[Callable[[], object]] = [
+        lambda: connection._write_frame(),
+        lambda: connection._write_frame(b"one", b"two"),
+        lambda: connection._write_frame(frame=b"frame"),
+        lambda: connection._hook_transport(True),
+        lambda: connection._unhook_transport(True),
+    ]
+    for call in calls:
+        with pytest.raises(TypeError):
+            call()
+    assert log == []
+    assert connection._hook_transport() is False  # a transport of no known loop
+    assert connection._unhook_transport() is None
+
+
+# The C recv() on a recording connection: the Waiter it waits on, met by
+# buffer_updated() in the cases a real connection makes rare.
+
+
+class FakeLoop:
+    """call_soon(), as a loop has it: recorded, or failing."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+        self.fail: BaseException | None = None
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> None:
+        self.log.append(("call_soon", callback, *args))
+        if self.fail is not None:
+            raise self.fail
+
+
+def receiving(events: Any = None) -> Any:
+    """A recording C connection that can wait in recv() (loop, queue, protocol set)."""
+    assert C_BASE is not None
+    connection = new_connection(C_BASE, events)
+    connection.loop = FakeLoop(connection.log)
+    connection._messages = None
+    connection._pending_error = None
+    connection.protocol._reading = True
+    return connection
+
+
+def waiting(connection: Any) -> tuple[Any, Any]:
+    """recv() stepped until it waits: the operation and its Waiter."""
+    operation = connection.recv()
+    waiter = operation.send(None)
+    assert connection._waiter is waiter
+    assert type(waiter).__name__ == "Waiter"
+    return operation, waiter
+
+
+@needs_c
+def test_c_recv_waits_on_a_waiter_of_its_own() -> None:
+    connection = receiving(["message"])
+    operation, waiter = waiting(connection)
+    connection.buffer_updated(1)
+    assert connection._waiter is None
+    assert waiter.result() == "message"
+    with pytest.raises(StopIteration) as info:
+        operation.send(None)
+    assert info.value.value == "message"
+
+
+@needs_c
+def test_c_two_waiters_finished_in_one_read() -> None:
+    # The first recv() returns and the next one waits, all within one read
+    # (not what a task does, which resumes later): both waiters are woken.
+    ping = Event("ping")
+    connection = receiving(["one", ping, "two", "three"])
+    first, first_waiter = waiting(connection)
+    woken: list[Any] = []
+    first_waiter.add_done_callback(woken.append)
+    second: list[Any] = []
+
+    def recv_again(event: Any, alone: bool) -> None:
+        with pytest.raises(StopIteration):
+            first.send(None)
+        second.extend(waiting(connection))
+
+    connection.hooks["_on_event"] = recv_again
+    connection.buffer_updated(1)
+    operation, waiter = second
+    assert waiter is not first_waiter
+    # The first waiter's callback, scheduled when the second finished; the
+    # second woken at the end of the read, without callbacks.
+    assert ("call_soon", woken.append, first_waiter) in connection.log
+    assert connection.log[-1] == ("_enqueue", "three")
+    with pytest.raises(StopIteration) as info:
+        operation.send(None)
+    assert info.value.value == "two"
+
+
+@needs_c
+def test_c_message_for_a_cancelled_waiter_is_queued() -> None:
+    connection = receiving(["kept"])
+    operation, waiter = waiting(connection)
+    assert waiter.cancel()
+    connection.buffer_updated(1)
+    assert connection.log[-1] == ("_enqueue", "kept")
+    assert connection._waiter is None
+    with pytest.raises(asyncio.CancelledError):
+        operation.send(None)
+
+
+@needs_c
+def test_c_failing_wakeup_propagates() -> None:
+    connection = receiving(["message"])
+    _, waiter = waiting(connection)
+
+    def wakeup(future: Any) -> None:
+        raise ValueError("wakeup")
+
+    waiter.add_done_callback(wakeup)
+    with pytest.raises(ValueError, match="wakeup"):
+        connection.buffer_updated(1)
+    assert waiter.result() == "message"
+
+
+@needs_c
+@pytest.mark.parametrize("call_soon_fails", [False, True], ids=["scheduled", "unschedulable"])
+def test_c_waiter_still_woken_after_an_error_in_the_same_read(
+    call_soon_fails: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A message finished the waiter, then _enqueue() failed: the waiter's
+    # callbacks are scheduled all the same, and the error goes on. If even
+    # that fails, it is reported as unraisable.
+    connection = receiving(["first", "second"])
+    _, waiter = waiting(connection)
+    waiter.add_done_callback(str)
+    connection.fail["_enqueue"] = KeyError("enqueue")
+    if call_soon_fails:
+        connection.loop.fail = RuntimeError("loop closed")
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(KeyError, match="enqueue"):
+        connection.buffer_updated(1)
+    assert ("call_soon", str, waiter) in connection.log
+    assert waiter.result() == "first"
+    if call_soon_fails:
+        (report,) = unraisable
+        assert isinstance(report.exc_value, RuntimeError)
+        assert report.object is waiter
+    else:
+        assert unraisable == []
+
+
+@needs_c
+def test_c_recv_error_paths() -> None:
+    # recv()'s fall-back to the Python method (decode=...), which a bare
+    # recording connection lacks.
+    connection = receiving()
+    with pytest.raises(AttributeError, match="_recv_in_python"):
+        connection.recv(decode=True)
+    with pytest.raises(ZeroDivisionError):
+        connection.recv(_iterating=BadTruth())
+
+    # A queue without a length.
+    connection._messages = object()
+    with pytest.raises(TypeError):
+        connection.recv().send(None)
+    connection._messages = None
+
+    # protocol._reading read by name from a protocol of another class.
+    class NotReading(FakeProtocol):
+        @property
+        def _reading(self) -> bool:
+            raise ZeroDivisionError
+
+    connection.protocol = NotReading(connection.log)
+    with pytest.raises(ZeroDivisionError):
+        connection.recv().send(None)
+
+
+@needs_c
+def test_c_message_requeued_in_vain_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # recv() closed after its message came: the message goes back to the
+    # queue through _requeue(), which this connection lacks. The close goes on.
+    connection = receiving(["message"])
+    operation, _ = waiting(connection)
+    connection.buffer_updated(1)
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    operation.close()
+    (report,) = unraisable
+    assert isinstance(report.exc_value, AttributeError)
+    assert "_requeue" in str(report.exc_value)
+    assert connection._waiter is None
+
+
+@needs_c
+def test_c_read_ready_without_a_transport() -> None:
+    connection = new_connection(cast(type[Any], C_BASE))
+    with pytest.raises(AttributeError, match="transport"):
+        connection._read_ready()
+
+
+class BadTruth:
+    def __bool__(self) -> bool:
+        raise ZeroDivisionError

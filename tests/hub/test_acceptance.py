@@ -21,7 +21,7 @@ import pytest
 
 import portside
 from portside.hub import Hub, RedisBackend
-from tests.hub.redis_server import REASON, REDIS_SERVER, RedisServer, redis_server
+from tests.hub.redis_server import REASON, REDIS_SERVER, redis_server
 from tests.hub.serving import Served, publishers, run_slow, served, subscriber, subscribers
 from tests.needs import needs
 
@@ -106,9 +106,7 @@ async def redis_restart_mid_run(history: int) -> None:
         # Long enough that the test publishes before the workers are back.
         "HUB_RECONNECT_MIN": "0.6",
     }
-    redis = RedisServer()
-    await redis.start()
-    try:
+    async with redis_server() as redis:
         async with served({"REDIS_URL": redis.url, **env}) as server:
             url = f"ws://{server.host}:{server.port}/sub"
             async with subscribers(url, 100) as group:
@@ -172,9 +170,6 @@ async def redis_restart_mid_run(history: int) -> None:
                 assert metrics["portside_hub_gaps_total"] >= 100
             await one.close()
             await two.close()
-    finally:
-        await redis.stop()
-        redis.cleanup()
 
 
 async def eventually_metrics(server: Served, name: str, at_least: float) -> dict[str, float]:

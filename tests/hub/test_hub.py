@@ -348,15 +348,21 @@ async def test_subscribe_since_on_an_empty_topic() -> None:
         await client.close()
 
 
+class SlowHistory(MemoryBackend):
+    """A memory backend whose history waits until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
+        await self.gate.wait()
+        return await super().history(topic, after, upto)
+
+
 async def test_messages_published_during_a_replay_follow_it_in_order() -> None:
-    gate = asyncio.Event()
-
-    class SlowHistory(MemoryBackend):
-        async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
-            await gate.wait()
-            return await super().history(topic, after, upto)
-
-    async with Hub(SlowHistory(), history=10) as hub, hub_server(hub) as server:
+    backend = SlowHistory()
+    async with Hub(backend, history=10) as hub, hub_server(hub) as server:
         await hub.publish("t", "1")
         epoch = hub.backend.epoch  # type: ignore[attr-defined]
         task = asyncio.create_task(subscriber(server, "t", since=Position(epoch, 0)))
@@ -364,7 +370,7 @@ async def test_messages_published_during_a_replay_follow_it_in_order() -> None:
             await asyncio.sleep(0)  # let the client subscribe (no time passes)
         # Published while the subscription waits for history: in it and live.
         await hub.publish("t", "2")
-        gate.set()
+        backend.gate.set()
         client, frames = await task
         assert [frame["data"] for frame in frames["before"]] == ["1", "2"]
         await hub.publish("t", "3")
@@ -669,14 +675,8 @@ async def test_gap_during_a_replay_reaches_the_new_subscriber_once() -> None:
 
 
 async def test_unsubscribe_or_resubscribe_during_a_replay() -> None:
-    gate = asyncio.Event()
-
-    class SlowHistory(MemoryBackend):
-        async def history(self, topic: str, after: Position, upto: int | None = None) -> Any:
-            await gate.wait()
-            return await super().history(topic, after, upto)
-
-    async with Hub(SlowHistory(), history=5) as hub:
+    backend = SlowHistory()
+    async with Hub(backend, history=5) as hub:
         connections: list[portside.ServerConnection] = []
         ready = asyncio.Event()
 
@@ -697,7 +697,7 @@ async def test_unsubscribe_or_resubscribe_during_a_replay() -> None:
             await asyncio.sleep(0)
             assert first.cancelled() or not first.done()
             hub.unsubscribe(ws, "t")
-            gate.set()
+            backend.gate.set()
             with pytest.raises(asyncio.CancelledError):
                 await second
             assert hub.topics(ws) == frozenset()

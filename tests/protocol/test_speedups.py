@@ -1376,3 +1376,36 @@ def test_frame_reader_on_both_bases_agree(data: st.DataObject, masked: bool) -> 
             start = max(start, cut)
         results.append((comparable(events), reader_state(reader)))
     assert results[1] == results[0]
+
+
+@needs_c_reader
+def test_direct_buffer_updated_checks_its_reader() -> None:
+    # The capsule's function, which the asyncio accelerator calls only on
+    # readers of ReaderBase's buffer_updated, refuses anything else: called
+    # here through ctypes, as a C caller would.
+    import ctypes
+
+    from portside.protocol.reader import Arena
+
+    assert C_MODULE is not None
+    assert C_READER is not None
+    capsule = C_MODULE._buffer_updated
+    name = b"portside.protocol._speedups._buffer_updated"
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    get_context = ctypes.pythonapi.PyCapsule_GetContext
+    get_context.restype = ctypes.c_void_p
+    get_context.argtypes = [ctypes.py_object]
+    function = ctypes.PYFUNCTYPE(
+        ctypes.py_object, ctypes.c_void_p, ctypes.py_object, ctypes.py_object
+    )(get_pointer(capsule, name))
+    state = get_context(capsule)
+    with pytest.raises(TypeError, match="expected a ReaderBase, not str"):
+        function(state, "not a reader", 0)
+    reader = frame_reader_class(C_READER)(
+        masked=False, max_size=None, read_limit=256, arena=Arena(256)
+    )
+    buffer = reader.get_buffer(-1)
+    buffer[:7] = b"\x82\x05hello"
+    assert function(state, reader, 7) == [b"hello"]

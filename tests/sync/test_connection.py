@@ -23,7 +23,7 @@ from portside.sync.client import connect
 from portside.sync.connection import _BACKGROUND, READ_LEASE
 from portside.sync.server import ServerConnection
 from portside.sync.transport import wait_for
-from tests.framing import client_frame, close_payload, unmask_frames
+from tests.framing import client_frame, close_payload, unmask_frames, upgrade_response
 from tests.sync.helpers import TIMEOUT, RawClient, pair, read_head, running, url
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
@@ -540,20 +540,7 @@ def test_close_times_out_when_the_peer_does_not_answer() -> None:
         def raw_server() -> None:
             sock, _ = listener.accept()
             accepted.append(sock)
-            data = read_head(sock)
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in data.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key")
-            )
-            from portside.protocol.handshake import accept_key
-
-            sock.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
-                + accept_key(key.decode()).encode()
-                + b"\r\n\r\n"
-            )
+            sock.sendall(upgrade_response(read_head(sock)))
 
         thread = threading.Thread(target=raw_server)
         thread.start()

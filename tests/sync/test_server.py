@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http
 import logging
 import pathlib
@@ -189,6 +190,51 @@ def test_shutdown_from_a_handler() -> None:
         with pytest.raises(ConnectionClosedOK) as raised:
             ws.recv(timeout=TIMEOUT)
     assert raised.value.code == 1001
+
+
+def test_shutdown_waits_for_the_handler_that_shut_the_server_down() -> None:
+    # The handler's own shutdown() cannot wait for itself; a later one (the
+    # `with` block's) waits for it too, however long it runs after its call.
+    finished = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        ws.recv(timeout=TIMEOUT)
+        ws.server.shutdown()
+        time.sleep(0.2)  # work after the call: not waiting for anything
+        finished.set()
+
+    with running(handler) as server, connect(url(server)) as ws:
+        ws.send("stop")
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)
+    assert finished.is_set()
+
+
+def test_shutdown_from_a_handler_while_the_server_shuts_down() -> None:
+    # The first call waits for the handler: the handler's call cannot wait for
+    # the first one. (Were they to wait for each other, the test fails, then
+    # releases both, rather than hang the run.)
+    returned = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosedOK):
+            ws.recv(timeout=TIMEOUT)  # closed by the first shutdown()
+        ws.server.shutdown()
+        returned.set()
+
+    server = serve(handler, "127.0.0.1", 0, ping_interval=None)
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    with connect(url(server)):
+        shutting_down = threading.Thread(target=server.shutdown, daemon=True)
+        shutting_down.start()
+        shutting_down.join(TIMEOUT)
+        deadlocked = shutting_down.is_alive()
+        if deadlocked:
+            server._shutdown_done.set()  # releases the handler, which the first call waits for
+        assert not deadlocked, "shutdown() and the handler's shutdown() wait for each other"
+    serving.join()
+    assert returned.is_set()
 
 
 def test_context_manager_shuts_down() -> None:

@@ -47,6 +47,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("RedisBackend needs redis-py: pip install 'portside[redis]'") from exc
 
+from ...protocol.options import logger_option
 from ..envelope import Payload
 from ..errors import BackendUnavailable, HubClosed
 from ..sequence import Position
@@ -257,9 +258,7 @@ class RedisBackend(Backend):
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None and pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the Redis client must not decode responses (decode_responses=False)")
-        if isinstance(logger, str) or logger is None:
-            logger = logging.getLogger(logger or "portside.hub")
-        self.logger = logger
+        self.logger = logger_option(logger or None, "portside.hub")  # "" too: the default
         self.prefix = prefix
         self.on_outage = on_outage
         self.max_queued = max_queued

@@ -242,9 +242,7 @@ async def test_redis_restart_without_history_tells_the_gap(
 
 
 async def test_publishing_while_redis_is_away_raises(caplog: pytest.LogCaptureFixture) -> None:
-    redis = RedisServer()
-    await redis.start()
-    try:
+    async with redis_server() as redis:
         async with hubs(redis.url, count=1) as (hub,):
             await hub.publish("t", "ok")
             await redis.stop()
@@ -258,9 +256,6 @@ async def test_publishing_while_redis_is_away_raises(caplog: pytest.LogCaptureFi
             await redis.start()
             await hub.wait_ready()
             assert (await hub.publish("t", "back")).offset == 1  # a new epoch
-    finally:
-        await redis.stop()
-        redis.cleanup()
 
 
 async def test_a_hub_starts_while_redis_is_away() -> None:
@@ -279,9 +274,7 @@ async def test_a_hub_starts_while_redis_is_away() -> None:
 
 
 async def test_publishing_while_redis_is_away_queues_in_order() -> None:
-    redis = RedisServer()
-    await redis.start()
-    try:
+    async with redis_server() as redis:
         async with hubs(redis.url, on_outage="queue", max_queued=3) as (one, two):
             async with hub_server(two) as server:
                 client, _ = await subscriber(server, "t")
@@ -306,15 +299,10 @@ async def test_publishing_while_redis_is_away_queues_in_order() -> None:
                         frames.extend({"data": None} for _ in range(frame["count"] - 1))
                 assert frames[-1]["data"] == "3"
                 await client.close()
-    finally:
-        await redis.stop()
-        redis.cleanup()
 
 
 async def test_queued_messages_time_out_and_fail_on_close() -> None:
-    redis = RedisServer()
-    await redis.start()
-    try:
+    async with redis_server() as redis:
         async with hubs(redis.url, count=1, on_outage="queue", queue_timeout=0.05) as (hub,):
             await redis.stop()
             await unready(hub)
@@ -335,9 +323,6 @@ async def test_queued_messages_time_out_and_fail_on_close() -> None:
             with pytest.raises(asyncio.CancelledError):
                 await waiting
             assert hub.stats()["publish_queued"] == 0
-    finally:
-        await redis.stop()
-        redis.cleanup()
 
 
 async def test_subscribe_since_replays_from_the_stream() -> None:
