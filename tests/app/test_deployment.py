@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -85,18 +85,13 @@ async def proxy(command: list[str]) -> AsyncIterator[asyncio.subprocess.Process]
                 await process.wait()
 
 
-async def check_status(stats: Path) -> tuple[str, str, str] | None:
-    """The backend server's status, check status and check code, from HAProxy's stats
-    socket; ``None`` until its first check is done.
-
-    While a check runs, HAProxy reports the last one's status prefixed with
-    ``"* "`` (its management guide, "show stat"): ``"* INI"`` is the first check
-    running, no answer yet; ``"* L7OK"`` a later one, after one that passed.
-    """
+async def server_stats(stats: Path, name: str) -> dict[str, str]:
+    """What HAProxy's stats socket says of the backend server ``name`` (empty if
+    the socket is not listening yet)."""
     try:
         reader, writer = await asyncio.open_unix_connection(str(stats))
     except OSError:
-        return None  # not listening yet
+        return {}
     writer.write(b"show stat\n")
     text = (await reader.read()).decode()
     writer.close()
@@ -104,22 +99,28 @@ async def check_status(stats: Path) -> tuple[str, str, str] | None:
     names = header.lstrip("# ").split(",")
     for row in rows:
         fields = dict(zip(names, row.split(","), strict=False))
-        check = fields["check_status"].removeprefix("* ")
-        if fields["svname"] == "chat1" and check not in ("", "INI"):
-            return fields["status"], check, fields["check_code"]
-    return None
+        if fields["svname"] == name:
+            return fields
+    return {}
 
 
-async def eventually_async(
-    probe: Callable[[], Awaitable[tuple[str, str, str] | None]], timeout: float
-) -> tuple[str, str, str]:
-    """Ask ``probe`` until it answers, for what nothing announces (HAProxy's checks)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (answer := await probe()) is None:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no answer within {timeout} s")
+async def haproxy_server_up(stats: Path, name: str, timeout: float = 60) -> dict[str, str]:
+    """Wait until HAProxy's checks have found the server ``name`` fully up.
+
+    Its status is then ``UP`` (not ``UP 1/3``: up, but not yet checked enough),
+    and its last check completed with ``L7OK``; ``* L7OK`` while a check runs.
+    HAProxy announces neither: ask its stats socket until then.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        fields = await server_stats(stats, name)
+        if fields.get("status") == "UP" and fields["check_status"].lstrip("* ") == "L7OK":
+            return fields
+        if loop.time() > deadline:
+            state = {key: fields.get(key) for key in ("status", "check_status", "check_code")}
+            raise AssertionError(f"HAProxy's {name} not UP within {timeout} s: {state}")
         await asyncio.sleep(0.1)
-    return answer
 
 
 async def drain_goes_through(server: ServeProcess, url: str) -> None:
@@ -185,10 +186,10 @@ async def test_haproxy_as_documented(app_dir: Path) -> None:
         assert haproxy is not None
         async with proxy([haproxy, "-db", "-f", str(config)]) as process:
             await wait_port(port, process)
-            # HAProxy's own check, as configured (an HTTP/1.0 GET /readyz), found
+            # HAProxy's own checks, as configured (an HTTP/1.0 GET /readyz), found
             # portside ready: what its stats socket says of the server.
-            status = await eventually_async(lambda: check_status(stats), timeout=10)
-            assert status == ("UP", "L7OK", "200"), status
+            fields = await haproxy_server_up(stats, "chat1")
+            assert fields["check_code"] == "200", fields
             await drain_goes_through(server, f"ws://127.0.0.1:{port}/")
             # portside's log has no line about HAProxy's checks.
             assert "readyz" not in server.text()

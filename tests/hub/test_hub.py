@@ -444,25 +444,30 @@ async def test_slow_subscriber_is_skipped_counted_and_told() -> None:
                 await hub.publish("t", payload)
                 published += 1
                 assert (await receive_json(fast))["offset"] == published
-            assert hub.metrics.skipped == 6
-            assert hub.stats()["lagging"] == 1
-            # The slow one reads again: what it got, then the gap, then the rest.
+            # Those five are skipped too while its backlog stays full; but the
+            # kernel may take more of it meanwhile (on a loaded machine, the
+            # loopback delivers late), and then it is served again, after a gap.
+            # The slow one reads again: every message either received or told,
+            # once, in order; the gaps are what was skipped.
             slow.transport.resume_reading()
-            offsets = []
-            while True:
+            told: list[int] = []
+            gap_frames = []
+            while not told or told[-1] < published:
                 frame = await receive_json(slow)
                 if frame["type"] == "gap":
-                    break
-                offsets.append(frame["offset"])
-            assert offsets == list(range(1, published - 5))
-            assert (frame["first"], frame["last"], frame["count"]) == (
-                published - 5,
-                published,
-                6,
-            )
-            assert frame["reason"] == "slow"
-            assert [gap.count for gap in gaps] == [6]
-            assert gaps[0].reason == "slow"
+                    assert frame["reason"] == "slow"
+                    assert frame["count"] == frame["last"] - frame["first"] + 1
+                    gap_frames.append(frame)
+                    told.extend(range(frame["first"], frame["last"] + 1))
+                else:
+                    told.append(frame["offset"])
+            assert told == list(range(1, published + 1))
+            skipped = sum(frame["count"] for frame in gap_frames)
+            assert hub.metrics.skipped == skipped >= 1
+            assert [gap.count for gap in gaps] == [frame["count"] for frame in gap_frames]
+            assert {gap.reason for gap in gaps} == {"slow"}
+            assert hub.stats()["lagging"] == 0
+            # Served again.
             await hub.publish("t", "after")
             assert (await receive_json(slow))["data"] == "after"
             assert (await receive_json(fast))["data"] == "after"

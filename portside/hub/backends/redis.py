@@ -283,6 +283,10 @@ class RedisBackend(Backend):
         self._sent: set[str] = set()  # SUBSCRIBE sent on the current connection
         self._unsynced: set[str] = set()  # confirmed, latest position not read yet
         self._barriers: dict[bytes, dict[str, Position]] = {}
+        # Topics whose latest position is being checked (from the confirmation
+        # of their SUBSCRIBE to the answer to the PING after the read), and the
+        # last position received of each meanwhile: see _synced().
+        self._window: dict[str, Position | None] = {}
         self._queue: collections.deque[_Queued] = collections.deque()
         self._flushing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -365,6 +369,7 @@ class RedisBackend(Backend):
         if future is not None and not future.done():
             future.cancel()
         self._unsynced.discard(topic)
+        self._window.pop(topic, None)
         if topic in self._resyncing:
             self._resyncing.discard(topic)
             if not self._resyncing and self._connected and not self._up:
@@ -529,6 +534,7 @@ class RedisBackend(Backend):
         self._sent.clear()
         self._unsynced.clear()
         self._barriers.clear()
+        self._window.clear()
         # Connect, and make sure it answers.
         token = b"hello-" + secrets.token_hex(4).encode()
         await pubsub.ping(token)
@@ -585,12 +591,16 @@ class RedisBackend(Backend):
                 header, _, data = message["data"].partition(b"\n")
                 epoch, offset, text = header.split(b" ")
                 payload: Payload = data.decode() if text == b"t" else data
-                listener.on_message(topic, Position(epoch.decode(), int(offset)), payload)
+                position = Position(epoch.decode(), int(offset))
+                if topic in self._window:
+                    self._window[topic] = position
+                listener.on_message(topic, position, payload)
             elif kind == "subscribe":
                 topic = message["channel"][skip:].decode()
                 if topic in self._wanted:
                     # Also after a reconnection made by redis-py itself.
                     self._unsynced.add(topic)
+                    self._window.setdefault(topic, None)
             elif kind == "pong":
                 token = message["data"]
                 if token == live_token:
@@ -621,10 +631,27 @@ class RedisBackend(Backend):
             return
         listener = self._listener
         assert listener is not None
+        pending = set(self._unsynced).union(*self._barriers.values())
         for topic, head in heads.items():
             future = self._wanted.get(topic)
             if future is None:
                 continue
+            # Messages published after the read may have arrived before this
+            # answer: the listener has them, and the head must not take it back
+            # before them (it would tell them as missing). The last one received
+            # since the SUBSCRIBE, from this same Redis, is newer than the head
+            # if its offset is higher, or if its epoch differs: every message of
+            # the head's epoch published before the read has arrived by now, so
+            # it would be of that epoch had it come before the read. The usual
+            # case: Redis restarted empty, the topic had no epoch when read, and
+            # its first message came before this answer. (Or the topic's keys
+            # expired after that message and before the read: then the next
+            # message shows the new epoch.)
+            latest = self._window.get(topic)
+            if topic not in pending:
+                self._window.pop(topic, None)
+            if latest is not None and (latest.epoch != head.epoch or latest.offset > head.offset):
+                head = latest
             listener.on_resync(topic, head)
             if not future.done():
                 future.set_result(None)
