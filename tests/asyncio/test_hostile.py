@@ -36,6 +36,12 @@ from tests.sanitizer import not_under_sanitizer
 
 CERT = pathlib.Path(__file__).with_name("localhost.pem")
 
+# Long enough for a loaded machine: only a server that never acts waits this
+# long. A timeout under test is checked by what closed the connection and by
+# its lower bound (not at once), not by how soon after it the loop got to run:
+# CI runs two jobs at once on two cores.
+TIMEOUT = 10.0
+
 BINARY, CLOSE = 2, 8
 
 MiB = 2**20
@@ -256,12 +262,9 @@ async def test_slow_reader_makes_send_wait_within_write_limit(
         connection = await only_connection(server)
         # Keepalive pings go unanswered: 1011 after ping_timeout, then the
         # Close frame cannot go out either: aborted after close_timeout.
-        started = asyncio.get_running_loop().time()
-        await asyncio.wait_for(connection.wait_closed(), 10)
-        elapsed = asyncio.get_running_loop().time() - started
+        await asyncio.wait_for(connection.wait_closed(), TIMEOUT)
         assert connection.protocol.close_sent is not None
         assert connection.protocol.close_sent.code == 1011
-        assert elapsed < 0.2 + 0.3 + 0.3 + 1.0
         writer.transport.abort()
     assert len(log_lines(caplog, "no pong to keepalive ping")) == 1
     no_traceback(caplog)
@@ -403,13 +406,17 @@ async def test_stalled_tls_handshake_is_closed_after_open_timeout(sent: Any) -> 
     hello = client_hello()
     data = {b"": b"", "half": hello[: len(hello) // 2], "whole": hello}[sent]
     async with serving(echo, ssl=context, open_timeout=0.3) as server:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
-        writer.write(data)
         started = asyncio.get_running_loop().time()
-        await asyncio.wait_for(read_to_the_end(reader), 5)
-        elapsed = asyncio.get_running_loop().time() - started
-        assert 0.25 < elapsed < 0.3 * 1.25 + 0.5, elapsed
-        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        try:
+            writer.write(data)
+            # open_timeout closes it: without it, asyncio's ssl_handshake_timeout
+            # would, after 60 s.
+            await asyncio.wait_for(read_to_the_end(reader), TIMEOUT)
+            elapsed = asyncio.get_running_loop().time() - started
+            assert elapsed > 0.25, elapsed
+        finally:
+            writer.close()
         assert not server.connections
 
 
@@ -439,14 +446,14 @@ async def test_stalled_close_is_freed_after_close_timeout(
             if mid_frame:
                 writer.write(frame[:50])  # then nothing, ever
             started = asyncio.get_running_loop().time()
-            data = await asyncio.wait_for(read_to_the_end(reader), 5)
+            # close_timeout frees it (it logs so, below): nothing else would.
+            data = await asyncio.wait_for(read_to_the_end(reader), TIMEOUT)
             elapsed = asyncio.get_running_loop().time() - started
             assert close_code(data) == 1000
             assert connection.closed
-            # Not before close_timeout; far sooner than the default (10 s), with
-            # room for a loaded machine.
-            assert 0.25 < elapsed < 0.3 + 2, elapsed
-            assert await asyncio.wait_for(ended, 5) is connection
+            # Not before close_timeout (how much later depends on the machine's load).
+            assert elapsed > 0.25, elapsed
+            assert await asyncio.wait_for(ended, TIMEOUT) is connection
             assert not server.connections
         finally:
             # Even when an assertion failed: a transport left open when the

@@ -11,6 +11,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
+from websockets.sync.client import ClientConnection as WsClientConnection
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import ServerConnection as WsServerConnection
+from websockets.sync.server import serve as ws_serve
+
 from portside.sync.client import ClientConnection, connect
 from portside.sync.server import Server, ServerConnection, serve, unix_serve
 from tests.framing import unmask_frames, upgrade_request
@@ -63,6 +68,55 @@ def running(handler: Callable[[ServerConnection], Any] = echo, **kwargs: Any) ->
         kwargs.setdefault("port", 0)
     with serving(serve(handler, **kwargs)) as server:
         yield server
+
+
+# websockets' threading peers. Their threads end a moment after their connection
+# closes, and neither ``close()`` nor ``shutdown()`` waits for all of them: no
+# version joins a connection's keepalive thread, and websockets 16 (the dev pin
+# on Python 3.10) returns from ``shutdown()`` without waiting for the connection
+# handler threads. These helpers wait for them, so that a thread left running
+# after a test is portside's.
+
+
+def _join_websockets_threads(
+    connection: WsClientConnection | WsServerConnection, *first: threading.Thread
+) -> None:
+    # The keepalive thread after the thread that starts it, if any.
+    for thread in (*first, connection.keepalive_thread, connection.recv_events_thread):
+        if thread is not None:
+            thread.join(TIMEOUT)
+            assert not thread.is_alive(), f"websockets' {thread} still runs after its connection"
+
+
+@contextlib.contextmanager
+def websockets_sync_server(handler: Callable[[Any], None], **kwargs: Any) -> Iterator[int]:
+    """websockets' threading server on a free port, serving in a thread; yields its port.
+
+    On exit the server is shut down and every thread it started has ended. Each
+    connection records the thread that serves it when it is created, before the
+    opening handshake: every client that connected has its connection recorded.
+    """
+    connections: list[tuple[threading.Thread, WsServerConnection]] = []
+
+    class RecordedConnection(WsServerConnection):
+        def __init__(self, *args: Any, **options: Any) -> None:
+            super().__init__(*args, **options)
+            connections.append((threading.current_thread(), self))
+
+    peer = ws_serve(handler, "127.0.0.1", 0, create_connection=RecordedConnection, **kwargs)
+    with serving(peer) as server:
+        yield server.socket.getsockname()[1]
+    for handler_thread, connection in connections:
+        _join_websockets_threads(connection, handler_thread)
+
+
+@contextlib.contextmanager
+def websockets_sync_client(uri: str, **kwargs: Any) -> Iterator[WsClientConnection]:
+    """websockets' threading client, connected; on exit closed, and its threads ended."""
+    ws = ws_connect(uri, **kwargs)
+    with ws:
+        yield ws
+    _join_websockets_threads(ws)
 
 
 @contextlib.contextmanager

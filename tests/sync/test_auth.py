@@ -6,12 +6,11 @@ import base64
 from collections.abc import Iterator
 
 import pytest
-from websockets.sync.client import connect as ws_connect
 
 from portside.exceptions import InvalidStatus
 from portside.sync.client import connect
 from portside.sync.server import Server, ServerConnection, basic_auth
-from tests.sync.helpers import TIMEOUT, RawClient, running
+from tests.sync.helpers import TIMEOUT, RawClient, running, websockets_sync_client
 
 
 def whoami(ws: ServerConnection) -> None:
@@ -34,7 +33,7 @@ def address(server: Server, user_info: str = "") -> str:
 def test_valid_credentials_set_the_username(server: Server) -> None:
     with connect(address(server, "alice:s3cr3t@")) as ws:
         assert ws.recv(timeout=TIMEOUT) == "alice"
-    with ws_connect(address(server, "alice:s3cr3t@")) as ws:
+    with websockets_sync_client(address(server, "alice:s3cr3t@")) as ws:
         assert ws.recv(timeout=TIMEOUT) == "alice"
 
 

@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_async_connect
-from websockets.sync.client import connect as ws_connect
-from websockets.sync.server import serve as ws_serve
 
 from portside.exceptions import ConnectionClosedError
 from portside.sync.client import ClientConnection, connect
@@ -22,7 +20,13 @@ from tests.peers import (
     aiohttp_echo_server,
     websockets_echo_server,
 )
-from tests.sync.helpers import TIMEOUT, running, serving, url
+from tests.sync.helpers import (
+    TIMEOUT,
+    running,
+    url,
+    websockets_sync_client,
+    websockets_sync_server,
+)
 
 # Peers' clients against portside's threading server.
 
@@ -30,7 +34,7 @@ from tests.sync.helpers import TIMEOUT, running, serving, url
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_websockets_sync_client_to_portside_server(compression: str | None) -> None:
     with running(compression=compression, max_size=None) as server:
-        with ws_connect(url(server), compression=compression, max_size=None) as ws:
+        with websockets_sync_client(url(server), compression=compression, max_size=None) as ws:
             assert ws.response is not None
             extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "")
             assert extensions.startswith("permessage-deflate") == (compression is not None)
@@ -76,7 +80,7 @@ def test_websockets_fragments_are_streamed_to_portside() -> None:
         assert release.wait(TIMEOUT)
         yield "second"
 
-    with running(handler) as server, ws_connect(url(server)) as ws:
+    with running(handler) as server, websockets_sync_client(url(server)) as ws:
         ws.send(pieces())
         assert ws.recv(timeout=TIMEOUT) == "firstsecond"
     assert streamed[:2] == ["first", "second"]
@@ -98,9 +102,7 @@ def websockets_echo(ws: Any) -> None:
 
 @pytest.mark.parametrize("compression", ["deflate", None])
 def test_portside_client_to_websockets_sync_server(compression: str | None) -> None:
-    peer = ws_serve(websockets_echo, "127.0.0.1", 0, compression=compression, max_size=None)
-    with serving(peer) as server:
-        port = server.socket.getsockname()[1]
+    with websockets_sync_server(websockets_echo, compression=compression, max_size=None) as port:
         with connect(f"ws://127.0.0.1:{port}/", compression=compression, max_size=None) as ws:
             assert (ws.protocol.deflate is not None) == (compression is not None)
             check_echo(ws, [b"frag", b"ments"], b"fragments")
@@ -174,8 +176,7 @@ def test_websockets_server_closing_with_an_error_code() -> None:
     def handler(ws: Any) -> None:
         ws.close(4321, "custom")
 
-    with serving(ws_serve(handler, "127.0.0.1", 0)) as server:
-        port = server.socket.getsockname()[1]
+    with websockets_sync_server(handler) as port:
         with connect(f"ws://127.0.0.1:{port}/") as ws:
             with pytest.raises(ConnectionClosedError) as raised:
                 ws.recv(timeout=TIMEOUT)
