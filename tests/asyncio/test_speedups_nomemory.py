@@ -25,6 +25,7 @@ from tests.needs import needs_speedups
 from tests.protocol.test_speedups_nomemory import (
     fail_each_allocation,
     failing_objects_only,
+    in_a_fresh_interpreter,
     setdefault_raises_memory_error,
 )
 from tests.sanitizer import not_under_sanitizer
@@ -35,6 +36,7 @@ pytest.importorskip("portside.asyncio._speedups")
 pytestmark = not_under_sanitizer("set_nomemory() hooks CPython's allocators, ASan's malloc")
 
 
+@in_a_fresh_interpreter
 def test_module_initialisation() -> None:
     spec = importlib.util.find_spec("portside.asyncio._speedups")
     assert spec is not None
@@ -101,6 +103,7 @@ def fail_allocations_in_turn(
     raise AssertionError(f"{operation} still fails after {limit} allocations")
 
 
+@in_a_fresh_interpreter
 def test_module_initialisation_past_what_it_recovers_from() -> None:
     # What the module finds optional (asyncio's C Task, the protocol
     # accelerator's capsule, the selector transport) it goes on without when

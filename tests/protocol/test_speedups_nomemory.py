@@ -14,6 +14,9 @@ import contextlib
 import ctypes
 import functools
 import gc
+import os
+import pathlib
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +111,43 @@ def failing_objects_only() -> Callable[[], None]:
     _testcapi.remove_mem_hooks()
     assert (current.malloc, current.ctx) == (mem.malloc, mem.ctx), "set_nomemory() re-hooked"
     return unhook
+
+
+ROOT = pathlib.Path(__file__).parent.parent.parent
+_IN_CHILD = "PORTSIDE_NOMEMORY_CHILD"
+
+
+def in_a_fresh_interpreter(test: Callable[[], None]) -> Callable[[], None]:
+    """Run the test function ``test`` in a new interpreter, not in pytest's.
+
+    Which allocation an import makes, and in what state the interpreter meets
+    its failure, depends on what ran before it: caches, free lists, the modules
+    other tests imported, in the suite's random order. In some of those states
+    CPython's own import machinery (importlib.util.module_from_spec(), before
+    the module's code runs) loses the MemoryError ("SystemError:
+    _PyEval_EvalFrameDefault returned NULL without setting an exception", seen
+    on CPython 3.10 in the full suite, never alone) and the process crashes
+    later. A fresh interpreter makes each run the same as every other; a crash
+    or a failure in it fails the test, with its output.
+    """
+
+    @functools.wraps(test)
+    def run() -> None:
+        if os.environ.get(_IN_CHILD):
+            test()
+            return
+        code = f"import {test.__module__} as m; m.{test.__name__}.__wrapped__()"
+        result = subprocess.run(
+            [sys.executable, "-W", "error", "-c", code],
+            cwd=ROOT,
+            env={**os.environ, _IN_CHILD: "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, f"exit status {result.returncode}:\n{result.stderr}"
+
+    return run
 
 
 def fail_each_allocation(
@@ -250,6 +290,7 @@ def test_setdefault_probe() -> None:
     assert setdefault_raises_memory_error() is fixed
 
 
+@in_a_fresh_interpreter
 def test_module_initialisation() -> None:
     # A fresh module object each time: its exec slot fails at each allocation.
     # Where CPython corrupts a dict whose growth fails (gh-109700), which its
