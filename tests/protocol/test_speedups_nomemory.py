@@ -122,7 +122,7 @@ def in_a_fresh_interpreter(test: Callable[[], None]) -> Callable[[], None]:
 
     Which allocation an import makes, and in what state the interpreter meets
     its failure, depends on what ran before it: caches, free lists, the modules
-    other tests imported, in the suite's random order. In some of those states
+    other tests imported, in the order of the suite. In some of those states
     CPython's own import machinery (importlib.util.module_from_spec(), before
     the module's code runs) loses the MemoryError ("SystemError:
     _PyEval_EvalFrameDefault returned NULL without setting an exception", seen
