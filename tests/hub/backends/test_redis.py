@@ -556,9 +556,13 @@ async def test_redis_restarted_from_an_older_snapshot_starts_a_new_epoch() -> No
             for _ in range(8):
                 await receive_json(client)
             # Restarted from the snapshot: offset 5, written by another process.
+            # Held back, or a hub could be down and up again before unready() looks.
+            gates = [gate_reconnection(one), gate_reconnection(two)]
             await redis.restart()
             await unready(one)
             await unready(two)
+            for gate in gates:
+                gate.set()
             await one.wait_ready()
             await two.wait_ready()
             position = await one.publish("t", "after")
