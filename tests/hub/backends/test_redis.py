@@ -190,8 +190,11 @@ async def test_redis_restart_with_history_loses_nothing(caplog: pytest.LogCaptur
             await one.publish("t", "before")
             old = await receive_json(client)
             gate = gate_reconnection(two)
+            gate_one = gate_reconnection(one)
             await redis.restart()
             await unready(two)
+            await unready(one)  # or it could publish before it saw the restart
+            gate_one.set()
             await one.wait_ready()
             for n in range(3):
                 await one.publish("t", f"after{n}")
@@ -219,8 +222,11 @@ async def test_redis_restart_without_history_tells_the_gap(
             for client in clients:
                 await receive_json(client)
             gate = gate_reconnection(two)
+            gate_one = gate_reconnection(one)
             await redis.restart()
             await unready(two)
+            await unready(one)  # or it could publish before it saw the restart
+            gate_one.set()
             await one.wait_ready()
             for n in range(4):
                 await one.publish("t", f"missed{n}")
