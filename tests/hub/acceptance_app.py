@@ -1,14 +1,17 @@
 """The application of the hub's acceptance tests, run with ``portside serve``.
 
 ``/sub``: the connection gets ``{"type": "worker", "pid": ...}``, then is
-subscribed to topic ``t`` (the hub's frames follow). ``/pub``: the connection
+subscribed to topic ``t`` (the hub's frames follow). ``/sub/stalled``: the same,
+for a subscriber that will stop reading: its backlog is kept small (a 16 KiB
+``write_limit`` and an 8 KiB SO_SNDBUF), so that it fills within a burst, while
+every other subscriber keeps the default 1 MiB and is not skipped when the
+machine is slow to schedule its reader. ``/pub``: the connection
 gets the same first frame; then each message it sends is published to ``t``,
 and answered with ``{"offset": N}``, or ``{"error": ..., "maybe": bool}`` when
 the hub raised (``maybe``: it may have been published all the same).
 
 Configuration from the environment: ``REDIS_URL``, ``HUB_HISTORY`` (default 0),
-``HUB_ON_OUTAGE`` (``raise``), ``HUB_RECONNECT_MIN`` (0.1), ``HUB_WRITE_LIMIT`` (1 MiB),
-``HUB_SNDBUF`` (the subscribers' SO_SNDBUF; 0, the default: the kernel's).
+``HUB_ON_OUTAGE`` (``raise``), ``HUB_RECONNECT_MIN`` (0.1).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ hub = Hub(
 )
 
 
-SNDBUF = int(os.environ.get("HUB_SNDBUF", "0"))
+STALLED_PATH = "/sub/stalled"
+STALLED_WRITE_LIMIT = 16384
+STALLED_SNDBUF = 8192
 
 
 async def handler(ws: portside.ServerConnection) -> None:
@@ -47,13 +52,15 @@ async def handler(ws: portside.ServerConnection) -> None:
                 reply = {"offset": position.offset}
             await ws.send(json.dumps(reply))
         return
-    if SNDBUF:
-        # The kernel's share of the backlog, small: a stalled client fills it fast.
+    if ws.path == STALLED_PATH:
+        # The backlog, the kernel's share and the transport's, small: it fills fast.
         sock = ws.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STALLED_SNDBUF)
+        ws.write_limit = STALLED_WRITE_LIMIT
+        ws.transport.set_write_buffer_limits(STALLED_WRITE_LIMIT, STALLED_WRITE_LIMIT // 4)
     await hub.subscribe(ws, "t")
     await ws.wait_closed()
 
 
-app = App(handler, write_limit=int(os.environ.get("HUB_WRITE_LIMIT", str(2**20))))
+app = App(handler, write_limit=2**20)
 hub.attach(app)

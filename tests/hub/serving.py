@@ -164,8 +164,10 @@ async def client(server: Served, path: str, **kwargs: Any) -> tuple[portside.Cli
     return connection, int(hello["pid"])
 
 
-async def subscriber(server: Served, **kwargs: Any) -> tuple[portside.ClientConnection, int]:
-    connection, pid = await client(server, "/sub", **kwargs)
+async def subscriber(
+    server: Served, path: str = "/sub", **kwargs: Any
+) -> tuple[portside.ClientConnection, int]:
+    connection, pid = await client(server, path, **kwargs)
     frame = json.loads(await connection.recv())
     assert frame["type"] == "subscribed", frame
     return connection, pid
