@@ -2,7 +2,8 @@
 
 ``python -m tests.hub.subscribers --url ws://HOST:PORT/sub --clients N [--messages M]``
 opens N connections, then prints ``{"subscribed": N, "pids": {pid: count}}``. Each
-connection then receives until it has M messages, or the message ``END``; the
+connection then receives until it has M messages (counting those that gap notices
+said it missed), or the message ``END``; the
 process prints, for each connection, what it got, and exits::
 
     {"done": [{"pid": ..., "received": ["one:0", ...], "gaps": [...],
@@ -45,7 +46,8 @@ async def receive(
     gaps: list[dict[str, Any]] = []
     last: dict[str, int] = collections.defaultdict(lambda: -1)
     in_order = True
-    while messages is None or len(received) < messages:
+    missed = 0  # told of by gap notices: counted, or a skip would mean waiting forever
+    while messages is None or len(received) + missed < messages:
         frame = await client.recv()
         assert isinstance(frame, str)
         if frame.startswith(MESSAGE):
@@ -63,6 +65,7 @@ async def receive(
             gap = json.loads(frame)
             assert gap["type"] == "gap", gap
             gaps.append(gap)
+            missed += int(gap["count"])
     await client.close()
     return {"pid": pid, "received": received, "gaps": gaps, "in_order": in_order}
 
